@@ -1,0 +1,232 @@
+//! The logical requests, shared by every wire encoding.
+//!
+//! A request borrows from the connection's read buffer: keys and data blocks are slices of the
+//! bytes that arrived, never copies. The text codec builds these today; the meta and binary
+//! codecs are further encodings of the same values.
+
+/// Longest key memcached accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 250;
+
+/// One parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `get`, `gets`, `gat`, `gats`.
+    Get(Get<'a>),
+    /// `set`, `add`, `replace`, `append`, `prepend`, `cas`.
+    Store(Store<'a>),
+    /// `incr`, `decr`.
+    Arith(Arith<'a>),
+    /// `delete`.
+    Delete(Delete<'a>),
+    /// `touch`.
+    Touch(Touch<'a>),
+    /// `flush_all [delay] [noreply]`.
+    FlushAll(FlushAll),
+    /// `version`.
+    Version,
+    /// `verbosity <level> [noreply]`.
+    Verbosity(Verbosity),
+    /// `quit`: close after what is already answered has been written.
+    Quit,
+    /// `shutdown [graceful]`.
+    Shutdown(ShutdownMode),
+    /// `stats [group]`.
+    Stats(Stats<'a>),
+}
+
+impl Request<'_> {
+    /// The command's name as an operator would write it in a rule or a log line.
+    pub fn command_name(&self) -> &'static str {
+        match self {
+            Request::Get(g) => match (g.touch.is_some(), g.cas) {
+                (false, false) => "get",
+                (false, true) => "gets",
+                (true, false) => "gat",
+                (true, true) => "gats",
+            },
+            Request::Store(s) => s.mode.command_name(),
+            Request::Arith(a) => {
+                if a.incr {
+                    "incr"
+                } else {
+                    "decr"
+                }
+            }
+            Request::Delete(_) => "delete",
+            Request::Touch(_) => "touch",
+            Request::FlushAll(_) => "flush_all",
+            Request::Version => "version",
+            Request::Verbosity(_) => "verbosity",
+            Request::Quit => "quit",
+            Request::Shutdown(_) => "shutdown",
+            Request::Stats(_) => "stats",
+        }
+    }
+}
+
+/// A retrieval of one or more keys, optionally touching them (`gat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Get<'a> {
+    /// The keys, in the client's order; each is at most [`MAX_KEY_BYTES`].
+    pub keys: Keys<'a>,
+    /// Return CAS uniques (`gets`, `gats`).
+    pub cas: bool,
+    /// New expiration time for `gat`/`gats`, in memcached's exptime form.
+    pub touch: Option<i64>,
+}
+
+/// The keys of a multi-key request: a slice of the request line, split lazily on spaces so that
+/// a thousand-key `get` costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Keys<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Keys<'a> {
+    /// Keys separated by one or more spaces. The caller has checked every key's length.
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        Keys { raw }
+    }
+
+    /// Iterates over the keys in order.
+    pub fn iter(&self) -> KeysIter<'a> {
+        KeysIter { rest: self.raw }
+    }
+}
+
+impl std::fmt::Debug for Keys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|k| String::from_utf8_lossy(k)))
+            .finish()
+    }
+}
+
+impl<'a> IntoIterator for Keys<'a> {
+    type Item = &'a [u8];
+    type IntoIter = KeysIter<'a>;
+
+    fn into_iter(self) -> KeysIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Keys`].
+#[derive(Debug, Clone)]
+pub struct KeysIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for KeysIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.rest.iter().position(|&b| b != b' ')?;
+        let rest = &self.rest[start..];
+        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        self.rest = &rest[end..];
+        Some(&rest[..end])
+    }
+}
+
+/// How a storage command treats an existing item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Store unconditionally.
+    Set,
+    /// Store only if absent.
+    Add,
+    /// Store only if present.
+    Replace,
+    /// Add the data after the existing value.
+    Append,
+    /// Add the data before the existing value.
+    Prepend,
+    /// Store only if the item's CAS unique is still this one.
+    Cas(u64),
+}
+
+impl StoreMode {
+    /// The text command that carries this mode.
+    pub fn command_name(self) -> &'static str {
+        match self {
+            StoreMode::Set => "set",
+            StoreMode::Add => "add",
+            StoreMode::Replace => "replace",
+            StoreMode::Append => "append",
+            StoreMode::Prepend => "prepend",
+            StoreMode::Cas(_) => "cas",
+        }
+    }
+}
+
+/// A storage request with its data block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store<'a> {
+    pub mode: StoreMode,
+    pub key: &'a [u8],
+    /// Opaque client flags (32 bits, as memcached 1.6).
+    pub flags: u32,
+    /// Expiration in memcached's form: 0 never, up to 30 days relative, else absolute; negative
+    /// means already expired.
+    pub exptime: i64,
+    /// The value, without the trailing `\r\n`.
+    pub data: &'a [u8],
+    pub noreply: bool,
+}
+
+/// `incr`/`decr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arith<'a> {
+    pub incr: bool,
+    pub key: &'a [u8],
+    pub delta: u64,
+    pub noreply: bool,
+}
+
+/// `delete <key> [0] [noreply]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete<'a> {
+    pub key: &'a [u8],
+    pub noreply: bool,
+}
+
+/// `touch <key> <exptime> [noreply]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch<'a> {
+    pub key: &'a [u8],
+    pub exptime: i64,
+    pub noreply: bool,
+}
+
+/// `flush_all [delay] [noreply]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushAll {
+    /// Delay in memcached's exptime form; 0 flushes now.
+    pub delay: i64,
+    pub noreply: bool,
+}
+
+/// `verbosity <level> [noreply]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verbosity {
+    pub level: u32,
+    pub noreply: bool,
+}
+
+/// `shutdown` or `shutdown graceful`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    Immediate,
+    Graceful,
+    /// Any other argument: memcached answers `CLIENT_ERROR invalid shutdown mode` (once
+    /// shutdown is enabled at all).
+    Invalid,
+}
+
+/// `stats [group]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats<'a> {
+    /// The first argument (`settings`, `items`, `slabs`, `reset`, ...), if any.
+    pub group: Option<&'a [u8]>,
+}

@@ -1,0 +1,302 @@
+//! Text command dispatch: one function per command family, each checking argument counts and
+//! numbers in memcached's order so that the same mistake gets the same line.
+//!
+//! # Format
+//! ```text
+//! get|gets <key>*                                   gat|gats <exptime> <key>*
+//! set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]
+//! cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]
+//! incr|decr <key> <delta> [noreply]                 delete <key> [0] [noreply]
+//! touch <key> <exptime> [noreply]                   flush_all [delay] [noreply]
+//! verbosity <level> [noreply]                       version | quit | stats [group]
+//! shutdown [graceful]
+//! ```
+
+use super::numbers::{parse_i32, parse_u32, parse_u64};
+use super::{Frame, Limits, Parsed, TextError, Tokens, key_ok};
+use crate::request::{
+    Arith, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store, StoreMode, Touch,
+    Verbosity,
+};
+
+/// A frame that takes just the request line.
+fn line_frame(after_line: usize, frame: Frame<'_>) -> Parsed<'_> {
+    Parsed::Complete {
+        consumed: after_line,
+        frame,
+    }
+}
+
+fn reject(after_line: usize, error: TextError, noreply: bool) -> Parsed<'static> {
+    Parsed::Complete {
+        consumed: after_line,
+        frame: Frame::Reject { error, noreply },
+    }
+}
+
+fn request(after_line: usize, request: Request<'_>) -> Parsed<'_> {
+    line_frame(after_line, Frame::Request(request))
+}
+
+/// memcached's `ntokens` counts a terminal empty token; `count` does not.
+fn count_in(tokens: &Tokens<'_>, min_ntokens: usize, max_ntokens: usize) -> bool {
+    let ntokens = tokens.count() + 1;
+    (min_ntokens..=max_ntokens).contains(&ntokens)
+}
+
+pub(super) fn dispatch<'a>(
+    line: &'a [u8],
+    buf: &'a [u8],
+    after_line: usize,
+    limits: &Limits,
+) -> Parsed<'a> {
+    let tokens = Tokens::new(line);
+    let command = tokens.get(0);
+    // No valid command is shorter than two bytes.
+    if tokens.count() == 0 || command.len() < 2 {
+        return reject(after_line, TextError::UnknownCommand, false);
+    }
+    match command {
+        b"get" | b"gets" | b"gat" | b"gats" => {
+            if tokens.count() + 1 < 3 {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            get(&tokens, after_line, command)
+        }
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" => {
+            if !count_in(&tokens, 6, 7) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            storage(&tokens, buf, after_line, limits, false)
+        }
+        b"cas" => {
+            if !count_in(&tokens, 7, 8) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            storage(&tokens, buf, after_line, limits, true)
+        }
+        b"incr" | b"decr" => {
+            if !count_in(&tokens, 4, 5) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            arith(&tokens, after_line, command == b"incr")
+        }
+        b"delete" => {
+            if !count_in(&tokens, 3, 5) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            delete(&tokens, after_line)
+        }
+        b"touch" => {
+            if !count_in(&tokens, 4, 5) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            touch(&tokens, after_line)
+        }
+        b"flush_all" => {
+            if !count_in(&tokens, 2, 4) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            flush_all(&tokens, after_line)
+        }
+        b"verbosity" => {
+            if !count_in(&tokens, 3, 4) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            verbosity(&tokens, after_line)
+        }
+        b"version" => request(after_line, Request::Version),
+        b"quit" => request(after_line, Request::Quit),
+        b"shutdown" => {
+            let mode = match (tokens.count(), tokens.get(1)) {
+                (1, _) => ShutdownMode::Immediate,
+                (2, b"graceful") => ShutdownMode::Graceful,
+                _ => ShutdownMode::Invalid,
+            };
+            request(after_line, Request::Shutdown(mode))
+        }
+        b"stats" => {
+            let group = (tokens.count() > 1).then(|| tokens.get(1));
+            request(after_line, Request::Stats(Stats { group }))
+        }
+        _ => {
+            // memcached hangs up on what looks like an HTTP request line.
+            if tokens.get(tokens.count() - 1).starts_with(b"HTTP/") {
+                Parsed::Close
+            } else {
+                reject(after_line, TextError::UnknownCommand, false)
+            }
+        }
+    }
+}
+
+fn get<'a>(tokens: &Tokens<'a>, after_line: usize, command: &[u8]) -> Parsed<'a> {
+    let cas = command.ends_with(b"s");
+    let touching = command.starts_with(b"gat");
+    let (touch, keys_after) = if touching {
+        match parse_i32(tokens.get(1)) {
+            Some(exptime) => (Some(i64::from(exptime)), 1),
+            None => return reject(after_line, TextError::InvalidExptime, false),
+        }
+    } else {
+        (None, 0)
+    };
+    let keys = Keys::new(tokens.rest_after(keys_after));
+    if !keys.iter().all(key_ok) {
+        return reject(after_line, TextError::BadCommandLine, false);
+    }
+    request(after_line, Request::Get(Get { keys, cas, touch }))
+}
+
+fn storage<'a>(
+    tokens: &Tokens<'a>,
+    buf: &'a [u8],
+    after_line: usize,
+    limits: &Limits,
+    with_cas: bool,
+) -> Parsed<'a> {
+    let noreply = tokens.noreply();
+    let key = tokens.get(1);
+    if !key_ok(key) {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    }
+    let (Some(flags), Some(exptime), Some(length)) = (
+        parse_u32(tokens.get(2)),
+        parse_i32(tokens.get(3)),
+        parse_i32(tokens.get(4)),
+    ) else {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    };
+    let mode = if with_cas {
+        match parse_u64(tokens.get(5)) {
+            Some(unique) => StoreMode::Cas(unique),
+            None => return reject(after_line, TextError::BadCommandLine, noreply),
+        }
+    } else {
+        match tokens.get(0) {
+            b"set" => StoreMode::Set,
+            b"add" => StoreMode::Add,
+            b"replace" => StoreMode::Replace,
+            b"append" => StoreMode::Append,
+            _ => StoreMode::Prepend,
+        }
+    };
+    let Ok(length) = usize::try_from(length) else {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    };
+    if length > i32::MAX as usize - 2 {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    }
+    if !limits.item_fits(key.len(), flags, length) {
+        return line_frame(
+            after_line,
+            Frame::TooLarge {
+                key,
+                unlink: mode == StoreMode::Set,
+                swallow: length + 2,
+                noreply,
+            },
+        );
+    }
+    let end = after_line + length + 2;
+    if buf.len() < end {
+        return Parsed::Incomplete;
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        return Parsed::Complete {
+            consumed: end,
+            frame: Frame::Reject {
+                error: TextError::BadDataChunk,
+                noreply,
+            },
+        };
+    }
+    let store = Store {
+        mode,
+        key,
+        flags,
+        exptime: i64::from(exptime),
+        data: &buf[after_line..end - 2],
+        noreply,
+    };
+    Parsed::Complete {
+        consumed: end,
+        frame: Frame::Request(Request::Store(store)),
+    }
+}
+
+fn arith<'a>(tokens: &Tokens<'a>, after_line: usize, incr: bool) -> Parsed<'a> {
+    let noreply = tokens.noreply();
+    let key = tokens.get(1);
+    if !key_ok(key) {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    }
+    let Some(delta) = parse_u64(tokens.get(2)) else {
+        return reject(after_line, TextError::InvalidDelta, noreply);
+    };
+    let arith = Arith {
+        incr,
+        key,
+        delta,
+        noreply,
+    };
+    request(after_line, Request::Arith(arith))
+}
+
+fn delete<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
+    let mut noreply = false;
+    if tokens.count() > 2 {
+        // memcached still accepts the old `delete <key> 0` form, and nothing else.
+        let hold_is_zero = tokens.get(2) == b"0";
+        noreply = tokens.noreply();
+        let valid = (tokens.count() == 3 && (hold_is_zero || noreply))
+            || (tokens.count() == 4 && hold_is_zero && noreply);
+        if !valid {
+            return reject(after_line, TextError::DeleteUsage, noreply);
+        }
+    }
+    let key = tokens.get(1);
+    if !key_ok(key) {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    }
+    request(after_line, Request::Delete(Delete { key, noreply }))
+}
+
+fn touch<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
+    let noreply = tokens.noreply();
+    let key = tokens.get(1);
+    if !key_ok(key) {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    }
+    let Some(exptime) = parse_i32(tokens.get(2)) else {
+        return reject(after_line, TextError::InvalidExptime, noreply);
+    };
+    let touch = Touch {
+        key,
+        exptime: i64::from(exptime),
+        noreply,
+    };
+    request(after_line, Request::Touch(touch))
+}
+
+fn flush_all<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
+    let noreply = tokens.noreply();
+    let bare = if noreply { 2 } else { 1 };
+    let delay = if tokens.count() == bare {
+        0
+    } else {
+        match parse_i32(tokens.get(1)) {
+            Some(delay) => i64::from(delay),
+            None => return reject(after_line, TextError::InvalidExptime, noreply),
+        }
+    };
+    request(after_line, Request::FlushAll(FlushAll { delay, noreply }))
+}
+
+fn verbosity<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
+    let noreply = tokens.noreply();
+    let Some(level) = parse_u32(tokens.get(1)) else {
+        return reject(after_line, TextError::BadCommandLine, noreply);
+    };
+    request(after_line, Request::Verbosity(Verbosity { level, noreply }))
+}

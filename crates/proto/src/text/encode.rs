@@ -1,0 +1,97 @@
+//! The client side of the text protocol: requests back into bytes.
+//!
+//! Used by load generators and by the parser's round-trip tests; `parse(encode(r)) == r`.
+
+use crate::request::{Request, ShutdownMode, StoreMode};
+
+/// Appends the wire form of `request`.
+pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
+    let mut digits = itoa::Buffer::new();
+    // Every word is followed by a space; the last space becomes the line's `\r\n`.
+    let word = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(bytes);
+        out.push(b' ');
+    };
+    let line = out;
+    let noreply = match request {
+        Request::Get(get) => {
+            word(line, request.command_name().as_bytes());
+            if let Some(exptime) = get.touch {
+                word(line, digits.format(exptime).as_bytes());
+            }
+            for key in get.keys.iter() {
+                word(line, key);
+            }
+            false
+        }
+        Request::Store(store) => {
+            word(line, store.mode.command_name().as_bytes());
+            word(line, store.key);
+            word(line, digits.format(store.flags).as_bytes());
+            word(line, digits.format(store.exptime).as_bytes());
+            word(line, digits.format(store.data.len()).as_bytes());
+            if let StoreMode::Cas(unique) = store.mode {
+                word(line, digits.format(unique).as_bytes());
+            }
+            store.noreply
+        }
+        Request::Arith(arith) => {
+            word(line, request.command_name().as_bytes());
+            word(line, arith.key);
+            word(line, digits.format(arith.delta).as_bytes());
+            arith.noreply
+        }
+        Request::Delete(delete) => {
+            word(line, b"delete");
+            word(line, delete.key);
+            delete.noreply
+        }
+        Request::Touch(touch) => {
+            word(line, b"touch");
+            word(line, touch.key);
+            word(line, digits.format(touch.exptime).as_bytes());
+            touch.noreply
+        }
+        Request::FlushAll(flush) => {
+            word(line, b"flush_all");
+            if flush.delay != 0 {
+                word(line, digits.format(flush.delay).as_bytes());
+            }
+            flush.noreply
+        }
+        Request::Verbosity(verbosity) => {
+            word(line, b"verbosity");
+            word(line, digits.format(verbosity.level).as_bytes());
+            verbosity.noreply
+        }
+        Request::Shutdown(mode) => {
+            word(line, b"shutdown");
+            match mode {
+                ShutdownMode::Immediate => {}
+                ShutdownMode::Graceful => word(line, b"graceful"),
+                ShutdownMode::Invalid => word(line, b"invalid"),
+            }
+            false
+        }
+        Request::Stats(stats) => {
+            word(line, b"stats");
+            if let Some(group) = stats.group {
+                word(line, group);
+            }
+            false
+        }
+        Request::Version | Request::Quit => {
+            word(line, request.command_name().as_bytes());
+            false
+        }
+    };
+    if noreply {
+        word(line, b"noreply");
+    }
+    line.pop();
+    line.extend_from_slice(b"\r\n");
+    if let Request::Store(store) = request {
+        line.extend_from_slice(store.data);
+        line.extend_from_slice(b"\r\n");
+    }
+}
