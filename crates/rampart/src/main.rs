@@ -1,1 +1,65 @@
-fn main() {}
+//! The `rampart` binary: memcached's command line in, a running server out.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// memcached's EX_USAGE: a bad flag or value.
+const EXIT_USAGE: u8 = 64;
+
+fn init_logging(verbosity: u32) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(rampart_server::verbosity_filter(verbosity));
+    // RUST_LOG, when set, overrides what -v asked for.
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    builder.format_timestamp_millis().init();
+}
+
+fn main() -> ExitCode {
+    let argv = cli::normalize(std::env::args().skip(1));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match cli::Args::from_args(&["rampart"], &argv) {
+        Ok(args) => args,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    let first = early.output.lines().next().unwrap_or("bad arguments");
+                    eprintln!("rampart: {first}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+    };
+    if args.version {
+        println!("rampart {}", rampart_server::stats::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    init_logging(args.verbose);
+    let port_file = std::env::var_os("MEMCACHED_PORT_FILENAME").map(Into::into);
+    let config = match cli::to_config(args, port_file) {
+        Ok(config) => config,
+        Err(cli::UsageError(message)) => {
+            eprintln!("rampart: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match rampart_server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err @ rampart_server::ServerError::Usage(_)) => {
+            eprintln!("rampart: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("rampart: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

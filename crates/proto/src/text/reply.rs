@@ -21,6 +21,7 @@ pub const OK: &[u8] = b"OK";
 pub const RESET: &[u8] = b"RESET";
 pub const ERROR: &[u8] = b"ERROR";
 pub const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache";
+pub const OUT_OF_MEMORY: &[u8] = b"SERVER_ERROR out of memory";
 pub const OUT_OF_MEMORY_STORING: &[u8] = b"SERVER_ERROR out of memory storing object";
 pub const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value";
 pub const SHUTDOWN_DISABLED: &[u8] = b"ERROR: shutdown not enabled";

@@ -1,0 +1,424 @@
+//! memcached's command line, parsed with argh and checked into a [`Config`].
+//!
+//! memcached uses getopt, so scripts write `-vv`, `-m64`, `--port=11211`; [`normalize`] rewrites
+//! those into the separate-argument form argh reads. Every refusal is one line naming the flag,
+//! and the binary exits with status 64 (EX_USAGE) before anything listens.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+use rampart_server::config::{Config, ProtocolChoice, TcpListen};
+
+const MEGABYTE: usize = 1024 * 1024;
+
+/// rampart: a memcached-compatible cache server, secure by default.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// TCP port to listen on (default 11211; 0 disables TCP)
+    #[argh(option, short = 'p', default = "11211")]
+    pub port: u16,
+    /// interface(s) to listen on, comma separated, host[:port] (default 127.0.0.1 and ::1)
+    #[argh(option, short = 'l')]
+    pub listen: Vec<String>,
+    /// UDP port: only 0 is accepted, rampart has no UDP
+    #[argh(option, short = 'U', default = "0")]
+    pub udp_port: u32,
+    /// unix socket path to listen on (disables TCP)
+    #[argh(option, short = 's')]
+    pub unix_socket: Option<PathBuf>,
+    /// access mask for the unix socket, in octal (default 0700)
+    #[argh(option, short = 'a', default = "String::from(\"0700\")")]
+    pub unix_mask: String,
+    /// item memory in megabytes (default 64)
+    #[argh(option, short = 'm', default = "64")]
+    pub memory_limit: usize,
+    /// max simultaneous connections (default 1024)
+    #[argh(option, short = 'c', default = "1024")]
+    pub conn_limit: usize,
+    /// number of threads (executors) to use
+    #[argh(option, short = 't')]
+    pub threads: Option<usize>,
+    /// max item size, with k/m suffix (default 1m, min 1k, max 1024m)
+    #[argh(option, short = 'I', default = "String::from(\"1m\")")]
+    pub max_item_size: String,
+    /// return an error when memory is exhausted instead of evicting
+    #[argh(switch, short = 'M')]
+    pub disable_evictions: bool,
+    /// assume the identity of this user (required when started as root)
+    #[argh(option, short = 'u')]
+    pub user: Option<String>,
+    /// enable the ascii `shutdown` command
+    #[argh(switch, short = 'A')]
+    pub enable_shutdown: bool,
+    /// disable `flush_all`
+    #[argh(switch, short = 'F')]
+    pub disable_flush_all: bool,
+    /// max requests handled per connection before yielding (default 20)
+    #[argh(option, short = 'R', default = "20")]
+    pub max_reqs_per_event: usize,
+    /// protocol: auto, ascii or binary (default auto)
+    #[argh(option, short = 'B', default = "String::from(\"auto\")")]
+    pub protocol: String,
+    /// listen backlog (default 1024)
+    #[argh(option, short = 'b', default = "1024")]
+    pub listen_backlog: u32,
+    /// verbose: -v errors and connections, -vv every command
+    #[argh(switch, short = 'v')]
+    pub verbose: u32,
+    /// comma separated extended options: idle_timeout=<seconds>, and memcached's tuning options
+    #[argh(option, short = 'o')]
+    pub extended: Vec<String>,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+}
+
+/// Rewrites getopt spellings (`-vv`, `-m64`, `--port=1`) into separate arguments.
+pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const TAKES_VALUE: &str = "plUsamctIuRBbo";
+    let mut out = Vec::new();
+    let mut value_next = false;
+    for arg in args {
+        if value_next {
+            out.push(arg);
+            value_next = false;
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((name, value)) => {
+                    out.push(format!("--{name}"));
+                    out.push(value.to_string());
+                }
+                None => out.push(arg),
+            }
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-').filter(|c| c.len() > 1) else {
+            out.push(arg);
+            continue;
+        };
+        // A cluster of switches (`-vv`, `-vA`) or a flag with its value attached (`-m64`).
+        let mut chars = cluster.char_indices();
+        while let Some((i, c)) = chars.next() {
+            out.push(format!("-{c}"));
+            if TAKES_VALUE.contains(c) {
+                let rest = &cluster[i + c.len_utf8()..];
+                if rest.is_empty() {
+                    value_next = true;
+                } else {
+                    out.push(rest.to_string());
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A refused command line: one line that names the flag.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// memcached's size syntax for `-I`: bytes, or a number with k, m or g.
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 1024),
+        (i, 'm' | 'M') => (&text[..i], MEGABYTE),
+        (i, 'g' | 'G') => (&text[..i], 1024 * MEGABYTE),
+        _ => (text, 1),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// memcached's `-o` suboptions that tune its slab allocator and background threads. rampart
+/// has neither, so they are accepted (scripts keep working) and have no effect.
+const IGNORED_SUBOPTIONS: &[&str] = &[
+    "maxconns_fast",
+    "no_maxconns_fast",
+    "hashpower",
+    "tail_repair_time",
+    "lru_crawler",
+    "no_lru_crawler",
+    "lru_maintainer",
+    "no_lru_maintainer",
+    "hot_lru_pct",
+    "warm_lru_pct",
+    "hot_max_factor",
+    "warm_max_factor",
+    "temporary_ttl",
+    "watcher_logbuf_size",
+    "worker_logbuf_size",
+    "track_sizes",
+    "no_hashexpand",
+    "slab_reassign",
+    "no_slab_reassign",
+    "slab_automove",
+    "slab_automove_ratio",
+    "slab_automove_window",
+    "slab_chunk_max",
+    "lru_crawler_sleep",
+    "lru_crawler_tocrawl",
+    "modern",
+    "no_modern",
+    "no_inline_ascii_resp",
+    "read_buf_mem_limit",
+    "hash_algorithm",
+    "drop_privileges",
+    "no_drop_privileges",
+    "resp_obj_mem_limit",
+];
+
+fn parse_listen(entry: &str, port: u16) -> Result<Vec<SocketAddr>, UsageError> {
+    if ["notls:", "btls:", "mtls:"]
+        .iter()
+        .any(|p| entry.starts_with(p))
+    {
+        return Err(usage(format!(
+            "-l {entry}: TLS listener prefixes need TLS, which this build does not have yet"
+        )));
+    }
+    let bad = || {
+        usage(format!(
+            "-l {entry}: not an address (host, host:port or [v6]:port)"
+        ))
+    };
+    // `[v6]:port`, `[v6]`, a bare v6 address, `host:port`, or `host`.
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => port,
+            None => return Err(bad()),
+        };
+        (host, port)
+    } else if entry.matches(':').count() > 1 {
+        (entry, port)
+    } else if let Some((host, p)) = entry.rsplit_once(':') {
+        (host, p.parse().map_err(|_| bad())?)
+    } else {
+        (entry, port)
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| usage(format!("-l {entry}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad());
+    }
+    Ok(addrs)
+}
+
+/// Checks the arguments and builds the server's configuration.
+pub fn to_config(args: Args, port_file: Option<PathBuf>) -> Result<Config, UsageError> {
+    if args.udp_port != 0 {
+        return Err(usage(format!(
+            "-U {}: UDP is not supported: memcached's UDP protocol is unauthenticated and a \
+             known DDoS amplification vector; use TCP",
+            args.udp_port
+        )));
+    }
+    let item_size_max = parse_size(&args.max_item_size)
+        .ok_or_else(|| usage(format!("-I {}: not a size", args.max_item_size)))?;
+    if item_size_max < 1024 {
+        return Err(usage("-I: item max size cannot be less than 1024 bytes"));
+    }
+    if item_size_max > 1024 * MEGABYTE {
+        return Err(usage(
+            "-I: cannot set item size limit higher than a gigabyte",
+        ));
+    }
+    if args.memory_limit == 0 {
+        return Err(usage("-m: the memory limit must be at least 1 megabyte"));
+    }
+    let memory_limit_bytes = args
+        .memory_limit
+        .checked_mul(MEGABYTE)
+        .ok_or_else(|| usage(format!("-m {}: too large", args.memory_limit)))?;
+    if item_size_max > memory_limit_bytes / 2 {
+        return Err(usage(
+            "-I: cannot set item size limit higher than 1/2 of memory max (-m)",
+        ));
+    }
+    let threads = args.threads.unwrap_or(1);
+    if threads == 0 {
+        return Err(usage("-t: number of threads must be greater than 0"));
+    }
+    if args.conn_limit == 0 {
+        return Err(usage("-c: the connection limit must be greater than 0"));
+    }
+    if args.max_reqs_per_event == 0 {
+        return Err(usage(
+            "-R: number of requests per event must be greater than 0",
+        ));
+    }
+    let protocol = match args.protocol.as_str() {
+        "auto" => ProtocolChoice::Auto,
+        "ascii" => ProtocolChoice::Ascii,
+        "binary" => {
+            return Err(usage(
+                "-B binary: the binary protocol is not in this build yet; use auto or ascii",
+            ));
+        }
+        other => {
+            return Err(usage(format!(
+                "-B {other}: invalid value for binding protocol; should be one of auto, binary, or ascii"
+            )));
+        }
+    };
+    let unix_mask = u32::from_str_radix(&args.unix_mask, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            usage(format!(
+                "-a {}: not an octal permission mask",
+                args.unix_mask
+            ))
+        })?;
+    let mut idle_timeout = None;
+    for option in args.extended.iter().flat_map(|o| o.split(',')) {
+        let (name, value) = option.split_once('=').unwrap_or((option, ""));
+        match name {
+            "idle_timeout" => {
+                let seconds: u64 = value.parse().map_err(|_| {
+                    usage(format!("-o idle_timeout={value}: not a number of seconds"))
+                })?;
+                idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
+            "" => {}
+            name if name.starts_with("ssl_") => {
+                return Err(usage(format!("-o {name}: TLS is not in this build yet")));
+            }
+            name if IGNORED_SUBOPTIONS.contains(&name) => {
+                log::info!("-o {name}: memcached tuning option, no effect on rampart");
+            }
+            name => return Err(usage(format!("-o {name}: illegal suboption"))),
+        }
+    }
+    let mut tcp = Vec::new();
+    if args.unix_socket.is_none() && args.port != 0 {
+        if args.listen.is_empty() {
+            // Secure default: loopback only, both families when the host has them.
+            for ip in [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ] {
+                tcp.push(TcpListen {
+                    addr: SocketAddr::new(ip, args.port),
+                    optional: true,
+                });
+            }
+        } else {
+            for entry in args.listen.iter().flat_map(|l| l.split(',')) {
+                for addr in parse_listen(entry.trim(), args.port)? {
+                    tcp.push(TcpListen {
+                        addr,
+                        optional: false,
+                    });
+                }
+            }
+        }
+    }
+    Ok(Config {
+        tcp,
+        unix_socket: args.unix_socket.map(|path| (path, unix_mask)),
+        backlog: args.listen_backlog,
+        memory_limit_bytes,
+        max_connections: args.conn_limit,
+        threads,
+        item_size_max,
+        evict: !args.disable_evictions,
+        shutdown_enabled: args.enable_shutdown,
+        flush_enabled: !args.disable_flush_all,
+        requests_per_event: args.max_reqs_per_event,
+        protocol,
+        verbosity: args.verbose,
+        idle_timeout,
+        port_file,
+        run_as: args.user,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test.
+
+    use super::*;
+
+    fn config(line: &str) -> Result<Config, UsageError> {
+        let argv = normalize(line.split_whitespace().map(String::from));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let args = Args::from_args(&["rampart"], &argv).map_err(|e| UsageError(e.output))?;
+        to_config(args, None)
+    }
+
+    #[test]
+    fn getopt_spellings_are_normalised() {
+        let argv = normalize(["-vv", "-m64", "--port=5", "-p", "6", "-vA"].map(String::from));
+        assert_eq!(
+            argv,
+            ["-v", "-v", "-m", "64", "--port", "5", "-p", "6", "-v", "-A"]
+        );
+        let c = config("-vv -m128 -c 10 -t 2 -I 2m -M -A -F -R 5 -B ascii").unwrap();
+        assert_eq!(c.verbosity, 2);
+        assert_eq!(c.memory_limit_bytes, 128 * MEGABYTE);
+        assert_eq!(c.item_size_max, 2 * MEGABYTE);
+        assert!(!c.evict && c.shutdown_enabled && !c.flush_enabled);
+        assert_eq!(
+            (c.max_connections, c.threads, c.requests_per_event),
+            (10, 2, 5)
+        );
+    }
+
+    #[test]
+    fn default_listens_on_loopback_only() {
+        let c = config("").unwrap();
+        let addrs: Vec<String> = c.tcp.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.1:11211", "[::1]:11211"]);
+        assert!(c.tcp.iter().all(|l| l.optional));
+    }
+
+    #[test]
+    fn listen_forms() {
+        let c = config("-l 127.0.0.1:0,[::1]:7 -l ::1 -p 9").unwrap();
+        let addrs: Vec<String> = c.tcp.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.1:0", "[::1]:7", "[::1]:9"]);
+        assert!(config("-p 0").unwrap().tcp.is_empty());
+        assert!(config("-s /tmp/x.sock").unwrap().tcp.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_the_flag() {
+        for (line, needle) in [
+            ("-U 1", "UDP is not supported"),
+            ("-I 512", "less than 1024"),
+            ("-m 1 -I 1m", "1/2 of memory"),
+            ("-t 0", "-t"),
+            ("-B nope", "-B nope"),
+            ("-o bogus=1", "bogus"),
+            ("-o ssl_key=x", "TLS"),
+            ("-l 1.2.3.4:notaport", "-l"),
+            ("--no-such-flag", "no-such-flag"),
+        ] {
+            let err = config(line).unwrap_err();
+            assert!(err.0.contains(needle), "{line}: {}", err.0);
+        }
+        assert_eq!(config("-U 0").unwrap().tcp.len(), 2);
+        assert!(
+            config("-o modern,idle_timeout=5")
+                .unwrap()
+                .idle_timeout
+                .is_some()
+        );
+    }
+}

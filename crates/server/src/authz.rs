@@ -1,0 +1,35 @@
+//! The one place where a parsed request is allowed or refused.
+//!
+//! Every request of every protocol passes through [`authorize`] with the identity of the
+//! connection that sent it, after parsing and before it touches a shard. Today every
+//! connection is [`Identity::Anonymous`] and no policy is configured, so everything is allowed,
+//! as memcached allows it; access rules (per-client commands and keys) plug in here.
+
+use rampart_proto::Request;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No credentials presented (or none required).
+    Anonymous,
+}
+
+/// The outcome of an authorization decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Answered `CLIENT_ERROR access denied` (text) without running the request.
+    Deny,
+}
+
+/// Decides whether `identity` may run `request`.
+pub fn authorize(identity: &Identity, request: &Request<'_>) -> Decision {
+    match identity {
+        // Without a configured policy memcached's behaviour is the contract: everything is
+        // allowed, including admin commands, which have their own switches (-A, -F).
+        Identity::Anonymous => {
+            let _ = request;
+            Decision::Allow
+        }
+    }
+}

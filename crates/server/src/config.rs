@@ -1,0 +1,98 @@
+//! The server's settings, already validated: the binary turns memcached's command line into
+//! this, and everything below trusts it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// memcached's default `-I`.
+pub const DEFAULT_ITEM_SIZE_MAX_BYTES: usize = 1024 * 1024;
+
+/// Which protocols a connection may speak (`-B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// The first byte decides (memcached's `auto-negotiate`).
+    Auto,
+    Ascii,
+    Binary,
+}
+
+impl ProtocolChoice {
+    /// The name `stats settings` shows for it (`binding_protocol`).
+    pub fn stats_name(self) -> &'static str {
+        match self {
+            ProtocolChoice::Auto => "auto-negotiate",
+            ProtocolChoice::Ascii => "ascii",
+            ProtocolChoice::Binary => "binary",
+        }
+    }
+}
+
+/// One TCP address to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpListen {
+    pub addr: SocketAddr,
+    /// Part of the default loopback pair: failing to bind it is logged, not fatal, as long as
+    /// the other one binds.
+    pub optional: bool,
+}
+
+/// Everything the running server needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP listeners; empty with `-p 0` or `-s`.
+    pub tcp: Vec<TcpListen>,
+    /// `-s`: a unix socket path, and its `-a` permission bits.
+    pub unix_socket: Option<(PathBuf, u32)>,
+    /// `-b`: listen backlog.
+    pub backlog: u32,
+    /// `-m` in bytes.
+    pub memory_limit_bytes: usize,
+    /// `-c`.
+    pub max_connections: usize,
+    /// `-t`.
+    pub threads: usize,
+    /// `-I` in bytes.
+    pub item_size_max: usize,
+    /// Not `-M`: evict instead of failing stores when memory is full.
+    pub evict: bool,
+    /// `-A`.
+    pub shutdown_enabled: bool,
+    /// Not `-F`.
+    pub flush_enabled: bool,
+    /// `-R`: requests handled per connection before it yields to others.
+    pub requests_per_event: usize,
+    /// `-B`.
+    pub protocol: ProtocolChoice,
+    /// `-v` count.
+    pub verbosity: u32,
+    /// `-o idle_timeout`: close connections idle this long; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// `MEMCACHED_PORT_FILENAME`.
+    pub port_file: Option<PathBuf>,
+    /// `-u`: the user to switch to after binding, when started as root.
+    pub run_as: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tcp: Vec::new(),
+            unix_socket: None,
+            backlog: 1024,
+            memory_limit_bytes: 64 * 1024 * 1024,
+            max_connections: 1024,
+            threads: 1,
+            item_size_max: DEFAULT_ITEM_SIZE_MAX_BYTES,
+            evict: true,
+            shutdown_enabled: false,
+            flush_enabled: true,
+            requests_per_event: 20,
+            protocol: ProtocolChoice::Auto,
+            verbosity: 0,
+            idle_timeout: None,
+            port_file: None,
+            run_as: None,
+        }
+    }
+}

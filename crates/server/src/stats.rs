@@ -1,0 +1,259 @@
+//! Server-wide counters and the `stats` replies, with memcached's names.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rampart_proto::text::reply;
+use rampart_store::StoreStats;
+
+use crate::config::Config;
+use crate::shard::Router;
+
+/// The version `version` and `stats` report: memcached's protocol level, then ours, so that
+/// clients that parse the leading `x.y.z` see a memcached they know.
+pub const VERSION: &str = concat!("1.6.18-rampart-", env!("CARGO_PKG_VERSION"));
+
+/// Counters shared by every executor of the process.
+#[derive(Debug, Default)]
+pub struct ProcessCounters {
+    /// Open client connections (memcached's `curr_connections`), checked against `-c`.
+    pub curr_connections: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    /// Set by `verbosity`; read by the logger's filter.
+    pub verbosity: AtomicU64,
+}
+
+/// Counters of one executor; only its own thread touches them.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub bytes_read: Cell<u64>,
+    pub bytes_written: Cell<u64>,
+    pub conn_yields: Cell<u64>,
+}
+
+impl WorkerCounters {
+    pub fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get().wrapping_add(n));
+    }
+}
+
+/// What the `stats` group replies need to see.
+#[derive(Debug)]
+pub struct StatsView<'a> {
+    pub config: &'a Config,
+    pub process: &'a ProcessCounters,
+    pub worker: &'a WorkerCounters,
+    pub router: &'a Router,
+    pub started_at: u64,
+    pub now: u64,
+}
+
+fn sum_store_stats(router: &Router) -> (StoreStats, u64, u64, u64) {
+    router.map_reduce(
+        (StoreStats::default(), 0u64, 0u64, 0u64),
+        |store| {
+            (
+                store.stats().clone(),
+                store.bytes() as u64,
+                store.len() as u64,
+                store.limit_bytes() as u64,
+            )
+        },
+        |(mut acc, bytes, items, limit), (s, b, n, l)| {
+            acc.add(&s);
+            (acc, bytes + b, items + n, limit + l)
+        },
+    )
+}
+
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage writes a plain struct we own; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let fmt = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
+    (fmt(usage.ru_utime), fmt(usage.ru_stime))
+}
+
+/// `stats` with no group.
+pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
+    let (store, bytes, items, limit) = sum_store_stats(view.router);
+    let process = view.process;
+    let worker = view.worker;
+    let (user, system) = rusage();
+    reply::stat_u64(out, "pid", u64::from(std::process::id()));
+    reply::stat_u64(out, "uptime", view.now.saturating_sub(view.started_at));
+    reply::stat_u64(out, "time", view.now);
+    reply::stat(out, "version", VERSION.as_bytes());
+    reply::stat_u64(out, "pointer_size", usize::BITS.into());
+    reply::stat(out, "rusage_user", user.as_bytes());
+    reply::stat(out, "rusage_system", system.as_bytes());
+    reply::stat_u64(out, "max_connections", view.config.max_connections as u64);
+    let load = |c: &AtomicUsize| c.load(Ordering::Relaxed) as u64;
+    let load64 = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    reply::stat_u64(out, "curr_connections", load(&process.curr_connections));
+    reply::stat_u64(out, "total_connections", load64(&process.total_connections));
+    reply::stat_u64(
+        out,
+        "rejected_connections",
+        load64(&process.rejected_connections),
+    );
+    reply::stat_u64(
+        out,
+        "connection_structures",
+        load(&process.curr_connections),
+    );
+    reply::stat_u64(out, "cmd_get", store.cmd_get);
+    reply::stat_u64(out, "cmd_set", store.cmd_set);
+    reply::stat_u64(out, "cmd_flush", store.cmd_flush);
+    reply::stat_u64(out, "cmd_touch", store.cmd_touch);
+    reply::stat_u64(out, "cmd_meta", 0);
+    reply::stat_u64(out, "get_hits", store.get_hits);
+    reply::stat_u64(out, "get_misses", store.get_misses);
+    reply::stat_u64(out, "get_expired", store.get_expired);
+    reply::stat_u64(out, "get_flushed", store.get_flushed);
+    reply::stat_u64(out, "delete_misses", store.delete_misses);
+    reply::stat_u64(out, "delete_hits", store.delete_hits);
+    reply::stat_u64(out, "incr_misses", store.incr_misses);
+    reply::stat_u64(out, "incr_hits", store.incr_hits);
+    reply::stat_u64(out, "decr_misses", store.decr_misses);
+    reply::stat_u64(out, "decr_hits", store.decr_hits);
+    reply::stat_u64(out, "cas_misses", store.cas_misses);
+    reply::stat_u64(out, "cas_hits", store.cas_hits);
+    reply::stat_u64(out, "cas_badval", store.cas_badval);
+    reply::stat_u64(out, "touch_hits", store.touch_hits);
+    reply::stat_u64(out, "touch_misses", store.touch_misses);
+    reply::stat_u64(out, "store_too_large", store.store_too_large);
+    reply::stat_u64(out, "store_no_memory", store.store_no_memory);
+    reply::stat_u64(out, "auth_cmds", 0);
+    reply::stat_u64(out, "auth_errors", 0);
+    reply::stat_u64(out, "bytes_read", worker.bytes_read.get());
+    reply::stat_u64(out, "bytes_written", worker.bytes_written.get());
+    reply::stat_u64(out, "limit_maxbytes", limit);
+    reply::stat_u64(out, "accepting_conns", 1);
+    reply::stat_u64(out, "threads", view.config.threads as u64);
+    reply::stat_u64(out, "conn_yields", worker.conn_yields.get());
+    reply::stat_u64(out, "bytes", bytes);
+    reply::stat_u64(out, "curr_items", items);
+    reply::stat_u64(out, "total_items", store.total_items);
+    reply::stat_u64(out, "expired_unfetched", store.expired_unfetched);
+    reply::stat_u64(out, "evicted_unfetched", store.evicted_unfetched);
+    reply::stat_u64(out, "evictions", store.evictions);
+    reply::stat_u64(out, "reclaimed", store.reclaimed);
+    reply::stat_u64(out, "crawler_reclaimed", store.crawler_reclaimed);
+    reply::line(out, reply::END);
+}
+
+/// `stats settings`.
+pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
+    let config = view.config;
+    let yes_no = |b: bool| if b { &b"yes"[..] } else { &b"no"[..] };
+    reply::stat_u64(out, "maxbytes", config.memory_limit_bytes as u64);
+    reply::stat_u64(out, "maxconns", config.max_connections as u64);
+    let port = config.tcp.first().map_or(0, |l| l.addr.port());
+    reply::stat_u64(out, "tcpport", port.into());
+    reply::stat_u64(out, "udpport", 0);
+    let inter = config
+        .tcp
+        .iter()
+        .map(|l| l.addr.ip().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    reply::stat(
+        out,
+        "inter",
+        if inter.is_empty() {
+            b"NULL"
+        } else {
+            inter.as_bytes()
+        },
+    );
+    reply::stat_u64(
+        out,
+        "verbosity",
+        view.process.verbosity.load(Ordering::Relaxed),
+    );
+    reply::stat_u64(out, "oldest", 0);
+    reply::stat(out, "evictions", if config.evict { b"on" } else { b"off" });
+    match &config.unix_socket {
+        Some((path, mask)) => {
+            reply::stat(out, "domain_socket", path.to_string_lossy().as_bytes());
+            reply::stat(out, "umask", format!("{mask:o}").as_bytes());
+        }
+        None => {
+            reply::stat(out, "domain_socket", b"NULL");
+            reply::stat(out, "umask", b"700");
+        }
+    }
+    reply::stat(out, "shutdown_command", yes_no(config.shutdown_enabled));
+    reply::stat_u64(out, "num_threads", config.threads as u64);
+    reply::stat_u64(out, "reqs_per_event", config.requests_per_event as u64);
+    reply::stat(out, "cas_enabled", b"yes");
+    reply::stat_u64(out, "tcp_backlog", config.backlog.into());
+    reply::stat(
+        out,
+        "binding_protocol",
+        config.protocol.stats_name().as_bytes(),
+    );
+    reply::stat(out, "auth_enabled_sasl", b"no");
+    reply::stat(out, "auth_enabled_ascii", b"no");
+    reply::stat_u64(out, "item_size_max", config.item_size_max as u64);
+    reply::stat(out, "flush_enabled", yes_no(config.flush_enabled));
+    reply::stat_u64(
+        out,
+        "idle_timeout",
+        config.idle_timeout.map_or(0, |d| d.as_secs()),
+    );
+    reply::stat(out, "ssl_enabled", b"no");
+    reply::line(out, reply::END);
+}
+
+/// `stats items`: rampart has no slab classes, so everything is reported as class 1.
+pub fn items(view: &StatsView<'_>, out: &mut Vec<u8>) {
+    let (store, _, items, _) = sum_store_stats(view.router);
+    if items > 0 {
+        let age =
+            view.router
+                .map_reduce(0u64, |s| s.oldest_item_age(view.now).unwrap_or(0), u64::max);
+        reply::stat_u64(out, "items:1:number", items);
+        reply::stat_u64(out, "items:1:age", age);
+        reply::stat_u64(out, "items:1:evicted", store.evictions);
+        reply::stat_u64(out, "items:1:outofmemory", store.store_no_memory);
+        reply::stat_u64(out, "items:1:reclaimed", store.reclaimed);
+        reply::stat_u64(out, "items:1:expired_unfetched", store.expired_unfetched);
+        reply::stat_u64(out, "items:1:evicted_unfetched", store.evicted_unfetched);
+    }
+    reply::line(out, reply::END);
+}
+
+/// `stats slabs`: one pseudo-class holding every item.
+pub fn slabs(view: &StatsView<'_>, out: &mut Vec<u8>) {
+    let (store, bytes, items, _) = sum_store_stats(view.router);
+    if items > 0 {
+        reply::stat_u64(out, "1:used_chunks", items);
+        reply::stat_u64(out, "1:get_hits", store.get_hits);
+        reply::stat_u64(out, "1:cmd_set", store.cmd_set);
+        reply::stat_u64(out, "1:delete_hits", store.delete_hits);
+        reply::stat_u64(out, "1:incr_hits", store.incr_hits);
+        reply::stat_u64(out, "1:decr_hits", store.decr_hits);
+        reply::stat_u64(out, "1:cas_hits", store.cas_hits);
+        reply::stat_u64(out, "1:cas_badval", store.cas_badval);
+        reply::stat_u64(out, "1:touch_hits", store.touch_hits);
+        reply::stat_u64(out, "active_slabs", 1);
+    } else {
+        reply::stat_u64(out, "active_slabs", 0);
+    }
+    reply::stat_u64(out, "total_malloced", bytes);
+    reply::line(out, reply::END);
+}
+
+/// Seconds since the unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
