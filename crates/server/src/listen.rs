@@ -64,13 +64,13 @@ pub fn bind_tcp(config: &Config) -> Result<Vec<BoundTcp>, ServerError> {
             }
         }
     }
-    if bound.is_empty() {
-        if let Some((addr, source)) = skipped.into_iter().next() {
-            return Err(ServerError::Bind {
-                addr: addr.to_string(),
-                source,
-            });
-        }
+    if bound.is_empty()
+        && let Some((addr, source)) = skipped.into_iter().next()
+    {
+        return Err(ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        });
     }
     Ok(bound)
 }

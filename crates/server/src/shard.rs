@@ -3,7 +3,8 @@
 //! Every request reaches the store through a [`Router`], even with a single shard, so that
 //! adding cores changes this module and not the protocol code. Ownership is one pure function,
 //! [`shard_for`]: FNV-1a (64-bit, the standard offset basis as its fixed seed) of the key bytes,
-//! mapped onto the shard count by a multiply-shift. It must never change between releases of a
+//! mixed by murmur3's 64-bit finaliser (FNV alone leaves the high bits of similar short keys
+//! alike), mapped onto the shard count by a multiply-shift. It must never change between releases of a
 //! running cluster's configuration, so it is spelled out here rather than borrowed from a hasher
 //! whose output may change.
 
@@ -25,6 +26,12 @@ pub fn shard_for(key: &[u8], shard_count: usize) -> ShardId {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
+    // murmur3 fmix64.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
     // Lemire's multiply-shift: uniform over 0..shard_count without a division.
     ((u128::from(hash) * shard_count as u128) >> 64) as ShardId
 }
@@ -109,6 +116,7 @@ mod tests {
     fn ownership_is_fixed_and_spread() {
         // Pinned values: changing the function re-homes every key of a running cache.
         assert_eq!(shard_for(b"", 4), 3);
+        assert_eq!(shard_for(b"foo", 4), 2);
         assert_eq!(shard_for(b"foo", 1), 0);
         let mut counts = [0usize; 4];
         for i in 0..4000 {

@@ -90,7 +90,11 @@ fn steady_state_get_and_same_size_set_allocate_nothing() {
     let n = allocations_during(|| {
         session.process(get, &worker, now, 20, &mut out);
     });
-    assert!(out.starts_with(b"VALUE k 7 100\r\nbbbb"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"VALUE k 7 100\r\nbbbb"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(n, 0, "get of an existing key allocated");
     out.clear();
 

@@ -1,0 +1,483 @@
+//! The shard's commands: memcached 1.6's storage semantics on top of the [`Table`].
+
+use std::fmt;
+
+use crate::arith::{self, MAX_U64_DIGITS};
+use crate::expiry::{self, Flush, Secs};
+use crate::stats::StoreStats;
+use crate::table::{self, MAX_KEY_BYTES, NIL, NewItem, Table};
+use crate::{ArithOutcome, ItemView, SetMode, StoreConfig, StoreOutcome, UnixSecs};
+
+/// Items examined from the LRU tail for an expired one before evicting a live one
+/// (memcached's `lru_pull_tail` looks at 5).
+const TAIL_SEARCH_ITEMS: usize = 5;
+
+/// One shard's item table. See the crate documentation.
+pub struct Store {
+    table: Table,
+    max_bytes: usize,
+    evict: bool,
+    next_cas: u64,
+    cas_stride: u64,
+    flush: Flush,
+    stats: StoreStats,
+    /// Latest `now` seen: time inside the store never goes backwards.
+    clock: Secs,
+    /// Next slot index [`Store::maintain`] examines.
+    crawl_cursor: u32,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("items", &self.table.len())
+            .field("bytes", &self.table.bytes())
+            .field("max_bytes", &self.max_bytes)
+            .field("evict", &self.evict)
+            .finish_non_exhaustive()
+    }
+}
+
+fn take_cas(next: &mut u64, stride: u64) -> u64 {
+    let cas = *next;
+    *next = next.wrapping_add(stride);
+    cas
+}
+
+impl Store {
+    /// A store with `cfg`'s budget. A zero `cas_start` or `cas_stride` is taken as 1; use
+    /// [`StoreConfig::validate`] to reject such configs instead.
+    pub fn new(cfg: StoreConfig) -> Self {
+        Self {
+            table: Table::new(),
+            max_bytes: cfg.max_bytes,
+            evict: cfg.evict,
+            next_cas: cfg.cas_start.max(1),
+            cas_stride: cfg.cas_stride.max(1),
+            flush: Flush::default(),
+            stats: StoreStats::default(),
+            clock: 0,
+            crawl_cursor: 0,
+        }
+    }
+
+    /// `get`/`gets`: counts a hit or miss, bumps the item in the LRU and marks it fetched.
+    pub fn get(&mut self, key: &[u8], now: UnixSecs) -> Option<ItemView<'_>> {
+        let now = self.tick(now);
+        self.stats.cmd_get += 1;
+        match self.lookup(key, now) {
+            Some(i) => {
+                self.stats.get_hits += 1;
+                Some(self.access(i, now, None))
+            }
+            None => {
+                self.stats.get_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// `gat`/`gats`: like `touch`, and returns the item. memcached counts these as touches
+    /// only (`cmd_touch`, `touch_hits`/`touch_misses`), not as gets.
+    pub fn get_and_touch(
+        &mut self,
+        key: &[u8],
+        exptime: i64,
+        now: UnixSecs,
+    ) -> Option<ItemView<'_>> {
+        let now = self.tick(now);
+        self.stats.cmd_touch += 1;
+        match self.lookup(key, now) {
+            Some(i) => {
+                self.stats.touch_hits += 1;
+                let exptime = expiry::resolve_exptime(exptime, now);
+                Some(self.access(i, now, Some(exptime)))
+            }
+            None => {
+                self.stats.touch_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// `touch`: sets a new exptime (the CAS unique stays); `false` if the key is missing.
+    pub fn touch(&mut self, key: &[u8], exptime: i64, now: UnixSecs) -> bool {
+        self.get_and_touch(key, exptime, now).is_some()
+    }
+
+    /// set/add/replace/append/prepend/cas. append and prepend keep the item's flags and
+    /// exptime and ignore the given ones.
+    pub fn store(
+        &mut self,
+        mode: SetMode,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        now: UnixSecs,
+    ) -> StoreOutcome {
+        let now = self.tick(now);
+        if key.len() > MAX_KEY_BYTES || table::item_charge(key.len(), value.len()) > self.max_bytes
+        {
+            return self.out_of_memory(mode, key);
+        }
+        let item = NewItem {
+            key,
+            value,
+            flags,
+            exptime: expiry::resolve_exptime(exptime, now),
+            now,
+            cas: 0,
+        };
+        let outcome = match (mode, self.lookup(key, now)) {
+            (SetMode::Set | SetMode::Add, None) => self.link_new(item),
+            (SetMode::Set | SetMode::Replace, Some(i)) => self.overwrite(i, item),
+            (SetMode::Add, Some(i)) => {
+                // memcached promotes the existing item (do_item_update).
+                self.table.bump(i);
+                self.table.slot_mut(i).atime = now;
+                StoreOutcome::NotStored
+            }
+            (SetMode::Replace | SetMode::Append | SetMode::Prepend, None) => {
+                StoreOutcome::NotStored
+            }
+            (SetMode::Append, Some(i)) => self.extend(i, value, false, now),
+            (SetMode::Prepend, Some(i)) => self.extend(i, value, true, now),
+            (SetMode::Cas(_), None) => {
+                self.stats.cas_misses += 1;
+                StoreOutcome::NotFound
+            }
+            (SetMode::Cas(unique), Some(i)) if self.table.slot(i).cas != unique => {
+                self.stats.cas_badval += 1;
+                StoreOutcome::Exists
+            }
+            (SetMode::Cas(_), Some(i)) => {
+                let outcome = self.overwrite(i, item);
+                if outcome == StoreOutcome::Stored {
+                    self.stats.cas_hits += 1;
+                }
+                outcome
+            }
+        };
+        if outcome == StoreOutcome::OutOfMemory {
+            return self.out_of_memory(mode, key);
+        }
+        self.stats.cmd_set += 1;
+        outcome
+    }
+
+    /// `delete`: `true` if a live item was removed.
+    pub fn delete(&mut self, key: &[u8], now: UnixSecs) -> bool {
+        let now = self.tick(now);
+        match self.lookup(key, now) {
+            Some(i) => {
+                self.stats.delete_hits += 1;
+                self.remove(i);
+                true
+            }
+            None => {
+                self.stats.delete_misses += 1;
+                false
+            }
+        }
+    }
+
+    /// Removes `key` without counting anything (memcached drops the old item when a `set`
+    /// is refused as too large, so a stale value is not served).
+    pub fn unlink(&mut self, key: &[u8]) {
+        if let Some(i) = self.table.find(key) {
+            self.remove(i);
+        }
+    }
+
+    /// `incr`/`decr` as memcached's `do_add_delta`: the value must parse as a decimal u64;
+    /// a result no longer than the old value is written in place padded with spaces,
+    /// otherwise the value is replaced by the exact digits. Either way a new CAS unique.
+    pub fn arith(&mut self, key: &[u8], incr: bool, delta: u64, now: UnixSecs) -> ArithOutcome {
+        let now = self.tick(now);
+        let Some(i) = self.lookup(key, now) else {
+            if incr {
+                self.stats.incr_misses += 1;
+            } else {
+                self.stats.decr_misses += 1;
+            }
+            return ArithOutcome::NotFound;
+        };
+        let old_value = self.table.slot(i).value();
+        let Some(old) = arith::parse_u64(old_value) else {
+            return ArithOutcome::NonNumeric;
+        };
+        let old_len = old_value.len();
+        let new = arith::apply_delta(old, incr, delta);
+        if incr {
+            self.stats.incr_hits += 1;
+        } else {
+            self.stats.decr_hits += 1;
+        }
+        let mut buf = [0; MAX_U64_DIGITS];
+        let digits = arith::format_u64(new, &mut buf);
+        if digits.len() <= old_len {
+            arith::write_padded(self.table.slot_mut(i).value_mut(), digits);
+        } else {
+            if !self.make_room(digits.len() - old_len, i, now) {
+                return ArithOutcome::OutOfMemory;
+            }
+            // memcached links a new item here: unfetched, and counted in total_items.
+            self.table.set_value(i, digits);
+            self.table.slot_mut(i).fetched = false;
+            self.stats.total_items += 1;
+        }
+        let cas = take_cas(&mut self.next_cas, self.cas_stride);
+        let slot = self.table.slot_mut(i);
+        slot.cas = cas;
+        slot.atime = now;
+        self.table.bump(i);
+        ArithOutcome::Value(new)
+    }
+
+    /// `flush_all [delay]`: 0 (or negative) invalidates everything stored before this call;
+    /// a delay (exptime rules: relative up to 30 days, else absolute) invalidates, once that
+    /// time comes, every item last updated before it. Memory is reclaimed lazily.
+    pub fn flush_all(&mut self, delay_secs: i64, now: UnixSecs) {
+        let now = self.tick(now);
+        self.stats.cmd_flush += 1;
+        let Self {
+            flush,
+            next_cas,
+            cas_stride,
+            ..
+        } = self;
+        flush.flush_all(delay_secs, now, || take_cas(next_cas, *cas_stride));
+    }
+
+    /// Background reclaim (memcached's LRU crawler): examines up to `max_visits` slots,
+    /// resuming where the last call stopped, and unlinks expired or flushed items.
+    /// Returns how many were reclaimed.
+    pub fn maintain(&mut self, now: UnixSecs, max_visits: usize) -> usize {
+        let now = self.tick(now);
+        let slots = self.table.slot_count();
+        let mut reclaimed = 0;
+        for _ in 0..max_visits.min(slots as usize) {
+            let i = self.crawl_cursor;
+            self.crawl_cursor = if i + 1 >= slots { 0 } else { i + 1 };
+            let slot = self.table.slot(i);
+            if !slot.linked() {
+                continue;
+            }
+            let flushed = self.flush.is_flushed(slot.atime, slot.cas, now);
+            if !flushed && !expiry::is_expired(slot.exptime, now) {
+                continue;
+            }
+            if !flushed && !slot.fetched {
+                self.stats.expired_unfetched += 1;
+            }
+            self.stats.crawler_reclaimed += 1;
+            self.remove(i);
+            reclaimed += 1;
+        }
+        reclaimed
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// For counters the server observes before the store is reached (`store_too_large`, a
+    /// `flush_all` refused by `-F`).
+    pub fn stats_mut(&mut self) -> &mut StoreStats {
+        &mut self.stats
+    }
+
+    /// Items linked, including expired ones not reclaimed yet (memcached's `curr_items`).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
+    }
+
+    /// Bytes charged for linked items: key + value + [`crate::ITEM_OVERHEAD_BYTES`] each.
+    pub fn bytes(&self) -> usize {
+        self.table.bytes()
+    }
+
+    pub fn limit_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Seconds since the least recently used item was last stored or accessed.
+    pub fn oldest_item_age(&self, now: UnixSecs) -> Option<u64> {
+        let tail = self.table.tail();
+        (tail != NIL).then(|| now.saturating_sub(u64::from(self.table.slot(tail).atime)))
+    }
+
+    fn tick(&mut self, now: UnixSecs) -> Secs {
+        self.clock = self.clock.max(expiry::secs(now));
+        self.clock
+    }
+
+    fn is_dead(&self, i: u32, now: Secs) -> bool {
+        let slot = self.table.slot(i);
+        self.flush.is_flushed(slot.atime, slot.cas, now) || expiry::is_expired(slot.exptime, now)
+    }
+
+    /// memcached's `do_item_get`: finds a live item, unlinking (and counting) a flushed or
+    /// expired one on the way.
+    fn lookup(&mut self, key: &[u8], now: Secs) -> Option<u32> {
+        let i = self.table.find(key)?;
+        let slot = self.table.slot(i);
+        if self.flush.is_flushed(slot.atime, slot.cas, now) {
+            self.stats.get_flushed += 1;
+        } else if expiry::is_expired(slot.exptime, now) {
+            self.stats.get_expired += 1;
+        } else {
+            return Some(i);
+        }
+        self.remove(i);
+        None
+    }
+
+    /// A read hit: bump, mark fetched, maybe set a new exptime; the view shows the
+    /// last-access time and fetched flag from before this access.
+    fn access(&mut self, i: u32, now: Secs, exptime: Option<Secs>) -> ItemView<'_> {
+        self.table.bump(i);
+        let slot = self.table.slot_mut(i);
+        let last_access = slot.atime;
+        let fetched = slot.fetched;
+        slot.atime = now;
+        slot.fetched = true;
+        if let Some(exptime) = exptime {
+            slot.exptime = exptime;
+        }
+        let slot = self.table.slot(i);
+        ItemView {
+            key: slot.key(),
+            value: slot.value(),
+            flags: slot.flags,
+            cas: slot.cas,
+            exptime: u64::from(slot.exptime),
+            last_access: u64::from(last_access),
+            fetched,
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        self.table.remove(i);
+        self.stats.curr_items = self.table.len() as u64;
+    }
+
+    fn out_of_memory(&mut self, mode: SetMode, key: &[u8]) -> StoreOutcome {
+        self.stats.store_no_memory += 1;
+        if mode == SetMode::Set {
+            // memcached: "Avoid stale data persisting in cache because we failed alloc."
+            self.unlink(key);
+        }
+        StoreOutcome::OutOfMemory
+    }
+
+    fn link_new(&mut self, item: NewItem<'_>) -> StoreOutcome {
+        let charge = table::item_charge(item.key.len(), item.value.len());
+        if !self.make_room(charge, NIL, item.now) {
+            return StoreOutcome::OutOfMemory;
+        }
+        let cas = take_cas(&mut self.next_cas, self.cas_stride);
+        if self.table.insert(NewItem { cas, ..item }).is_none() {
+            return StoreOutcome::OutOfMemory;
+        }
+        self.stats.total_items += 1;
+        self.stats.curr_items = self.table.len() as u64;
+        StoreOutcome::Stored
+    }
+
+    /// set/replace/cas over a live item: memcached links a new item, so everything but the
+    /// key is new. The allocation is reused when the value length is unchanged.
+    fn overwrite(&mut self, i: u32, item: NewItem<'_>) -> StoreOutcome {
+        let old_len = self.table.slot(i).value().len();
+        let grow = item.value.len().saturating_sub(old_len);
+        if grow > 0 && !self.make_room(grow, i, item.now) {
+            return StoreOutcome::OutOfMemory;
+        }
+        self.table.set_value(i, item.value);
+        let cas = take_cas(&mut self.next_cas, self.cas_stride);
+        let slot = self.table.slot_mut(i);
+        slot.flags = item.flags;
+        slot.exptime = item.exptime;
+        slot.atime = item.now;
+        slot.cas = cas;
+        slot.fetched = false;
+        self.table.bump(i);
+        self.stats.total_items += 1;
+        StoreOutcome::Stored
+    }
+
+    /// append/prepend: a new item with the old flags and exptime. memcached answers
+    /// NOT_STORED when the combined item cannot be allocated.
+    fn extend(&mut self, i: u32, data: &[u8], prepend: bool, now: Secs) -> StoreOutcome {
+        let slot = self.table.slot(i);
+        let new_len = slot.value().len().saturating_add(data.len());
+        if table::item_charge(slot.key().len(), new_len) > self.max_bytes
+            || !self.make_room(data.len(), i, now)
+        {
+            return StoreOutcome::NotStored;
+        }
+        self.table.extend_value(i, data, prepend);
+        let cas = take_cas(&mut self.next_cas, self.cas_stride);
+        let slot = self.table.slot_mut(i);
+        slot.atime = now;
+        slot.cas = cas;
+        slot.fetched = false;
+        self.table.bump(i);
+        self.stats.total_items += 1;
+        StoreOutcome::Stored
+    }
+
+    /// Frees memory until `need` more bytes fit, never touching item `protect`.
+    fn make_room(&mut self, need: usize, protect: u32, now: Secs) -> bool {
+        while self.table.bytes().saturating_add(need) > self.max_bytes {
+            if !self.pull_tail(protect, now) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Frees one item near the LRU tail: an expired or flushed one among the last
+    /// [`TAIL_SEARCH_ITEMS`] if any (`reclaimed`), else the tail itself when evicting is
+    /// allowed (`evictions`). Returns whether anything was freed.
+    fn pull_tail(&mut self, protect: u32, now: Secs) -> bool {
+        let mut victim = NIL;
+        let mut cur = self.table.tail();
+        for _ in 0..TAIL_SEARCH_ITEMS {
+            if cur == NIL {
+                break;
+            }
+            if cur != protect {
+                if self.is_dead(cur, now) {
+                    self.stats.reclaimed += 1;
+                    if !self.table.slot(cur).fetched {
+                        self.stats.expired_unfetched += 1;
+                    }
+                    self.remove(cur);
+                    return true;
+                }
+                if victim == NIL {
+                    victim = cur;
+                }
+            }
+            cur = self.table.slot(cur).prev();
+        }
+        if !self.evict || victim == NIL {
+            return false;
+        }
+        self.stats.evictions += 1;
+        if !self.table.slot(victim).fetched {
+            self.stats.evicted_unfetched += 1;
+        }
+        self.remove(victim);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::ITEM_OVERHEAD_BYTES;
+
+const NOW: UnixSecs = 1_700_000_000;
+const BIG_BYTES: usize = 1 << 20;
+
+fn store_with(max_bytes: usize, evict: bool) -> Store {
+    Store::new(StoreConfig {
+        max_bytes,
+        evict,
+        cas_start: 1,
+        cas_stride: 1,
+    })
+}
+
+fn big() -> Store {
+    store_with(BIG_BYTES, true)
+}
+
+fn set(s: &mut Store, key: &str, value: &str, exptime: i64, now: UnixSecs) -> StoreOutcome {
+    s.store(
+        SetMode::Set,
+        key.as_bytes(),
+        0,
+        exptime,
+        value.as_bytes(),
+        now,
+    )
+}
+
+fn value(s: &mut Store, key: &str, now: UnixSecs) -> Option<String> {
+    s.get(key.as_bytes(), now)
+        .map(|v| String::from_utf8(v.value.to_vec()).unwrap())
+}
+
+fn charge(key: &str, value: &str) -> usize {
+    key.len() + value.len() + ITEM_OVERHEAD_BYTES
+}
+
+#[test]
+fn slot_is_48_bytes() {
+    assert_eq!(std::mem::size_of::<crate::table::Slot>(), 48);
+}
+
+#[test]
+fn set_get_flags_and_strided_cas() {
+    let mut s = Store::new(StoreConfig {
+        max_bytes: BIG_BYTES,
+        evict: true,
+        cas_start: 3,
+        cas_stride: 4,
+    });
+    let r = s.store(SetMode::Set, b"k", 42, 0, b"v1", NOW);
+    assert_eq!(r, StoreOutcome::Stored);
+    let v = s.get(b"k", NOW).unwrap();
+    assert_eq!(
+        (v.key, v.value, v.flags, v.cas, v.exptime),
+        (&b"k"[..], &b"v1"[..], 42, 3, 0)
+    );
+    set(&mut s, "k", "v2", 0, NOW);
+    assert_eq!(s.get(b"k", NOW).unwrap().cas, 7);
+    set(&mut s, "j", "v", 0, NOW);
+    assert_eq!(s.get(b"j", NOW).unwrap().cas, 11);
+    let st = s.stats();
+    assert_eq!((st.cmd_set, st.total_items, st.curr_items), (3, 3, 2));
+    assert_eq!((st.cmd_get, st.get_hits, st.get_misses), (3, 3, 0));
+}
+
+#[test]
+fn ttl_forms() {
+    let mut s = big();
+    set(&mut s, "rel", "v", 10, NOW);
+    set(&mut s, "abs", "v", (NOW + 5) as i64, NOW);
+    set(&mut s, "past", "v", (NOW - 5) as i64, NOW);
+    assert_eq!(set(&mut s, "neg", "v", -1, NOW), StoreOutcome::Stored);
+    // The store's clock never runs backwards, so read in time order.
+    assert_eq!(s.get(b"rel", NOW).unwrap().exptime, NOW + 10);
+    assert_eq!(value(&mut s, "abs", NOW + 4).as_deref(), Some("v"));
+    assert_eq!(value(&mut s, "rel", NOW + 9).as_deref(), Some("v"));
+    assert_eq!(value(&mut s, "rel", NOW + 10), None);
+    assert_eq!(value(&mut s, "abs", NOW + 10), None);
+    assert_eq!(value(&mut s, "past", NOW + 10), None);
+    assert_eq!(value(&mut s, "neg", NOW + 10), None);
+    assert_eq!(s.stats().get_expired, 4);
+    assert!(s.is_empty(), "expired items are unlinked on access");
+    assert_eq!(s.bytes(), 0);
+}
+
+#[test]
+fn negative_exptime_replaces_the_old_value() {
+    let mut s = big();
+    set(&mut s, "k", "old", 0, NOW);
+    assert_eq!(set(&mut s, "k", "new", -1, NOW), StoreOutcome::Stored);
+    assert_eq!(value(&mut s, "k", NOW), None);
+}
+
+#[test]
+fn cas_rules() {
+    let mut s = big();
+    let r = s.store(SetMode::Cas(1), b"k", 0, 0, b"v", NOW);
+    assert_eq!(r, StoreOutcome::NotFound);
+    set(&mut s, "k", "v", 0, NOW);
+    let cas = s.get(b"k", NOW).unwrap().cas;
+    assert!(s.touch(b"k", 100, NOW));
+    assert_eq!(s.get(b"k", NOW).unwrap().cas, cas, "touch keeps the CAS");
+    let r = s.store(SetMode::Cas(cas + 1), b"k", 0, 0, b"x", NOW);
+    assert_eq!(r, StoreOutcome::Exists);
+    let r = s.store(SetMode::Cas(0), b"k", 0, 0, b"x", NOW);
+    assert_eq!(r, StoreOutcome::Exists);
+    let r = s.store(SetMode::Cas(cas), b"k", 0, 0, b"x", NOW);
+    assert_eq!(r, StoreOutcome::Stored);
+    let v = s.get(b"k", NOW).unwrap();
+    assert_eq!((v.value, v.exptime), (&b"x"[..], 0));
+    assert!(v.cas > cas);
+    let st = s.stats();
+    assert_eq!((st.cas_misses, st.cas_badval, st.cas_hits), (1, 2, 1));
+}
+
+#[test]
+fn append_prepend_keep_flags_and_ttl() {
+    let mut s = big();
+    let r = s.store(SetMode::Append, b"k", 0, 0, b"x", NOW);
+    assert_eq!(r, StoreOutcome::NotStored);
+    let r = s.store(SetMode::Prepend, b"k", 0, 0, b"x", NOW);
+    assert_eq!(r, StoreOutcome::NotStored);
+    s.store(SetMode::Set, b"k", 7, 100, b"mid", NOW);
+    let cas = s.get(b"k", NOW).unwrap().cas;
+    assert_eq!(
+        s.store(SetMode::Append, b"k", 9, 0, b">", NOW),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(SetMode::Prepend, b"k", 9, -1, b"<", NOW),
+        StoreOutcome::Stored
+    );
+    let v = s.get(b"k", NOW).unwrap();
+    assert_eq!((v.value, v.flags, v.exptime), (&b"<mid>"[..], 7, NOW + 100));
+    assert!(v.cas > cas);
+    assert_eq!(s.bytes(), charge("k", "<mid>"));
+}
+
+#[test]
+fn add_and_replace() {
+    let mut s = big();
+    assert_eq!(
+        s.store(SetMode::Replace, b"k", 0, 0, b"v", NOW),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(SetMode::Add, b"k", 0, 0, b"v", NOW),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(SetMode::Add, b"k", 0, 0, b"w", NOW),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(SetMode::Replace, b"k", 0, 0, b"r", NOW),
+        StoreOutcome::Stored
+    );
+    assert_eq!(value(&mut s, "k", NOW).as_deref(), Some("r"));
+    set(&mut s, "e", "v", 1, NOW);
+    let r = s.store(SetMode::Add, b"e", 0, 0, b"new", NOW + 1);
+    assert_eq!(r, StoreOutcome::Stored, "add over an expired item");
+    assert_eq!(s.stats().cmd_set, 6);
+}
+
+#[test]
+fn arith_pads_in_place_and_regrows() {
+    let mut s = big();
+    set(&mut s, "n", "100", 0, NOW);
+    let cas = s.get(b"n", NOW).unwrap().cas;
+    assert_eq!(s.arith(b"n", false, 95, NOW), ArithOutcome::Value(5));
+    let v = s.get(b"n", NOW).unwrap();
+    assert_eq!(v.value, b"5  ");
+    assert!(v.cas > cas);
+    assert_eq!(s.arith(b"n", true, 995, NOW), ArithOutcome::Value(1000));
+    assert_eq!(s.get(b"n", NOW).unwrap().value, b"1000");
+    assert_eq!(s.bytes(), charge("n", "1000"));
+    assert_eq!(s.arith(b"n", false, 5000, NOW), ArithOutcome::Value(0));
+    assert_eq!(s.get(b"n", NOW).unwrap().value, b"0   ");
+    set(&mut s, "max", "18446744073709551615", 0, NOW);
+    assert_eq!(s.arith(b"max", true, 2, NOW), ArithOutcome::Value(1));
+    let padded = format!("1{}", " ".repeat(19));
+    assert_eq!(s.get(b"max", NOW).unwrap().value, padded.as_bytes());
+    set(&mut s, "text", "abc", 0, NOW);
+    assert_eq!(s.arith(b"text", true, 1, NOW), ArithOutcome::NonNumeric);
+    set(&mut s, "empty", "", 0, NOW);
+    assert_eq!(s.arith(b"empty", true, 1, NOW), ArithOutcome::NonNumeric);
+    assert_eq!(s.arith(b"none", true, 1, NOW), ArithOutcome::NotFound);
+    assert_eq!(s.arith(b"none", false, 1, NOW), ArithOutcome::NotFound);
+    let st = s.stats();
+    assert_eq!(
+        (st.incr_hits, st.decr_hits, st.incr_misses, st.decr_misses),
+        (2, 2, 1, 1)
+    );
+    assert_eq!(st.total_items, 5, "four sets plus the one regrow");
+}
+
+#[test]
+fn arith_keeps_flags_and_ttl() {
+    let mut s = big();
+    s.store(SetMode::Set, b"n", 5, 100, b"9", NOW);
+    assert_eq!(s.arith(b"n", true, 1, NOW), ArithOutcome::Value(10));
+    let v = s.get(b"n", NOW).unwrap();
+    assert_eq!((v.flags, v.exptime), (5, NOW + 100));
+}
+
+#[test]
+fn flush_now_invalidates_same_second_items_only_before_it() {
+    let mut s = big();
+    set(&mut s, "old", "v", 0, NOW);
+    set(&mut s, "same", "v", 0, NOW + 1);
+    s.flush_all(0, NOW + 1);
+    set(&mut s, "after", "v", 0, NOW + 1);
+    assert_eq!(value(&mut s, "old", NOW + 1), None);
+    assert_eq!(value(&mut s, "same", NOW + 1), None);
+    assert_eq!(value(&mut s, "after", NOW + 1).as_deref(), Some("v"));
+    let st = s.stats();
+    assert_eq!((st.cmd_flush, st.get_flushed), (1, 2));
+}
+
+#[test]
+fn delayed_flush() {
+    let mut s = big();
+    set(&mut s, "a", "v", 0, NOW);
+    s.flush_all(10, NOW);
+    set(&mut s, "b", "v", 0, NOW + 5);
+    assert_eq!(value(&mut s, "a", NOW + 8).as_deref(), Some("v"));
+    // memcached's oldest_live is now + delay - 1.
+    assert_eq!(value(&mut s, "a", NOW + 9), None);
+    assert_eq!(value(&mut s, "b", NOW + 9), None);
+    set(&mut s, "c", "v", 0, NOW + 10);
+    assert_eq!(value(&mut s, "c", NOW + 10).as_deref(), Some("v"));
+}
+
+#[test]
+fn touch_and_gat_stats_and_views() {
+    let mut s = big();
+    set(&mut s, "k", "v", 0, NOW);
+    assert!(!s.touch(b"none", 10, NOW));
+    let v = s.get_and_touch(b"k", 10, NOW + 3).unwrap();
+    assert_eq!(
+        (v.exptime, v.last_access, v.fetched),
+        (NOW + 13, NOW, false)
+    );
+    let v = s.get(b"k", NOW + 4).unwrap();
+    assert_eq!((v.last_access, v.fetched), (NOW + 3, true));
+    assert!(s.get_and_touch(b"none", 10, NOW).is_none());
+    assert_eq!(value(&mut s, "k", NOW + 13), None);
+    let st = s.stats();
+    assert_eq!((st.cmd_touch, st.touch_hits, st.touch_misses), (3, 1, 2));
+    assert_eq!((st.cmd_get, st.get_hits, st.get_misses), (2, 1, 1));
+}
+
+#[test]
+fn delete_and_unlink_return_bytes_to_zero() {
+    let mut s = big();
+    set(&mut s, "a", "12345", 0, NOW);
+    set(&mut s, "bb", "1", 0, NOW);
+    assert_eq!(s.bytes(), charge("a", "12345") + charge("bb", "1"));
+    assert!(s.delete(b"a", NOW));
+    assert!(!s.delete(b"a", NOW));
+    s.unlink(b"bb");
+    assert_eq!((s.bytes(), s.len()), (0, 0));
+    let st = s.stats();
+    assert_eq!((st.delete_hits, st.delete_misses, st.curr_items), (1, 1, 0));
+}
+
+#[test]
+fn eviction_is_lru_and_get_protects() {
+    let item = charge("k0", "vvvv");
+    let mut s = store_with(item * 3, true);
+    for k in ["k0", "k1", "k2"] {
+        set(&mut s, k, "vvvv", 0, NOW);
+    }
+    assert!(s.get(b"k0", NOW).is_some());
+    set(&mut s, "k3", "vvvv", 0, NOW);
+    assert_eq!(value(&mut s, "k1", NOW), None, "k1 was least recently used");
+    assert!(value(&mut s, "k0", NOW).is_some());
+    // add on an existing item also promotes it.
+    s.store(SetMode::Add, b"k2", 0, 0, b"x", NOW);
+    set(&mut s, "k4", "vvvv", 0, NOW);
+    assert_eq!(value(&mut s, "k3", NOW), None);
+    assert!(value(&mut s, "k2", NOW).is_some());
+    let st = s.stats();
+    assert_eq!((st.evictions, st.evicted_unfetched), (2, 2));
+    assert!(s.bytes() <= s.limit_bytes());
+}
+
+#[test]
+fn expired_tail_items_are_reclaimed_before_evicting() {
+    let item = charge("k0", "vvvv");
+    let mut s = store_with(item * 3, true);
+    set(&mut s, "k0", "vvvv", 0, NOW);
+    set(&mut s, "k1", "vvvv", 5, NOW);
+    set(&mut s, "k2", "vvvv", 0, NOW);
+    set(&mut s, "k3", "vvvv", 0, NOW + 5);
+    assert!(value(&mut s, "k0", NOW + 5).is_some());
+    let st = s.stats();
+    assert_eq!(
+        (st.reclaimed, st.expired_unfetched, st.evictions),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn growing_in_place_never_evicts_itself() {
+    let mut s = store_with(charge("k", "vv") + 2, true);
+    set(&mut s, "k", "vv", 0, NOW);
+    assert_eq!(set(&mut s, "k", "vvvv", 0, NOW), StoreOutcome::Stored);
+    assert_eq!(value(&mut s, "k", NOW).as_deref(), Some("vvvv"));
+    assert_eq!(set(&mut s, "k", "vvvvv", 0, NOW), StoreOutcome::OutOfMemory);
+}
+
+#[test]
+fn no_evict_mode_answers_out_of_memory() {
+    let item = charge("k0", "vvvv");
+    let mut s = store_with(item * 2, false);
+    set(&mut s, "k0", "vvvv", 0, NOW);
+    set(&mut s, "k1", "vvvv", 1, NOW);
+    assert_eq!(set(&mut s, "k2", "vvvv", 0, NOW), StoreOutcome::OutOfMemory);
+    assert_eq!(s.stats().store_no_memory, 1);
+    // An expired item may still be reclaimed under -M.
+    assert_eq!(set(&mut s, "k2", "vvvv", 0, NOW + 1), StoreOutcome::Stored);
+    // A set that cannot be stored drops the old value; append just says NOT_STORED.
+    assert_eq!(
+        s.store(SetMode::Append, b"k0", 0, 0, b"x", NOW + 1),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(value(&mut s, "k0", NOW + 1).as_deref(), Some("vvvv"));
+    assert_eq!(
+        set(&mut s, "k0", "vvvvvv", 0, NOW + 1),
+        StoreOutcome::OutOfMemory
+    );
+    assert_eq!(value(&mut s, "k0", NOW + 1), None);
+    // Exactly full: growing "99999" to "100000" needs one more byte.
+    set(&mut s, "n", "99999", 0, NOW + 1);
+    assert_eq!(s.bytes(), s.limit_bytes());
+    assert_eq!(s.arith(b"n", true, 1, NOW + 1), ArithOutcome::OutOfMemory);
+    assert_eq!(value(&mut s, "n", NOW + 1).as_deref(), Some("99999"));
+    assert_eq!(s.stats().cmd_set, 5);
+}
+
+#[test]
+fn item_bigger_than_the_budget() {
+    let mut s = store_with(100, true);
+    let huge = "x".repeat(100);
+    assert_eq!(set(&mut s, "k", &huge, 0, NOW), StoreOutcome::OutOfMemory);
+    assert_eq!(s.stats().evictions, 0);
+}
+
+#[test]
+fn maintain_reclaims_expired_and_flushed() {
+    let mut s = big();
+    for i in 0..10 {
+        set(&mut s, &format!("e{i}"), "v", 5, NOW);
+        set(&mut s, &format!("l{i}"), "v", 0, NOW);
+    }
+    assert_eq!(s.maintain(NOW + 5, 4), 2);
+    assert_eq!(s.maintain(NOW + 5, 1000), 8);
+    assert_eq!(s.len(), 10);
+    s.flush_all(0, NOW + 6);
+    assert_eq!(s.maintain(NOW + 6, 1000), 10);
+    assert_eq!((s.len(), s.bytes()), (0, 0));
+    let st = s.stats();
+    assert_eq!((st.crawler_reclaimed, st.expired_unfetched), (20, 10));
+}
+
+#[test]
+fn oldest_item_age_follows_the_lru_tail() {
+    let mut s = big();
+    assert_eq!(s.oldest_item_age(NOW), None);
+    set(&mut s, "a", "v", 0, NOW);
+    set(&mut s, "b", "v", 0, NOW + 10);
+    assert_eq!(s.oldest_item_age(NOW + 20), Some(20));
+    s.get(b"a", NOW + 15);
+    assert_eq!(s.oldest_item_age(NOW + 20), Some(10));
+}
+
+#[test]
+fn clock_never_goes_backwards() {
+    let mut s = big();
+    set(&mut s, "k", "v", 10, NOW);
+    assert_eq!(value(&mut s, "k", NOW + 10), None);
+    set(&mut s, "k", "v", 10, NOW + 10);
+    assert_eq!(value(&mut s, "k", NOW).as_deref(), Some("v"));
+}

@@ -1,0 +1,321 @@
+//! The item table: slots, the key index, the intrusive LRU list and byte accounting.
+//!
+//! # Layout
+//! - Items live in [`Slot`]s (48 bytes each) kept in fixed chunks of [`CHUNK_SLOTS`], so the
+//!   slot array never reallocates or doubles; freed slots go on a free list threaded through
+//!   `next` and are reused before a new chunk is made.
+//! - A slot owns one heap allocation holding `key ++ value` exactly (`Box<[u8]>`).
+//! - The LRU list is intrusive: `prev`/`next` are `u32` slot indices, head = most recent.
+//! - The index is a `hashbrown::HashTable<u32>` of slot indices; the hash comes from the key
+//!   bytes through hashbrown's default hasher (foldhash: fast, and seeded per process so
+//!   clients cannot aim collisions at a shard).
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::expiry::Secs;
+
+/// Bytes charged per item on top of its key and value bytes.
+///
+/// Derivation (64-bit Linux, glibc malloc):
+/// - 48: the slot itself (data pointer and length 16, CAS 8, LRU links 2×4, flags 4,
+///   exptime 4, last access 4, key length 2, two flags 2; checked by a test).
+/// - 8: the index entry: 4-byte bucket plus 1 control byte, in a power-of-two table that
+///   hashbrown keeps between 7/16 and 7/8 full: 5.7 to 11.4 bytes, about 7.5 at a typical
+///   2/3 load.
+/// - 16: the allocator's cost for the `key ++ value` allocation: glibc's 8-byte chunk header
+///   plus rounding to 16 bytes (7.5 on average).
+///
+/// memcached charges more per item: a 48-byte header, 8-byte CAS, the key's NUL, `"\r\n"`
+/// after the value, 4 bytes of flags when nonzero, an 8-byte hash bucket, then rounds the
+/// whole up to its slab class (factor 1.25): 67 bytes before rounding, ~75 to 90 after.
+pub const ITEM_OVERHEAD_BYTES: usize = 48 + 8 + 16;
+
+/// Longest key a slot can hold (its length is a `u16`); memcached's protocols cap keys at
+/// 250 bytes, well below.
+pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
+
+/// End of an LRU or free list.
+pub(crate) const NIL: u32 = u32::MAX;
+
+const CHUNK_SHIFT: u32 = 10;
+/// Slots per chunk of the slot array (48 KiB per chunk).
+const CHUNK_SLOTS: usize = 1 << CHUNK_SHIFT;
+const CHUNK_MASK: u32 = (1 << CHUNK_SHIFT) - 1;
+
+/// Bytes charged for an item with these key and value lengths.
+pub(crate) fn item_charge(key_len: usize, value_len: usize) -> usize {
+    key_len
+        .saturating_add(value_len)
+        .saturating_add(ITEM_OVERHEAD_BYTES)
+}
+
+/// One item, or a free slot when `linked` is false.
+#[derive(Default)]
+pub(crate) struct Slot {
+    data: Box<[u8]>,
+    pub(crate) cas: u64,
+    prev: u32,
+    next: u32,
+    pub(crate) flags: u32,
+    /// Absolute unix seconds; 0 = never.
+    pub(crate) exptime: Secs,
+    /// Last store or access (memcached's `it->time`).
+    pub(crate) atime: Secs,
+    key_len: u16,
+    pub(crate) fetched: bool,
+    linked: bool,
+}
+
+impl Slot {
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.data[..usize::from(self.key_len)]
+    }
+
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.data[usize::from(self.key_len)..]
+    }
+
+    pub(crate) fn value_mut(&mut self) -> &mut [u8] {
+        &mut self.data[usize::from(self.key_len)..]
+    }
+
+    pub(crate) fn linked(&self) -> bool {
+        self.linked
+    }
+
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev
+    }
+
+    fn charge(&self) -> usize {
+        item_charge(0, self.data.len())
+    }
+}
+
+/// What a new item starts with.
+pub(crate) struct NewItem<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) value: &'a [u8],
+    pub(crate) flags: u32,
+    pub(crate) exptime: Secs,
+    pub(crate) now: Secs,
+    pub(crate) cas: u64,
+}
+
+/// Slots, index and LRU list; knows nothing of time, stats or commands.
+pub(crate) struct Table {
+    chunks: Vec<Box<[Slot]>>,
+    /// Slots ever handed out; indices below this exist in `chunks`.
+    high_water: u32,
+    free_head: u32,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    head: u32,
+    tail: u32,
+    len: usize,
+    bytes: usize,
+}
+
+fn slot_at(chunks: &[Box<[Slot]>], i: u32) -> &Slot {
+    &chunks[(i >> CHUNK_SHIFT) as usize][(i & CHUNK_MASK) as usize]
+}
+
+/// One exact-size allocation holding the parts back to back.
+fn join(parts: &[&[u8]]) -> Box<[u8]> {
+    let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        data.extend_from_slice(part);
+    }
+    // Capacity equals length, so this does not reallocate.
+    data.into_boxed_slice()
+}
+
+impl Table {
+    pub(crate) fn new() -> Self {
+        Self {
+            chunks: Vec::new(),
+            high_water: 0,
+            free_head: NIL,
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Least recently used item, or `NIL`.
+    pub(crate) fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    /// Number of slot indices in use or on the free list (for the crawler's sweep).
+    pub(crate) fn slot_count(&self) -> u32 {
+        self.high_water
+    }
+
+    pub(crate) fn slot(&self, i: u32) -> &Slot {
+        slot_at(&self.chunks, i)
+    }
+
+    pub(crate) fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        &mut self.chunks[(i >> CHUNK_SHIFT) as usize][(i & CHUNK_MASK) as usize]
+    }
+
+    pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| slot_at(&self.chunks, i).key() == key)
+            .copied()
+    }
+
+    /// Links a new item at the LRU head. `None` only if the `u32` slot space is exhausted.
+    /// The key must not be present and must fit [`MAX_KEY_BYTES`].
+    pub(crate) fn insert(&mut self, item: NewItem<'_>) -> Option<u32> {
+        let key_len = u16::try_from(item.key.len()).ok()?;
+        let i = self.alloc_slot()?;
+        *self.slot_mut(i) = Slot {
+            data: join(&[item.key, item.value]),
+            cas: item.cas,
+            prev: NIL,
+            next: NIL,
+            flags: item.flags,
+            exptime: item.exptime,
+            atime: item.now,
+            key_len,
+            fetched: false,
+            linked: true,
+        };
+        let hash = self.hasher.hash_one(item.key);
+        let Self {
+            index,
+            chunks,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, i, |&j| hasher.hash_one(slot_at(chunks, j).key()));
+        self.link_head(i);
+        self.len += 1;
+        self.bytes += self.slot(i).charge();
+        Some(i)
+    }
+
+    /// Unlinks item `i` and frees its allocation; the slot goes on the free list.
+    pub(crate) fn remove(&mut self, i: u32) {
+        let hash = self.hasher.hash_one(self.slot(i).key());
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.unlink_lru(i);
+        self.bytes -= self.slot(i).charge();
+        self.len -= 1;
+        let free_head = self.free_head;
+        let slot = self.slot_mut(i);
+        slot.data = Box::default();
+        slot.linked = false;
+        slot.next = free_head;
+        self.free_head = i;
+    }
+
+    /// Replaces item `i`'s value, copying in place (no allocation) when the length is unchanged.
+    pub(crate) fn set_value(&mut self, i: u32, value: &[u8]) {
+        let slot = self.slot_mut(i);
+        if slot.value().len() == value.len() {
+            slot.value_mut().copy_from_slice(value);
+        } else {
+            self.rebuild(i, value, false, &[]);
+        }
+    }
+
+    /// Appends (or prepends) `data` to item `i`'s value.
+    pub(crate) fn extend_value(&mut self, i: u32, data: &[u8], prepend: bool) {
+        if prepend {
+            self.rebuild(i, data, true, &[]);
+        } else {
+            self.rebuild(i, &[], true, data);
+        }
+    }
+
+    /// Gives item `i` a new allocation `key ++ before ++ (old value if kept) ++ after`.
+    fn rebuild(&mut self, i: u32, before: &[u8], keep_old: bool, after: &[u8]) {
+        let slot = self.slot(i);
+        let old_charge = slot.charge();
+        let old: &[u8] = if keep_old { slot.value() } else { &[] };
+        let data = join(&[slot.key(), before, old, after]);
+        let slot = self.slot_mut(i);
+        slot.data = data;
+        let new_charge = slot.charge();
+        self.bytes = self.bytes - old_charge + new_charge;
+    }
+
+    /// Moves item `i` to the LRU head.
+    pub(crate) fn bump(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink_lru(i);
+            self.link_head(i);
+        }
+    }
+
+    fn alloc_slot(&mut self) -> Option<u32> {
+        if self.free_head != NIL {
+            let i = self.free_head;
+            self.free_head = self.slot(i).next;
+            return Some(i);
+        }
+        let i = self.high_water;
+        if i == NIL {
+            return None;
+        }
+        if (i as usize) == self.chunks.len() * CHUNK_SLOTS {
+            let chunk: Vec<Slot> = std::iter::repeat_with(Slot::default)
+                .take(CHUNK_SLOTS)
+                .collect();
+            self.chunks.push(chunk.into_boxed_slice());
+        }
+        self.high_water += 1;
+        Some(i)
+    }
+
+    fn link_head(&mut self, i: u32) {
+        let old_head = self.head;
+        {
+            let slot = self.slot_mut(i);
+            slot.prev = NIL;
+            slot.next = old_head;
+        }
+        if old_head == NIL {
+            self.tail = i;
+        } else {
+            self.slot_mut(old_head).prev = i;
+        }
+        self.head = i;
+    }
+
+    fn unlink_lru(&mut self, i: u32) {
+        let (prev, next) = {
+            let slot = self.slot(i);
+            (slot.prev, slot.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slot_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slot_mut(next).prev = prev;
+        }
+    }
+}
