@@ -96,6 +96,10 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
             }
             continue;
         }
+        if arg == "-h" {
+            out.push("--help".to_string());
+            continue;
+        }
         let Some(cluster) = arg.strip_prefix('-').filter(|c| c.len() > 1) else {
             out.push(arg);
             continue;
@@ -103,7 +107,8 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
         // A cluster of switches (`-vv`, `-vA`) or a flag with its value attached (`-m64`).
         let mut chars = cluster.char_indices();
         while let Some((i, c)) = chars.next() {
-            out.push(format!("-{c}"));
+            // argh spells help only `--help`; memcached's is `-h`.
+            out.push(if c == 'h' { "--help".to_string() } else { format!("-{c}") });
             if TAKES_VALUE.contains(c) {
                 let rest = &cluster[i + c.len_utf8()..];
                 if rest.is_empty() {
