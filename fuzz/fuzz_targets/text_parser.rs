@@ -43,7 +43,7 @@ fn check_request(input: &[u8], consumed: usize, request: &Request<'_>, limits: &
 
 fuzz_target!(|input: &[u8]| {
     // A small -I so that the too-large path is reachable from short inputs.
-    let limits = Limits { item_size_max: 1024 };
+    let limits = Limits { item_size_max: 1024, ..Limits::default() };
     let parsed = text::parse(input, &limits);
     if let Parsed::Complete { consumed, frame } = &parsed {
         assert!(*consumed > 0 && *consumed <= input.len());

@@ -12,6 +12,6 @@ pub mod request;
 pub mod text;
 
 pub use request::{
-    Arith, Delete, FlushAll, Get, Keys, MAX_KEY_BYTES, Request, ShutdownMode, Stats, Store,
-    StoreMode, Touch, Verbosity,
+    Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, MAX_KEY_BYTES, Request, ShutdownMode, Stats,
+    Store, StoreMode, Touch, Verbosity,
 };

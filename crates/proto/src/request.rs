@@ -32,6 +32,8 @@ pub enum Request<'a> {
     Shutdown(ShutdownMode),
     /// `stats [group]`.
     Stats(Stats<'a>),
+    /// `cache_memlimit <megabytes> [noreply]`.
+    CacheMemlimit(CacheMemlimit),
 }
 
 impl Request<'_> {
@@ -60,6 +62,7 @@ impl Request<'_> {
             Request::Quit => "quit",
             Request::Shutdown(_) => "shutdown",
             Request::Stats(_) => "stats",
+            Request::CacheMemlimit(_) => "cache_memlimit",
         }
     }
 }
@@ -229,4 +232,11 @@ pub enum ShutdownMode {
 pub struct Stats<'a> {
     /// The first argument (`settings`, `items`, `slabs`, `reset`, ...), if any.
     pub group: Option<&'a [u8]>,
+}
+
+/// `cache_memlimit <megabytes> [noreply]`: change the memory limit at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMemlimit {
+    pub megabytes: u32,
+    pub noreply: bool,
 }

@@ -105,10 +105,13 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
             continue;
         };
         // A cluster of switches (`-vv`, `-vA`) or a flag with its value attached (`-m64`).
-        let mut chars = cluster.char_indices();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in cluster.char_indices() {
             // argh spells help only `--help`; memcached's is `-h`.
-            out.push(if c == 'h' { "--help".to_string() } else { format!("-{c}") });
+            out.push(if c == 'h' {
+                "--help".to_string()
+            } else {
+                format!("-{c}")
+            });
             if TAKES_VALUE.contains(c) {
                 let rest = &cluster[i + c.len_utf8()..];
                 if rest.is_empty() {

@@ -114,7 +114,7 @@ async fn read_some<S: Transport>(
 pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, identity: Identity) {
     let fd = stream.socket().unwrap_or(-1);
     let _registration = worker.register_connection(stream.socket());
-    let mut session = Session::new(identity);
+    let mut session = Session::new(identity, worker.config().protocol);
     let mut input = InputBuffer::new();
     let mut out: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
     let per_event = worker.config().requests_per_event.max(1);

@@ -187,6 +187,7 @@ async fn executor_main(
         evict: config.evict,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: config.item_size_max,
     };
     let router = Router::new(vec![Rc::new(Shard::new(0, store_config))]);
     let worker = Rc::new(Worker::new(config, process, router, stats::unix_now()));

@@ -11,14 +11,20 @@ use rampart_proto::{Request, ShutdownMode, StoreMode};
 use rampart_store::{ArithOutcome, SetMode, StoreOutcome};
 
 use crate::authz::{self, Decision, Identity};
+use crate::config::ProtocolChoice;
 use crate::stats::{self, StatsView};
 use crate::worker::Worker;
 
 const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
 
+/// The first byte of every binary-protocol request.
+const BINARY_REQUEST_MAGIC: u8 = 0x80;
+
 /// What the parser is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadState {
+    /// `-B auto`: the first byte decides the protocol, as in memcached.
+    Negotiating,
     /// The start of a request line.
     ReadingLine,
     /// Discarding the rest of a refused data block.
@@ -51,11 +57,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(identity: Identity) -> Self {
-        Session {
-            identity,
-            state: ReadState::ReadingLine,
-        }
+    pub fn new(identity: Identity, protocol: ProtocolChoice) -> Self {
+        let state = match protocol {
+            ProtocolChoice::Auto => ReadState::Negotiating,
+            ProtocolChoice::Ascii | ProtocolChoice::Binary => ReadState::ReadingLine,
+        };
+        Session { identity, state }
     }
 
     /// Handles up to `max_requests` complete requests from the front of `input`.
@@ -86,6 +93,19 @@ impl Session {
             }
             if rest.is_empty() {
                 break;
+            }
+            if self.state == ReadState::Negotiating {
+                if rest[0] == BINARY_REQUEST_MAGIC {
+                    // The binary protocol is not served by this build (issue #6); a text reply
+                    // would only confuse a binary client, so hang up as on any unusable stream.
+                    log::debug!("binary protocol request on a text-only server: closing");
+                    return Progress {
+                        consumed,
+                        flow: Flow::Close,
+                        requests,
+                    };
+                }
+                self.state = ReadState::ReadingLine;
             }
             match text::parse(rest, &limits) {
                 Parsed::Incomplete => break,
@@ -135,8 +155,11 @@ impl Session {
                 if !noreply {
                     reply::line(out, error.line());
                 }
-                if error == TextError::BadDataChunk {
-                    log::debug!("bad data chunk from client");
+                if error == TextError::FlushDisabled {
+                    // memcached counts refused flushes too.
+                    worker
+                        .router()
+                        .invoke_on(0, |store| store.stats_mut().cmd_flush += 1);
                 }
                 Flow::Continue
             }
@@ -252,16 +275,10 @@ fn execute(request: Request<'_>, worker: &Worker, now: u64, out: &mut Vec<u8>) -
             }
         }
         Request::FlushAll(req) => {
-            let line = if worker.config().flush_enabled {
-                router.map_reduce((), |store| store.flush_all(req.delay, now), |(), ()| ());
-                reply::OK
-            } else {
-                // memcached counts refused flushes too.
-                router.invoke_on(0, |store| store.stats_mut().cmd_flush += 1);
-                reply::FLUSH_DISABLED
-            };
+            // `-F` was applied by the parser, which must refuse before reading arguments.
+            router.map_reduce((), |store| store.flush_all(req.delay, now), |(), ()| ());
             if !req.noreply {
-                reply::line(out, line);
+                reply::line(out, reply::OK);
             }
         }
         Request::Version => {
@@ -284,6 +301,26 @@ fn execute(request: Request<'_>, worker: &Worker, now: u64, out: &mut Vec<u8>) -
                 log::info!("shutdown requested by a client");
                 worker.request_shutdown();
                 return Flow::Close;
+            }
+        }
+        Request::CacheMemlimit(req) => {
+            // memcached's bounds: at least 8 MB, and a number that looks like bytes is refused.
+            let line = if req.megabytes < 8 {
+                reply::MEMLIMIT_TOO_SMALL
+            } else if req.megabytes > 1_000_000_000 {
+                reply::MEMLIMIT_NOT_BYTES
+            } else {
+                let total = req.megabytes as usize * 1024 * 1024;
+                let per_shard = total / router.shard_count();
+                router.map_reduce(
+                    (),
+                    |store| store.set_limit_bytes(per_shard, now),
+                    |(), ()| (),
+                );
+                reply::OK
+            };
+            if !req.noreply {
+                reply::line(out, line);
             }
         }
         Request::Stats(req) => {

@@ -39,6 +39,51 @@ impl WorkerCounters {
     }
 }
 
+/// memcached counters for mechanisms rampart does not have (hash table expansion, slab
+/// rebalancing, the LRU crawler and maintainer threads, the log watcher). They are reported,
+/// always 0, so that monitoring that expects memcached's names keeps working.
+const MEMCACHED_INTERNALS: &[&str] = &[
+    "hash_power_level",
+    "hash_bytes",
+    "hash_is_expanding",
+    "slab_reassign_rescues",
+    "slab_reassign_chunk_rescues",
+    "slab_reassign_evictions_nomem",
+    "slab_reassign_inline_reclaim",
+    "slab_reassign_busy_items",
+    "slab_reassign_busy_deletes",
+    "slab_reassign_running",
+    "slabs_moved",
+    "lru_crawler_running",
+    "lru_crawler_starts",
+    "lru_maintainer_juggles",
+    "malloc_fails",
+    "log_worker_dropped",
+    "log_worker_written",
+    "log_watcher_skipped",
+    "log_watcher_sent",
+    "log_watchers",
+    "unexpected_napi_ids",
+    "round_robin_fallback",
+];
+
+/// memcached's segmented-LRU counters; rampart's LRU is a single list.
+const MEMCACHED_LRU_INTERNALS: &[&str] = &[
+    "crawler_items_checked",
+    "lrutail_reflocked",
+    "moves_to_cold",
+    "moves_to_warm",
+    "moves_within_lru",
+    "direct_reclaims",
+    "lru_bumps_dropped",
+];
+
+fn zeros(out: &mut Vec<u8>, names: &[&str]) {
+    for name in names {
+        reply::stat_u64(out, name, 0);
+    }
+}
+
 /// What the `stats` group replies need to see.
 #[derive(Debug)]
 pub struct StatsView<'a> {
@@ -89,6 +134,7 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "uptime", view.now.saturating_sub(view.started_at));
     reply::stat_u64(out, "time", view.now);
     reply::stat(out, "version", VERSION.as_bytes());
+    reply::stat(out, "libevent", b"none");
     reply::stat_u64(out, "pointer_size", usize::BITS.into());
     reply::stat(out, "rusage_user", user.as_bytes());
     reply::stat(out, "rusage_system", system.as_bytes());
@@ -107,6 +153,24 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
         "connection_structures",
         load(&process.curr_connections),
     );
+    zeros(
+        out,
+        &[
+            "response_obj_oom",
+            "response_obj_count",
+            "response_obj_bytes",
+        ],
+    );
+    zeros(
+        out,
+        &[
+            "read_buf_count",
+            "read_buf_bytes",
+            "read_buf_bytes_free",
+            "read_buf_oom",
+        ],
+    );
+    zeros(out, &["reserved_fds"]);
     reply::stat_u64(out, "cmd_get", store.cmd_get);
     reply::stat_u64(out, "cmd_set", store.cmd_set);
     reply::stat_u64(out, "cmd_flush", store.cmd_flush);
@@ -135,16 +199,21 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "bytes_written", worker.bytes_written.get());
     reply::stat_u64(out, "limit_maxbytes", limit);
     reply::stat_u64(out, "accepting_conns", 1);
+    zeros(out, &["listen_disabled_num", "time_in_listen_disabled_us"]);
     reply::stat_u64(out, "threads", view.config.threads as u64);
     reply::stat_u64(out, "conn_yields", worker.conn_yields.get());
+    zeros(out, MEMCACHED_INTERNALS);
     reply::stat_u64(out, "bytes", bytes);
     reply::stat_u64(out, "curr_items", items);
     reply::stat_u64(out, "total_items", store.total_items);
+    zeros(out, &["slab_global_page_pool"]);
     reply::stat_u64(out, "expired_unfetched", store.expired_unfetched);
     reply::stat_u64(out, "evicted_unfetched", store.evicted_unfetched);
+    zeros(out, &["evicted_active"]);
     reply::stat_u64(out, "evictions", store.evictions);
     reply::stat_u64(out, "reclaimed", store.reclaimed);
     reply::stat_u64(out, "crawler_reclaimed", store.crawler_reclaimed);
+    zeros(out, MEMCACHED_LRU_INTERNALS);
     reply::line(out, reply::END);
 }
 
@@ -152,7 +221,11 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
 pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
     let config = view.config;
     let yes_no = |b: bool| if b { &b"yes"[..] } else { &b"no"[..] };
-    reply::stat_u64(out, "maxbytes", config.memory_limit_bytes as u64);
+    // `cache_memlimit` may have changed it since start-up.
+    let maxbytes = view
+        .router
+        .map_reduce(0, |s| s.limit_bytes() as u64, |a, b| a + b);
+    reply::stat_u64(out, "maxbytes", maxbytes);
     reply::stat_u64(out, "maxconns", config.max_connections as u64);
     let port = config.tcp.first().map_or(0, |l| l.addr.port());
     reply::stat_u64(out, "tcpport", port.into());

@@ -63,6 +63,7 @@ impl Worker {
     ) -> Self {
         let limits = Limits {
             item_size_max: config.item_size_max,
+            flush_enabled: config.flush_enabled,
         };
         Worker {
             config,

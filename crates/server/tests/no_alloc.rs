@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rampart_server::authz::Identity;
-use rampart_server::config::Config;
+use rampart_server::config::{Config, ProtocolChoice};
 use rampart_server::session::Session;
 use rampart_server::shard::{Router, Shard};
 use rampart_server::worker::{Process, Worker};
@@ -59,6 +59,7 @@ fn worker() -> Worker {
         evict: true,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: usize::MAX,
     };
     let router = Router::new(vec![Rc::new(Shard::new(0, store))]);
     Worker::new(config, Arc::new(Process::default()), router, 0)
@@ -67,7 +68,7 @@ fn worker() -> Worker {
 #[test]
 fn steady_state_get_and_same_size_set_allocate_nothing() {
     let worker = worker();
-    let mut session = Session::new(Identity::Anonymous);
+    let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Auto);
     let mut out = Vec::with_capacity(64 * 1024);
     let now = 1_800_000_000;
     let set_a = [&b"set k 0 0 100\r\n"[..], &[b'a'; 100], b"\r\n"].concat();

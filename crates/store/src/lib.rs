@@ -36,6 +36,18 @@ pub struct StoreConfig {
     pub cas_start: u64,
     /// Step between uniques (`n`), so uniques never collide across shards.
     pub cas_stride: u64,
+    /// `-I`, measured as memcached measures an item (see [`memcached_item_bytes`]). Storage
+    /// commands check it before the data arrives; append and prepend, which grow an item
+    /// here, are refused (`NotStored`) when the combined item would exceed it.
+    pub item_size_max: usize,
+}
+
+/// memcached's size of an item, which `-I` limits: its 48-byte header, the 8-byte CAS, the
+/// key and its NUL, 4 bytes of client flags when they are nonzero, and the value with its
+/// `\r\n`. (rampart-proto applies the same rule to incoming storage commands.)
+pub fn memcached_item_bytes(key_len: usize, flags: u32, value_len: usize) -> usize {
+    let flags_len = if flags == 0 { 0 } else { 4 };
+    48 + 8 + key_len + 1 + flags_len + value_len + 2
 }
 
 /// Why a [`StoreConfig`] cannot be used.

@@ -16,6 +16,7 @@ const TAIL_SEARCH_ITEMS: usize = 5;
 pub struct Store {
     table: Table,
     max_bytes: usize,
+    item_size_max: usize,
     evict: bool,
     next_cas: u64,
     cas_stride: u64,
@@ -51,6 +52,7 @@ impl Store {
         Self {
             table: Table::new(),
             max_bytes: cfg.max_bytes,
+            item_size_max: cfg.item_size_max,
             evict: cfg.evict,
             next_cas: cfg.cas_start.max(1),
             cas_stride: cfg.cas_stride.max(1),
@@ -302,6 +304,14 @@ impl Store {
         self.table.bytes()
     }
 
+    /// `cache_memlimit`: a new budget. When it shrinks, least recently used items are
+    /// evicted down to it (unless evictions are off, `-M`, when later stores fail instead).
+    pub fn set_limit_bytes(&mut self, max_bytes: usize, now: UnixSecs) {
+        self.max_bytes = max_bytes;
+        let now = self.tick(now);
+        while self.table.bytes() > self.max_bytes && self.pull_tail(table::NIL, now) {}
+    }
+
     pub fn limit_bytes(&self) -> usize {
         self.max_bytes
     }
@@ -416,7 +426,8 @@ impl Store {
     fn extend(&mut self, i: u32, data: &[u8], prepend: bool, now: Secs) -> StoreOutcome {
         let slot = self.table.slot(i);
         let new_len = slot.value().len().saturating_add(data.len());
-        if table::item_charge(slot.key().len(), new_len) > self.max_bytes
+        if crate::memcached_item_bytes(slot.key().len(), slot.flags, new_len) > self.item_size_max
+            || table::item_charge(slot.key().len(), new_len) > self.max_bytes
             || !self.make_room(data.len(), i, now)
         {
             return StoreOutcome::NotStored;

@@ -262,6 +262,7 @@ fn run_against_model(ops: &[Op]) -> Result<(), TestCaseError> {
         evict: true,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: usize::MAX,
     });
     let mut model = Model {
         now: START,
@@ -376,6 +377,7 @@ fn run_small_budget(ops: &[SmallOp], max_bytes: usize, evict: bool) -> Result<()
         evict,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: usize::MAX,
     });
     let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for op in ops {

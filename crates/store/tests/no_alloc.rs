@@ -54,6 +54,7 @@ fn get_and_same_size_set_do_not_allocate() {
         evict: true,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: usize::MAX,
     });
     let now = 1_700_000_000;
     let value_a = [b'a'; 100];

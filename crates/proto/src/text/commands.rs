@@ -9,14 +9,14 @@
 //! incr|decr <key> <delta> [noreply]                 delete <key> [0] [noreply]
 //! touch <key> <exptime> [noreply]                   flush_all [delay] [noreply]
 //! verbosity <level> [noreply]                       version | quit | stats [group]
-//! shutdown [graceful]
+//! shutdown [graceful]                               cache_memlimit <megabytes> [noreply]
 //! ```
 
 use super::numbers::{parse_i32, parse_u32, parse_u64};
 use super::{Frame, Limits, Parsed, TextError, Tokens, key_ok};
 use crate::request::{
-    Arith, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store, StoreMode, Touch,
-    Verbosity,
+    Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store,
+    StoreMode, Touch, Verbosity,
 };
 
 /// A frame that takes just the request line.
@@ -97,13 +97,27 @@ pub(super) fn dispatch<'a>(
             if !count_in(&tokens, 2, 4) {
                 return reject(after_line, TextError::UnknownCommand, false);
             }
-            flush_all(&tokens, after_line)
+            flush_all(&tokens, after_line, limits)
         }
         b"verbosity" => {
             if !count_in(&tokens, 3, 4) {
                 return reject(after_line, TextError::UnknownCommand, false);
             }
             verbosity(&tokens, after_line)
+        }
+        b"cache_memlimit" => {
+            if !count_in(&tokens, 3, 4) {
+                return reject(after_line, TextError::UnknownCommand, false);
+            }
+            let noreply = tokens.noreply();
+            match parse_u32(tokens.get(1)) {
+                Some(megabytes) => request(
+                    after_line,
+                    Request::CacheMemlimit(CacheMemlimit { megabytes, noreply }),
+                ),
+                // memcached answers a bad number with a plain ERROR.
+                None => reject(after_line, TextError::UnknownCommand, noreply),
+            }
         }
         b"version" => request(after_line, Request::Version),
         b"quit" => request(after_line, Request::Quit),
@@ -279,8 +293,11 @@ fn touch<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
     request(after_line, Request::Touch(touch))
 }
 
-fn flush_all<'a>(tokens: &Tokens<'a>, after_line: usize) -> Parsed<'a> {
+fn flush_all<'a>(tokens: &Tokens<'a>, after_line: usize, limits: &Limits) -> Parsed<'a> {
     let noreply = tokens.noreply();
+    if !limits.flush_enabled {
+        return reject(after_line, TextError::FlushDisabled, noreply);
+    }
     let bare = if noreply { 2 } else { 1 };
     let delay = if tokens.count() == bare {
         0

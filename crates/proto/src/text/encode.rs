@@ -80,6 +80,11 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
             }
             false
         }
+        Request::CacheMemlimit(limit) => {
+            word(line, b"cache_memlimit");
+            word(line, digits.format(limit.megabytes).as_bytes());
+            limit.noreply
+        }
         Request::Version | Request::Quit => {
             word(line, request.command_name().as_bytes());
             false

@@ -30,11 +30,14 @@ pub const MAX_GET_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// the per-item header that counts against `-I`.
 pub const ITEM_HEADER_BYTES: usize = 48 + 8;
 
-/// Limits that depend on the server's configuration.
+/// The parts of the server's configuration that decide how a request line is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// `-I`: the largest item, header included, as memcached measures it.
     pub item_size_max: usize,
+    /// Not `-F`. memcached refuses a disabled `flush_all` before it looks at the arguments,
+    /// so the parser must know.
+    pub flush_enabled: bool,
 }
 
 impl Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             item_size_max: 1024 * 1024,
+            flush_enabled: true,
         }
     }
 }
@@ -99,6 +103,8 @@ pub enum TextError {
     InvalidDelta,
     #[error("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")]
     DeleteUsage,
+    #[error("CLIENT_ERROR flush_all not allowed")]
+    FlushDisabled,
 }
 
 impl TextError {
@@ -113,6 +119,7 @@ impl TextError {
             TextError::DeleteUsage => {
                 b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
             }
+            TextError::FlushDisabled => b"CLIENT_ERROR flush_all not allowed",
         }
     }
 }

@@ -26,7 +26,8 @@ pub const OUT_OF_MEMORY_STORING: &[u8] = b"SERVER_ERROR out of memory storing ob
 pub const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value";
 pub const SHUTDOWN_DISABLED: &[u8] = b"ERROR: shutdown not enabled";
 pub const INVALID_SHUTDOWN_MODE: &[u8] = b"CLIENT_ERROR invalid shutdown mode";
-pub const FLUSH_DISABLED: &[u8] = b"CLIENT_ERROR flush_all not allowed";
+pub const MEMLIMIT_TOO_SMALL: &[u8] = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+pub const MEMLIMIT_NOT_BYTES: &[u8] = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections";
 
 /// Appends `line` and `\r\n`.

@@ -107,6 +107,13 @@ fn requests_parse_to_their_logical_form() {
     );
     assert_eq!(accepted(b"version extra\r\n").0, Request::Version);
     assert_eq!(
+        accepted(b"cache_memlimit 100 noreply\r\n").0,
+        Request::CacheMemlimit(crate::CacheMemlimit {
+            megabytes: 100,
+            noreply: true
+        })
+    );
+    assert_eq!(
         accepted(b"shutdown graceful\r\n").0,
         Request::Shutdown(ShutdownMode::Graceful)
     );
@@ -163,8 +170,25 @@ fn errors_match_memcached() {
         (b"delete a 0 x\r\n".to_vec(), DeleteUsage, false),
         (b"verbosity x\r\n".to_vec(), BadCommandLine, false),
         (b"verbosity\r\n".to_vec(), UnknownCommand, false),
+        (b"cache_memlimit x\r\n".to_vec(), UnknownCommand, false),
         (b"set a 0 0 1\r\nxyz\r\n".to_vec(), BadDataChunk, false),
     ];
+    let no_flush = Limits {
+        flush_enabled: false,
+        ..Limits::default()
+    };
+    for input in [&b"flush_all bad\r\n"[..], b"flush_all\r\n"] {
+        assert!(matches!(
+            parse(input, &no_flush),
+            Parsed::Complete {
+                frame: Frame::Reject {
+                    error: FlushDisabled,
+                    noreply: false
+                },
+                ..
+            }
+        ));
+    }
     for (input, error, noreply) in cases {
         assert_eq!(
             rejected(&input),
@@ -190,6 +214,7 @@ fn bad_data_chunk_consumes_exactly_the_declared_block() {
 fn too_large_values_are_swallowed() {
     let limits = Limits {
         item_size_max: 1024,
+        ..Limits::default()
     };
     let input = b"set k 0 0 2000 noreply\r\n";
     assert_eq!(
@@ -293,7 +318,7 @@ proptest! {
         };
         let mut wire = Vec::new();
         encode(&request, &mut wire);
-        let limits = Limits { item_size_max: usize::MAX / 2 };
+        let limits = Limits { item_size_max: usize::MAX / 2, ..Limits::default() };
         match parse(&wire, &limits) {
             Parsed::Complete { consumed, frame: Frame::Request(parsed) } => {
                 prop_assert_eq!(consumed, wire.len());

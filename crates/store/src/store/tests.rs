@@ -13,6 +13,7 @@ fn store_with(max_bytes: usize, evict: bool) -> Store {
         evict,
         cas_start: 1,
         cas_stride: 1,
+        item_size_max: usize::MAX,
     })
 }
 
@@ -52,6 +53,7 @@ fn set_get_flags_and_strided_cas() {
         evict: true,
         cas_start: 3,
         cas_stride: 4,
+        item_size_max: usize::MAX,
     });
     let r = s.store(SetMode::Set, b"k", 42, 0, b"v1", NOW);
     assert_eq!(r, StoreOutcome::Stored);
@@ -388,4 +390,52 @@ fn clock_never_goes_backwards() {
     assert_eq!(value(&mut s, "k", NOW + 10), None);
     set(&mut s, "k", "v", 10, NOW + 10);
     assert_eq!(value(&mut s, "k", NOW).as_deref(), Some("v"));
+}
+
+#[test]
+fn append_and_prepend_respect_the_item_size_limit() {
+    let mut s = Store::new(StoreConfig {
+        max_bytes: 1 << 20,
+        evict: true,
+        cas_start: 1,
+        cas_stride: 1,
+        item_size_max: 1024,
+    });
+    // 56 header + 1 key + 1 NUL + value + 2: a 964-byte value is exactly 1024.
+    assert_eq!(
+        s.store(SetMode::Set, b"k", 0, 0, &[b'a'; 900], 100),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(SetMode::Append, b"k", 0, 0, &[b'b'; 64], 100),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(SetMode::Append, b"k", 0, 0, b"c", 100),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(SetMode::Prepend, b"k", 0, 0, b"c", 100),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(s.get(b"k", 100).map(|i| i.value.len()), Some(964));
+}
+
+#[test]
+fn shrinking_the_limit_evicts_down_to_it() {
+    let mut s = Store::new(StoreConfig {
+        max_bytes: 1 << 20,
+        evict: true,
+        cas_start: 1,
+        cas_stride: 1,
+        item_size_max: usize::MAX,
+    });
+    for i in 0..100u32 {
+        s.store(SetMode::Set, &i.to_be_bytes(), 0, 0, &[0; 1000], 100);
+    }
+    s.set_limit_bytes(10_000, 100);
+    assert!(s.bytes() <= 10_000);
+    assert!(s.len() < 100 && !s.is_empty());
+    // The most recently stored item survived.
+    assert!(s.get(&99u32.to_be_bytes(), 100).is_some());
 }

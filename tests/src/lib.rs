@@ -1,0 +1,50 @@
+//! Integration-test harness for rampart: starts the real `rampart` binary, or upstream
+//! `memcached` as the reference, on an ephemeral 127.0.0.1 port and talks to it over TCP
+//! the way a client would.
+//!
+//! What lives here:
+//! - [`server`]: [`Server::start`] spawns either binary with the same flags, waits for
+//!   readiness from the port file (`MEMCACHED_PORT_FILENAME`, never a sleep), captures its
+//!   output and stops it on drop.
+//! - [`io`]: bounded reads (until a terminator, until the peer closes) and writes.
+//! - [`transcript`], [`replay`], [`normalise`], [`report`]: the differential suite's data
+//!   format, its step protocol, the one list of reply normalisations, and the mismatch report.
+//!
+//! Dependencies: std, `libc` (signals, euid) and `memchr`. It does not depend on any rampart
+//! crate on purpose: the binary is tested only from outside, through its sockets and exit
+//! status, so these tests hold for any implementation.
+//!
+//! Every wait is bounded in time; every server binds 127.0.0.1 only; every test starts its own
+//! servers, so tests run in parallel.
+
+pub mod io;
+pub mod normalise;
+pub mod replay;
+pub mod report;
+pub mod server;
+pub mod tempdir;
+pub mod transcript;
+
+pub use server::{Kind, Server};
+
+use std::path::PathBuf;
+
+/// The workspace root (the parent of this package's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// This package's directory (`<workspace>/tests`), where transcripts and scripts live.
+pub fn package_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when running as root, where both servers refuse to start without `-u`.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -1,0 +1,330 @@
+//! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
+//!
+//! - `cargo xtask ci`: install missing test prerequisites (as root), then fmt, clippy, build
+//!   and the whole workspace's tests with `RAMPART_BIN` pointing at the fresh binary. Stops
+//!   at the first failing step with a non-zero exit status.
+//! - `cargo xtask fuzz [TARGET] [--seconds N]`: run a cargo-fuzz target (in `fuzz/`, its
+//!   own workspace; default every target in turn) for N seconds, installing cargo-fuzz
+//!   first if needed.
+//!
+//! Only std's `Command` and `anyhow`: no shell scripts to keep portable.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the integration tests need, and the command each provides.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("memcached", "memcached"),
+    ("libmemcached-tools", "memccapable"),
+];
+/// PyPI packages the client tests need, and the module each provides.
+const PIP_PACKAGES: &[(&str, &str)] = &[
+    ("pymemcache", "pymemcache"),
+    ("python-binary-memcached", "bmemcached"),
+];
+const DEFAULT_FUZZ_SECONDS: u64 = 60;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                               install missing test prerequisites (as root), then
+                                   fmt --check, clippy -D warnings, build, test
+  fuzz [TARGET] [--seconds N]      run a cargo-fuzz target in fuzz/ for N seconds
+                                   (default: every target, 60 s each)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("ci") if args.len() == 1 => ci(),
+        Some("fuzz") => {
+            let (target, seconds) = parse_fuzz_args(&args[1..])?;
+            fuzz(target.as_deref(), seconds)
+        }
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64)> {
+    let mut target = None;
+    let mut seconds = DEFAULT_FUZZ_SECONDS;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = rest.next().context("--seconds needs a value")?;
+                seconds = value
+                    .parse()
+                    .with_context(|| format!("--seconds {value}: not a whole number"))?;
+            }
+            flag if flag.starts_with('-') => bail!("unknown option {flag}\n{USAGE}"),
+            name if target.is_none() => target = Some(name.to_string()),
+            extra => bail!("unexpected argument {extra}\n{USAGE}"),
+        }
+    }
+    Ok((target, seconds))
+}
+
+/// The workspace root: xtask's manifest directory's parent.
+fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+fn step(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// Runs `cmd` with inherited output; an error unless it exits 0.
+fn run_checked(cmd: &mut Command) -> Result<()> {
+    println!("+ {}", render(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", render(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", render(cmd));
+    }
+    Ok(())
+}
+
+/// True when `cmd` exits 0; its output is discarded.
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn render(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+fn on_path(name: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+fn is_root() -> bool {
+    // `id -u` rather than libc: xtask stays free of unsafe code.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
+}
+
+fn python() -> String {
+    env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn ci() -> Result<()> {
+    let root = root();
+    step("prerequisites");
+    install_prerequisites()?;
+
+    step("cargo fmt --all --check");
+    run_checked(
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
+
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    run_checked(Command::new(cargo()).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("cargo build -p rampart");
+    run_checked(
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "-p", "rampart"]),
+    )?;
+    let binary = target_dir(&root).join("debug").join("rampart");
+    if !binary.is_file() {
+        bail!("the build did not produce {}", binary.display());
+    }
+
+    step(&format!(
+        "cargo test --workspace (RAMPART_BIN={})",
+        binary.display()
+    ));
+    run_checked(
+        Command::new(cargo())
+            .current_dir(&root)
+            // Every test binary runs, so one CI log shows every failure; the step still fails.
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("RAMPART_BIN", &binary),
+    )?;
+
+    println!("\nxtask ci: all steps passed");
+    Ok(())
+}
+
+/// `CARGO_TARGET_DIR` when set (relative to the root), else `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// Installs what the integration tests need and is missing: Debian packages with apt-get
+/// and PyPI packages with pip, as root only. Without root, names what to install.
+fn install_prerequisites() -> Result<()> {
+    let missing_apt: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, command)| !on_path(command))
+        .map(|(package, _)| *package)
+        .collect();
+    let python = python();
+    let modules: Vec<&str> = PIP_PACKAGES.iter().map(|(_, module)| *module).collect();
+    let import = format!("import {}", modules.join(", "));
+    let pip_missing = !succeeds(Command::new(&python).args(["-c", &import]));
+    let missing_pip: Vec<&str> = if pip_missing {
+        PIP_PACKAGES.iter().map(|(package, _)| *package).collect()
+    } else {
+        Vec::new()
+    };
+    if missing_apt.is_empty() && missing_pip.is_empty() {
+        println!(
+            "all present: memcached, memccapable, {}",
+            modules.join(", ")
+        );
+        return Ok(());
+    }
+    if !is_root() {
+        let mut what = Vec::new();
+        if !missing_apt.is_empty() {
+            what.push(format!("apt-get install {}", missing_apt.join(" ")));
+        }
+        if !missing_pip.is_empty() {
+            what.push(format!("{python} -m pip install {}", missing_pip.join(" ")));
+        }
+        bail!(
+            "missing test prerequisites and not running as root; install them with:\n  {}",
+            what.join("\n  ")
+        );
+    }
+    if !missing_apt.is_empty() {
+        run_checked(Command::new("apt-get").arg("update"))?;
+        run_checked(
+            Command::new("apt-get")
+                .args(["install", "-y"])
+                .args(&missing_apt)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        for (package, command) in APT_PACKAGES {
+            if !on_path(command) {
+                bail!("{package} was installed but {command} is still not on PATH");
+            }
+        }
+    }
+    if !missing_pip.is_empty() {
+        run_checked(
+            Command::new(&python)
+                .args(["-m", "pip", "install"])
+                .args(&missing_pip),
+        )?;
+        if !succeeds(Command::new(&python).args(["-c", &import])) {
+            bail!(
+                "pip installed {} but `{import}` still fails",
+                missing_pip.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn fuzz(target: Option<&str>, seconds: u64) -> Result<()> {
+    let fuzz_dir = root().join("fuzz");
+    if !fuzz_dir.join("Cargo.toml").is_file() {
+        bail!("{} has no Cargo.toml", fuzz_dir.display());
+    }
+    step("cargo-fuzz");
+    if succeeds(Command::new(cargo()).args(["fuzz", "--version"])) {
+        println!("cargo-fuzz is installed");
+    } else {
+        run_checked(Command::new(cargo()).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let targets = match target {
+        Some(target) => vec![target.to_string()],
+        None => fuzz_targets(&fuzz_dir)?,
+    };
+    for target in &targets {
+        step(&format!("cargo fuzz run {target} for {seconds} s"));
+        run_checked(
+            fuzz_command(&fuzz_dir)
+                .args(["fuzz", "run", target, "--"])
+                .arg(format!("-max_total_time={seconds}")),
+        )?;
+    }
+    Ok(())
+}
+
+/// `cargo` in `fuzz/`. Only the stable toolchain exists here; cargo-fuzz needs nightly
+/// flags (-Zsanitizer), which RUSTC_BOOTSTRAP=1 unlocks on stable.
+fn fuzz_command(fuzz_dir: &Path) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(fuzz_dir)
+        .env("RUSTC_BOOTSTRAP", OsStr::new("1"));
+    cmd
+}
+
+/// The targets `cargo fuzz list` reports.
+fn fuzz_targets(fuzz_dir: &Path) -> Result<Vec<String>> {
+    let mut cmd = fuzz_command(fuzz_dir);
+    cmd.args(["fuzz", "list"]);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", render(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}):\n{}",
+            render(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let targets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(String::from)
+        .collect();
+    if targets.is_empty() {
+        bail!(
+            "`cargo fuzz list` found no targets in {}",
+            fuzz_dir.display()
+        );
+    }
+    Ok(targets)
+}
