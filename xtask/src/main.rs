@@ -281,11 +281,15 @@ fn fuzz(target: Option<&str>, seconds: u64) -> Result<()> {
     };
     for target in &targets {
         step(&format!("cargo fuzz run {target} for {seconds} s"));
-        run_checked(
-            fuzz_command(&fuzz_dir)
-                .args(["fuzz", "run", target, "--"])
-                .arg(format!("-max_total_time={seconds}")),
-        )?;
+        let mut cmd = fuzz_command(&fuzz_dir);
+        cmd.args(["fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"));
+        // A target's dictionary, when it has one, is fuzz/dict/<target>.dict.
+        let dict = fuzz_dir.join("dict").join(format!("{target}.dict"));
+        if dict.is_file() {
+            cmd.arg(format!("-dict={}", dict.display()));
+        }
+        run_checked(&mut cmd)?;
     }
     Ok(())
 }
