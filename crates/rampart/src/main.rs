@@ -11,12 +11,20 @@ const EXIT_USAGE: u8 = 64;
 
 fn init_logging(verbosity: u32) {
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(rampart_server::verbosity_filter(verbosity));
-    // RUST_LOG, when set, overrides what -v asked for.
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
+    // The logger lets everything through and `log::set_max_level` decides, so that the
+    // `verbosity` command can raise or lower it at run time. RUST_LOG, when set, is the
+    // operator's explicit choice and replaces both.
+    builder.filter_level(log::LevelFilter::Trace);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) => {
+            builder.parse_filters(&spec);
+            builder.format_timestamp_millis().init();
+        }
+        Err(_) => {
+            builder.format_timestamp_millis().init();
+            log::set_max_level(rampart_server::verbosity_filter(verbosity));
+        }
     }
-    builder.format_timestamp_millis().init();
 }
 
 fn main() -> ExitCode {
