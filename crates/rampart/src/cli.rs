@@ -64,7 +64,7 @@ pub struct Args {
     /// listen backlog (default 1024)
     #[argh(option, short = 'b', default = "1024")]
     pub listen_backlog: u32,
-    /// verbose: -v errors and connections, -vv every command
+    /// verbose: -v debug detail, -vv trace (the verbosity command changes it later)
     #[argh(switch, short = 'v')]
     pub verbose: u32,
     /// comma separated extended options: idle_timeout=<seconds>, and memcached's tuning options
