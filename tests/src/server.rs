@@ -202,10 +202,21 @@ impl Server {
 
     /// Like [`Server::start`], returning the failure (with the server's output) instead.
     pub fn try_start(kind: Kind, extra_args: &[&str]) -> Result<Server, String> {
+        Server::try_start_from(kind, kind.command(), extra_args)
+    }
+
+    /// Like [`Server::start`] but without the `-u nobody` the harness adds as root: the
+    /// server is started exactly as an operator typing its name would start it.
+    pub fn start_as_invoked(kind: Kind, extra_args: &[&str]) -> Server {
+        let mut cmd = Command::new(kind.binary());
+        cmd.stdin(Stdio::null());
+        Server::try_start_from(kind, cmd, extra_args).unwrap_or_else(|msg| panic!("{msg}"))
+    }
+
+    fn try_start_from(kind: Kind, mut cmd: Command, extra_args: &[&str]) -> Result<Server, String> {
         let binary = kind.try_binary()?;
         let dir = TempDir::new().map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let port_file = dir.path().join("ports");
-        let mut cmd = kind.command();
         cmd.args(["-l", "127.0.0.1:0", "-U", "0"])
             .args(extra_args)
             .env("MEMCACHED_PORT_FILENAME", &port_file)

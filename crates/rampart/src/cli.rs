@@ -353,8 +353,36 @@ pub fn to_config(args: Args, port_file: Option<PathBuf>) -> Result<Config, Usage
         verbosity: args.verbose,
         idle_timeout,
         port_file,
-        run_as: args.user,
+        run_as: run_as(args.user)?,
     })
+}
+
+/// The unprivileged account rampart switches to when started as root without `-u`.
+const DEFAULT_UNPRIVILEGED_USER: &str = "nobody";
+
+/// Who to become after binding. memcached refuses to start as root without `-u`, which
+/// pushes operators to write `-u root`; rampart never keeps root: without `-u` it switches to
+/// `nobody`, and refuses only when that account does not exist. `-u root` is still honoured
+/// as an explicit choice.
+fn run_as(user: Option<String>) -> Result<Option<String>, UsageError> {
+    // SAFETY: getuid/geteuid cannot fail and touch no memory.
+    let root = unsafe { libc::getuid() == 0 || libc::geteuid() == 0 };
+    if user.is_some() || !root {
+        return Ok(user);
+    }
+    let name = std::ffi::CString::new(DEFAULT_UNPRIVILEGED_USER)
+        .map_err(|_| usage("can't run as root without the -u switch"))?;
+    // SAFETY: getpwnam takes a NUL-terminated name and returns a pointer we only test for null.
+    let exists = unsafe { !libc::getpwnam(name.as_ptr()).is_null() };
+    if !exists {
+        return Err(usage(format!(
+            "can't run as root without the -u switch (there is no {DEFAULT_UNPRIVILEGED_USER} user to switch to)"
+        )));
+    }
+    log::warn!(
+        "started as root without -u: switching to {DEFAULT_UNPRIVILEGED_USER} after binding (pass -u <user> to choose)"
+    );
+    Ok(Some(DEFAULT_UNPRIVILEGED_USER.to_string()))
 }
 
 #[cfg(test)]
