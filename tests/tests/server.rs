@@ -110,11 +110,12 @@ fn as_root_without_user_memcached_refuses_and_rampart_serves_as_nobody() {
     );
 
     let server = Server::start_as_invoked(Kind::Rampart, &[]);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("the server's /proc status is readable");
     let uids: Vec<&str> = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
-        .unwrap()
+        .expect("/proc status has a Uid line")
         .split_whitespace()
         .collect();
     assert!(
@@ -123,7 +124,8 @@ fn as_root_without_user_memcached_refuses_and_rampart_serves_as_nobody() {
         server.diagnostics()
     );
     let mut conn = server.conn();
-    conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n").unwrap();
+    conn.send(b"set k 0 0 1\r\nv\r\nget k\r\n")
+        .expect("the request is sent");
     let reply = conn.read_until(b"END\r\n", CLOSE_BOUND);
     assert_eq!(reply.bytes, b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n");
     assert!(
