@@ -1,8 +1,25 @@
 //! The logical requests, shared by every wire encoding.
 //!
 //! A request borrows from the connection's read buffer: keys and data blocks are slices of the
-//! bytes that arrived, never copies. The text codec builds these today; the meta and binary
-//! codecs are further encodings of the same values.
+//! bytes that arrived, never copies. The text codec builds the classic commands; the meta
+//! commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`) are single-key requests with options, and the
+//! binary protocol is encoded onto the same meta requests (a binary `getk` is an `mg` that
+//! returns the flags, the value and the key), so the server runs one logical request whatever
+//! the encoding and only the reply encoder differs.
+
+mod meta;
+mod meta_arith;
+mod meta_delete;
+mod meta_get;
+mod meta_set;
+mod sasl;
+
+pub use meta::{MAX_META_FLAGS, MAX_OPAQUE_BYTES, MetaFlags, MetaKey};
+pub use meta_arith::MetaArith;
+pub use meta_delete::{MetaDebug, MetaDelete};
+pub use meta_get::MetaGet;
+pub use meta_set::{MetaSet, MetaSetMode};
+pub use sasl::Sasl;
 
 /// Longest key memcached accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 250;
@@ -34,6 +51,20 @@ pub enum Request<'a> {
     Stats(Stats<'a>),
     /// `cache_memlimit <megabytes> [noreply]`.
     CacheMemlimit(CacheMemlimit),
+    /// `mg`; binary get, getq, getk, getkq, touch, gat, gatq, gatk, gatkq.
+    MetaGet(MetaGet<'a>),
+    /// `ms`; binary set, add, replace, append, prepend and their quiet forms.
+    MetaSet(MetaSet<'a>),
+    /// `md`; binary delete, deleteq.
+    MetaDelete(MetaDelete<'a>),
+    /// `ma`; binary increment, decrement and their quiet forms.
+    MetaArith(MetaArith<'a>),
+    /// `mn`; binary noop. Answered `MN` (binary: an empty success) once everything before it is.
+    MetaNoop,
+    /// `me <key> [b]`.
+    MetaDebug(MetaDebug<'a>),
+    /// Binary SASL list/auth/step.
+    Sasl(Sasl<'a>),
 }
 
 impl Request<'_> {
@@ -63,6 +94,15 @@ impl Request<'_> {
             Request::Shutdown(_) => "shutdown",
             Request::Stats(_) => "stats",
             Request::CacheMemlimit(_) => "cache_memlimit",
+            Request::MetaGet(_) => "mg",
+            Request::MetaSet(_) => "ms",
+            Request::MetaDelete(_) => "md",
+            Request::MetaArith(_) => "ma",
+            Request::MetaNoop => "mn",
+            Request::MetaDebug(_) => "me",
+            Request::Sasl(Sasl::ListMechanisms) => "sasl_list_mechs",
+            Request::Sasl(Sasl::Auth { .. }) => "sasl_auth",
+            Request::Sasl(Sasl::Step { .. }) => "sasl_step",
         }
     }
 }

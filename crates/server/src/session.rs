@@ -144,6 +144,11 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Flow {
         match frame {
+            // The meta protocol is parsed but not yet served (issue #6): answer as before.
+            Frame::Meta(_) => {
+                reply::line(out, reply::ERROR);
+                Flow::Continue
+            }
             Frame::Request(request) => {
                 if authz::authorize(&self.identity, &request) == Decision::Deny {
                     reply::line(out, ACCESS_DENIED);
@@ -191,6 +196,14 @@ impl Session {
 fn execute(request: Request<'_>, worker: &Worker, now: u64, out: &mut Vec<u8>) -> Flow {
     let router = worker.router();
     match request {
+        // Meta and binary requests are not served yet (issue #6).
+        Request::MetaGet(_)
+        | Request::MetaSet(_)
+        | Request::MetaDelete(_)
+        | Request::MetaArith(_)
+        | Request::MetaNoop
+        | Request::MetaDebug(_)
+        | Request::Sasl(_) => reply::line(out, reply::ERROR),
         Request::Get(get) => {
             for key in get.keys.iter() {
                 router.invoke_for(key, |store| {

@@ -56,6 +56,9 @@ pub(super) fn dispatch<'a>(
     if tokens.count() == 0 || command.len() < 2 {
         return reject(after_line, TextError::UnknownCommand, false);
     }
+    if crate::meta::is_meta_command(command) {
+        return meta(line, buf, after_line, limits);
+    }
     match command {
         b"get" | b"gets" | b"gat" | b"gats" => {
             if tokens.count() + 1 < 3 {
@@ -141,6 +144,20 @@ pub(super) fn dispatch<'a>(
                 reject(after_line, TextError::UnknownCommand, false)
             }
         }
+    }
+}
+
+/// Hands a meta line to the meta codec.
+fn meta<'a>(line: &'a [u8], buf: &'a [u8], after_line: usize, limits: &Limits) -> Parsed<'a> {
+    match crate::meta::dispatch(line, buf, after_line, limits) {
+        Some(crate::meta::Parsed::Complete { consumed, frame }) => Parsed::Complete {
+            consumed,
+            frame: Frame::Meta(frame),
+        },
+        Some(crate::meta::Parsed::Incomplete) => Parsed::Incomplete,
+        Some(crate::meta::Parsed::Close) => Parsed::Close,
+        // Not reached: the caller checked the command.
+        None => reject(after_line, TextError::UnknownCommand, false),
     }
 }
 

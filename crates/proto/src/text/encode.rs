@@ -1,6 +1,8 @@
 //! The client side of the text protocol: requests back into bytes.
 //!
 //! Used by load generators and by the parser's round-trip tests; `parse(encode(r)) == r`.
+//! Meta requests are written in their meta form (a text connection reads them too); SASL has
+//! no text form and writes nothing.
 
 use crate::request::{Request, ShutdownMode, StoreMode};
 
@@ -14,6 +16,13 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
     };
     let line = out;
     let noreply = match request {
+        Request::MetaGet(_)
+        | Request::MetaSet(_)
+        | Request::MetaDelete(_)
+        | Request::MetaArith(_)
+        | Request::MetaNoop
+        | Request::MetaDebug(_) => return crate::meta::encode(request, line),
+        Request::Sasl(_) => return,
         Request::Get(get) => {
             word(line, request.command_name().as_bytes());
             if let Some(exptime) = get.touch {

@@ -16,7 +16,7 @@ pub mod reply;
 
 pub use encode::encode;
 
-pub use numbers::{parse_i32, parse_u32, parse_u64};
+pub use numbers::{parse_i32, parse_i32_wrapping, parse_u32, parse_u64};
 
 use crate::request::{MAX_KEY_BYTES, Request};
 
@@ -86,6 +86,9 @@ pub enum Frame<'a> {
         swallow: usize,
         noreply: bool,
     },
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`): memcached reads them from the same
+    /// line parser, so one connection can mix both.
+    Meta(crate::meta::Frame<'a>),
 }
 
 /// The client's mistakes the text protocol names, each with memcached's exact line.

@@ -51,6 +51,20 @@ pub fn parse_i32(token: &[u8]) -> Option<i32> {
     i32::try_from(value).ok()
 }
 
+/// memcached 1.6.18's `safe_strtol` as its meta commands use it: C's `strtol` into a 64-bit
+/// `long` (out of that range is refused), then stored into an `int32_t`, keeping the low 32
+/// bits (`T4294967297` is 1). The text commands keep [`parse_i32`]'s stricter range.
+pub fn parse_i32_wrapping(token: &[u8]) -> Option<i32> {
+    let (negative, magnitude) = scan(token)?;
+    let magnitude = magnitude?;
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)?
+    } else {
+        i64::try_from(magnitude).ok()?
+    };
+    Some(value as i32)
+}
+
 /// memcached's `safe_strtoul` into a `uint32_t` (flags, verbosity levels).
 pub fn parse_u32(token: &[u8]) -> Option<u32> {
     let value = parse_c_unsigned(token)?;
@@ -96,6 +110,18 @@ mod tests {
         assert_eq!(parse_i32(b"-"), None);
         assert_eq!(parse_i32(b"1x"), None);
         assert_eq!(parse_i32(b"abc"), None);
+    }
+
+    #[test]
+    fn meta_signed_wraps_like_memcached() {
+        // Checked against memcached 1.6.18 with `mg k T<n>` and `ms k <n>`.
+        assert_eq!(parse_i32_wrapping(b"99999999999"), Some(1_215_752_191));
+        assert_eq!(parse_i32_wrapping(b"2147483648"), Some(i32::MIN));
+        assert_eq!(parse_i32_wrapping(b"4294967298"), Some(2));
+        assert_eq!(parse_i32_wrapping(b"-9223372036854775808"), Some(0));
+        assert_eq!(parse_i32_wrapping(b"9223372036854775808"), None);
+        assert_eq!(parse_i32_wrapping(b"99999999999999999999"), None);
+        assert_eq!(parse_i32_wrapping(b"x"), None);
     }
 
     #[test]
