@@ -7,7 +7,13 @@
 //!   own workspace; default every target in turn) for N seconds, installing cargo-fuzz
 //!   first if needed.
 //!
-//! Only std's `Command` and `anyhow`: no shell scripts to keep portable.
+//! - `cargo xtask bench-tls [--quick]`: rampart against upstream memcached, plaintext and
+//!   TLS, pinned and alternating; see `bench_tls.rs`.
+//!
+//! Only std's `Command` and `anyhow` (plus the load generator and plotters for bench-tls): no
+//! shell scripts to keep portable.
+
+mod bench_tls;
 
 use std::env;
 use std::ffi::OsStr;
@@ -35,7 +41,11 @@ commands:
   ci                               install missing test prerequisites (as root), then
                                    fmt --check, clippy -D warnings, build, test
   fuzz [TARGET] [--seconds N]      run a cargo-fuzz target in fuzz/ for N seconds
-                                   (default: every target, 60 s each)";
+                                   (default: every target, 60 s each)
+  bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
+                                   rampart vs memcached, plaintext and TLS, pinned CPUs;
+                                   report in perf/results/ (--quick: one short round,
+                                   report under the target dir)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -55,6 +65,7 @@ fn run(args: &[String]) -> Result<()> {
             let (target, seconds) = parse_fuzz_args(&args[1..])?;
             fuzz(target.as_deref(), seconds)
         }
+        Some("bench-tls") => bench_tls::bench_tls(&bench_tls::Options::parse(&args[1..])?),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,488 @@
+//! `cargo xtask bench-tls`: rampart against upstream memcached, same CPU, same memory limit,
+//! same certificate, driven by `rampart-perf` pinned to the other CPUs (issue #7).
+//!
+//! Every measurement starts a fresh server, and the two servers take turns (memcached,
+//! rampart, memcached, ...) so that drifting background load hits both alike. Phase one is
+//! closed loop (throughput, CPU per request, latency at saturation) for every round; phase
+//! two is open loop at half the lower server's median closed-loop throughput (latency
+//! without coordinated omission); phase three stores items and reads resident memory. The
+//! report is medians over the rounds, written by [`report`] and drawn by [`chart`].
+
+mod chart;
+mod report;
+mod server;
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rampart_perf::{Config, Report, Stop, TlsConfig, Verify};
+
+use crate::{cargo, on_path, root, run_checked, step, target_dir};
+use report::{Failure, Meta, Results, Run};
+use server::{Certs, Kind, Launch, StartError};
+
+const CONNECTIONS: usize = 50;
+const GET_RATIO: f64 = 0.9;
+/// Keys of the throughput scenarios (10 MiB at 1 KiB values).
+const KEYS: u64 = 10_000;
+/// Random sets per key before measuring: 1 - e^-4, 98% of the keys are warm.
+const WARM_SETS_PER_KEY: u64 = 4;
+const MEMORY_LIMIT_MIB: usize = 1024;
+const MEMORY_VALUE_BYTES: usize = 100;
+const SERVER_CPU: usize = 0;
+/// Open-loop offered rate as a fraction of the lower closed-loop throughput.
+const OPEN_LOOP_FRACTION: f64 = 0.5;
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub rounds: usize,
+    pub seconds: f64,
+    pub memory_items: u64,
+    /// Where the report goes; default perf/results (full) or <target>/bench-tls (quick).
+    pub out: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut quick = false;
+        let mut rounds = None;
+        let mut seconds = None;
+        let mut items = None;
+        let mut out = None;
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let mut value = |name: &str| {
+                rest.next()
+                    .cloned()
+                    .with_context(|| format!("{name} needs a value"))
+            };
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--rounds" => rounds = Some(value("--rounds")?.parse()?),
+                "--seconds" => seconds = Some(value("--seconds")?.parse()?),
+                "--items" => items = Some(value("--items")?.parse()?),
+                "--out" => out = Some(PathBuf::from(value("--out")?)),
+                other => bail!("bench-tls: unknown argument {other}"),
+            }
+        }
+        let options = Options {
+            quick,
+            rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
+            seconds: seconds.unwrap_or(if quick { 1.5 } else { 5.0 }),
+            memory_items: items.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            out,
+        };
+        if options.rounds == 0 || options.seconds <= 0.0 || options.memory_items == 0 {
+            bail!("--rounds, --seconds and --items must be positive");
+        }
+        Ok(options)
+    }
+}
+
+/// One throughput/latency scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    pub tls: bool,
+    pub pipeline: usize,
+    pub value_size: usize,
+}
+
+impl Scenario {
+    pub fn all() -> Vec<Scenario> {
+        let mut all = Vec::new();
+        for tls in [false, true] {
+            for pipeline in [1, 16] {
+                for value_size in [32, 1024] {
+                    all.push(Scenario {
+                        tls,
+                        pipeline,
+                        value_size,
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    pub fn name(&self) -> String {
+        let size = match self.value_size {
+            1024 => "1KiB".to_string(),
+            n => format!("{n}B"),
+        };
+        let transport = if self.tls { "tls" } else { "plain" };
+        format!("{transport} d{} {size}", self.pipeline)
+    }
+}
+
+pub fn bench_tls(options: &Options) -> Result<()> {
+    let started = Instant::now();
+    let root = root();
+    step("prerequisites");
+    if !on_path("memcached") {
+        crate::install_prerequisites()?;
+    }
+    let memcached = find_on_path("memcached").context("memcached is not on PATH")?;
+    for tool in ["taskset", "openssl", "getconf"] {
+        if !on_path(tool) {
+            bail!("{tool} is not on PATH");
+        }
+    }
+
+    step("cargo build --release -p rampart");
+    run_checked(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "rampart",
+    ]))?;
+    let rampart = target_dir(&root).join("release").join("rampart");
+    if !rampart.is_file() {
+        bail!("the build did not produce {}", rampart.display());
+    }
+
+    let dir = env::temp_dir().join(format!("rampart-bench-tls-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    // The servers drop to `nobody` as root and must still write their port files here.
+    server::set_mode(&dir, 0o777)?;
+    let result = measure(options, &root, memcached, rampart, &dir);
+    let _ = fs::remove_dir_all(&dir);
+    let results = result?;
+
+    let out = match &options.out {
+        Some(out) => out.clone(),
+        None if options.quick => target_dir(&root).join("bench-tls"),
+        None => root.join("perf").join("results"),
+    };
+    fs::create_dir_all(&out)?;
+    let stem = format!("{}-{}", results.meta.date, results.meta.host);
+    let table = report::markdown(&results);
+    let svg = out.join(format!("{stem}.svg"));
+    chart::draw(&results, &svg)?;
+    let md = out.join(format!("{stem}.md"));
+    fs::write(
+        &md,
+        report::document(&results, &table, &format!("{stem}.svg")),
+    )?;
+    let json = out.join(format!("{stem}.json"));
+    fs::write(&json, serde_json::to_string_pretty(&results)?)?;
+    println!("\n{table}");
+    for failure in &results.failures {
+        eprintln!("FAILED: {failure}");
+    }
+    println!(
+        "wrote {}, {} and {} in {:.0} s",
+        md.display(),
+        json.display(),
+        svg.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if !results.failures.is_empty() {
+        bail!("{} run(s) failed (listed above)", results.failures.len());
+    }
+    Ok(())
+}
+
+fn measure(
+    options: &Options,
+    root: &Path,
+    memcached: PathBuf,
+    rampart: PathBuf,
+    dir: &Path,
+) -> Result<Results> {
+    step("throwaway CA and server certificate (openssl)");
+    let certs = Certs::generate(dir)?;
+    let launch = Launch {
+        memcached,
+        rampart,
+        server_cpu: SERVER_CPU,
+        memory_mib: MEMORY_LIMIT_MIB,
+        certs,
+        dir: dir.to_path_buf(),
+    };
+    let client_cpus = client_cpus();
+    let ticks = server::clock_ticks_per_s()?;
+    let mut meta = Meta::collect(root, options, &client_cpus, SERVER_CPU, MEMORY_LIMIT_MIB)?;
+
+    step("does rampart speak TLS yet?");
+    meta.rampart_tls = match launch.start(Kind::Rampart, true) {
+        Ok(_) => None,
+        Err(StartError::TlsUnsupported(line)) => {
+            println!("no: {line}; rampart's TLS rows are marked not supported");
+            Some(line)
+        }
+        Err(StartError::Other(e)) => return Err(e),
+    };
+    if meta.rampart_tls.is_none() {
+        println!("yes");
+    }
+    let supported = |kind: Kind, scenario: &Scenario| {
+        !(kind == Kind::Rampart && scenario.tls && meta.rampart_tls.is_some())
+    };
+
+    let mut runs = Vec::new();
+    // A failed run is recorded and the rest still run, so that one stall does not lose the
+    // others' figures; any failure makes the whole command fail at the end.
+    let mut failures = Vec::new();
+    let scenarios = Scenario::all();
+    let bench = Bench {
+        launch: &launch,
+        client_cpus: &client_cpus,
+        ticks,
+        seconds: options.seconds,
+    };
+    for round in 1..=options.rounds {
+        for scenario in &scenarios {
+            for kind in Kind::BOTH.into_iter().filter(|k| supported(*k, scenario)) {
+                step(&format!(
+                    "round {round}/{}: {} closed loop, {}",
+                    options.rounds,
+                    scenario.name(),
+                    kind.name()
+                ));
+                match bench.load(round, kind, scenario, None) {
+                    Ok(run) => runs.push(run),
+                    Err(e) => failures.push(Failure::new(round, kind, &scenario.name(), &e)),
+                }
+            }
+        }
+    }
+    for scenario in &scenarios {
+        let lower = Kind::BOTH
+            .into_iter()
+            .filter(|k| supported(*k, scenario))
+            .filter_map(|kind| {
+                report::median(
+                    runs.iter()
+                        .filter(|r| {
+                            r.kind == kind && r.scenario == scenario.name() && r.rate.is_none()
+                        })
+                        .map(|r| r.ops_per_s),
+                )
+            })
+            .fold(f64::INFINITY, f64::min);
+        if !lower.is_finite() {
+            println!(
+                "{}: no closed-loop throughput, so no open loop",
+                scenario.name()
+            );
+            continue;
+        }
+        let rate = (lower * OPEN_LOOP_FRACTION).max(1.0).round();
+        for round in 1..=options.rounds {
+            for kind in Kind::BOTH.into_iter().filter(|k| supported(*k, scenario)) {
+                step(&format!(
+                    "round {round}/{}: {} open loop at {rate} req/s, {}",
+                    options.rounds,
+                    scenario.name(),
+                    kind.name()
+                ));
+                match bench.load(round, kind, scenario, Some(rate)) {
+                    Ok(run) => runs.push(run),
+                    Err(e) => failures.push(Failure::new(round, kind, &scenario.name(), &e)),
+                }
+            }
+        }
+    }
+    let mut memory = Vec::new();
+    for round in 1..=options.rounds {
+        for kind in Kind::BOTH {
+            step(&format!(
+                "round {round}/{}: {} items of {MEMORY_VALUE_BYTES} bytes, {}",
+                options.rounds,
+                options.memory_items,
+                kind.name()
+            ));
+            match bench.memory(round, kind, options.memory_items) {
+                Ok(m) => memory.push(m),
+                Err(e) => failures.push(Failure::new(round, kind, "memory", &e)),
+            }
+        }
+    }
+    meta.finish();
+    Ok(Results::new(meta, runs, memory, failures))
+}
+
+/// CPUs for the load generator: every CPU but the server's.
+fn client_cpus() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus: Vec<usize> = (0..n).filter(|&c| c != SERVER_CPU).collect();
+    if cpus.is_empty() {
+        vec![SERVER_CPU]
+    } else {
+        cpus
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    env::var_os("PATH").and_then(|path| {
+        env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// What every measurement shares.
+struct Bench<'a> {
+    launch: &'a Launch,
+    client_cpus: &'a [usize],
+    ticks: u64,
+    seconds: f64,
+}
+
+impl Bench<'_> {
+    fn config(&self, addr: String, tls: bool) -> Config {
+        Config {
+            server: addr,
+            tls: tls.then(|| TlsConfig {
+                verify: Verify::Ca(self.launch.certs.ca.clone()),
+                cert: None,
+                key: None,
+                server_name: None,
+            }),
+            connections: CONNECTIONS,
+            threads: self.client_cpus.len(),
+            cpus: self.client_cpus.to_vec(),
+            ..Config::default()
+        }
+    }
+
+    /// One closed-loop (`rate` None) or open-loop run against a fresh server.
+    fn load(
+        &self,
+        round: usize,
+        kind: Kind,
+        scenario: &Scenario,
+        rate: Option<f64>,
+    ) -> Result<Run> {
+        let server = start(self.launch, kind, scenario.tls)?;
+        let base = Config {
+            keys: KEYS,
+            value_size: scenario.value_size,
+            ..self.config(server.addr(), scenario.tls)
+        };
+        // Warm the keys with sets one at a time: the generator's own prepopulation sends
+        // them 8 deep, which stalls memcached 1.6.18's TLS connections (decrypted bytes
+        // left inside OpenSSL while it waits for the socket), a bug rampart must not hide.
+        let warm = Config {
+            get_ratio: 0.0,
+            stop: Stop::Requests(WARM_SETS_PER_KEY * KEYS),
+            ..base.clone()
+        };
+        let warmed = rampart_perf::run(&warm)
+            .with_context(|| format!("{} {}: warming up", kind.name(), scenario.name()))?;
+        check_clean(kind, &format!("{} warm-up", scenario.name()), &warmed)?;
+        let config = Config {
+            pipeline: scenario.pipeline,
+            get_ratio: GET_RATIO,
+            stop: Stop::Duration(Duration::from_secs_f64(self.seconds)),
+            rate,
+            ..base
+        };
+        // start() returns once connected: the CPU delta is the measurement's alone.
+        let running = rampart_perf::start(&config)
+            .with_context(|| format!("{} {}", kind.name(), scenario.name()))?;
+        let before = server.sample()?;
+        let report = running.finish()?;
+        let after = server.sample()?;
+        check_clean(kind, &scenario.name(), &report)?;
+        let cpu_s = (after.cpu_ticks - before.cpu_ticks) as f64 / self.ticks as f64;
+        Ok(Run {
+            round,
+            kind,
+            scenario: scenario.name(),
+            rate,
+            ops_per_s: report.ops_per_s,
+            cpu_s_per_mreq: cpu_s / report.ops.max(1) as f64 * 1e6,
+            peak_rss_kib: after.hwm_kib,
+            report,
+        })
+    }
+
+    /// Stores `items` values and reports resident memory per item.
+    fn memory(&self, round: usize, kind: Kind, items: u64) -> Result<report::Memory> {
+        let server = start(self.launch, kind, false)?;
+        let before = server.sample()?;
+        let config = Config {
+            keys: items,
+            value_size: MEMORY_VALUE_BYTES,
+            get_ratio: 1.0,
+            prepopulate: true,
+            pipeline: 16,
+            stop: Stop::Requests(1),
+            ..self.config(server.addr(), false)
+        };
+        let report = rampart_perf::run(&config)?;
+        check_clean(kind, "memory", &report)?;
+        let after = server.sample()?;
+        let stored = server.curr_items()?;
+        if stored != items {
+            bail!("{}: stored {stored} of {items} items", kind.name());
+        }
+        let grown_bytes = after.rss_kib.saturating_sub(before.rss_kib) * 1024;
+        Ok(report::Memory {
+            round,
+            kind,
+            items,
+            rss_before_kib: before.rss_kib,
+            rss_after_kib: after.rss_kib,
+            peak_rss_kib: after.hwm_kib,
+            bytes_per_item: grown_bytes as f64 / items as f64,
+        })
+    }
+}
+
+fn start(launch: &Launch, kind: Kind, tls: bool) -> Result<server::Server> {
+    launch.start(kind, tls).map_err(|e| match e {
+        StartError::TlsUnsupported(line) => anyhow!("{} refused TLS: {line}", kind.name()),
+        StartError::Other(e) => e,
+    })
+}
+
+/// A run with protocol errors or lost replies fails the benchmark; slowness never does.
+fn check_clean(kind: Kind, what: &str, report: &Report) -> Result<()> {
+    if !report.clean {
+        bail!(
+            "{} {what}: unclean run ({}): {}",
+            kind.name(),
+            report.errors,
+            report.failures.join("; ")
+        );
+    }
+    if report.ops == 0 {
+        bail!("{} {what}: no replies", kind.name());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn quick_is_one_short_round_and_flags_override_it() {
+        let quick = Options::parse(&args(&["--quick"])).expect("parses");
+        assert_eq!((quick.rounds, quick.memory_items), (1, 100_000));
+        let full = Options::parse(&args(&["--rounds", "5", "--seconds", "2"])).expect("parses");
+        assert_eq!((full.rounds, full.seconds), (5, 2.0));
+        assert!(Options::parse(&args(&["--rounds", "0"])).is_err());
+        assert!(Options::parse(&args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn there_are_eight_distinct_scenarios() {
+        let names: std::collections::HashSet<String> =
+            Scenario::all().iter().map(Scenario::name).collect();
+        assert_eq!(names.len(), 8);
+        assert!(names.contains("tls d16 1KiB"));
+    }
+}

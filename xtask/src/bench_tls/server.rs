@@ -1,0 +1,349 @@
+//! The two servers under test as child processes: started pinned with identical flags, ready
+//! once their port file names a port, and sampled through `/proc/<pid>/{stat,status}`.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+/// How long a server may take to write its port file.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// rampart's (and sysexits') EX_USAGE: how a build without TLS refuses `-Z`.
+const EXIT_USAGE: i32 = 64;
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Memcached,
+    Rampart,
+}
+
+impl Kind {
+    pub const BOTH: [Kind; 2] = [Kind::Memcached, Kind::Rampart];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Memcached => "memcached",
+            Kind::Rampart => "rampart",
+        }
+    }
+}
+
+/// What both servers get: the same binary flags apart from the binary itself.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub memcached: PathBuf,
+    pub rampart: PathBuf,
+    /// CPU list for `taskset -c`.
+    pub server_cpu: usize,
+    pub memory_mib: usize,
+    pub certs: Certs,
+    /// Scratch directory for port files and server output.
+    pub dir: PathBuf,
+}
+
+/// Throwaway PEM files made by [`Certs::generate`].
+#[derive(Debug, Clone)]
+pub struct Certs {
+    pub ca: PathBuf,
+    pub chain: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A server that did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// rampart refused the TLS flags with EX_USAGE: this build has no TLS yet.
+    TlsUnsupported(String),
+    Other(anyhow::Error),
+}
+
+/// A running server; killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+/// CPU time and memory of a process at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_kib: u64,
+    /// Peak resident set (VmHWM).
+    pub hwm_kib: u64,
+}
+
+impl Certs {
+    /// A CA and a server certificate for 127.0.0.1 (IP SAN) signed by it, with the `openssl`
+    /// command line, into `dir`. The keys are readable by all: the servers drop to `nobody`.
+    pub fn generate(dir: &Path) -> Result<Certs> {
+        let certs = Certs {
+            ca: dir.join("ca.pem"),
+            chain: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        let ca_key = dir.join("ca.key");
+        let csr = dir.join("server.csr");
+        let ext = dir.join("server.ext");
+        fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )?;
+        let p = |path: &Path| path.to_string_lossy().into_owned();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rampart bench CA",
+            "-keyout",
+            &p(&ca_key),
+            "-out",
+            &p(&certs.ca),
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p(&certs.key),
+            "-out",
+            &p(&csr),
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&certs.ca),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+            "-out",
+            &p(&certs.chain),
+        ])?;
+        for path in [&certs.ca, &certs.chain, &certs.key] {
+            set_mode(path, 0o644)?;
+        }
+        Ok(certs)
+    }
+}
+
+fn openssl(args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .context("cannot run openssl (needed for the benchmark's throwaway certificates)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+impl Launch {
+    /// Starts `kind` pinned to the server CPU with one thread, the memory limit, and TLS when
+    /// asked; returns once it listens.
+    pub fn start(&self, kind: Kind, tls: bool) -> Result<Server, StartError> {
+        let name = format!("{}-{}", kind.name(), std::process::id());
+        let port_file = self.dir.join(format!("{name}.port"));
+        let log_file = self.dir.join(format!("{name}.log"));
+        let _ = fs::remove_file(&port_file);
+        let log = fs::File::create(&log_file)
+            .and_then(|f| Ok((f.try_clone()?, f)))
+            .map_err(|e| StartError::Other(e.into()))?;
+        let binary = match kind {
+            Kind::Memcached => &self.memcached,
+            Kind::Rampart => &self.rampart,
+        };
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(self.server_cpu.to_string())
+            .arg(binary)
+            .args(["-t", "1", "-U", "0", "-l", "127.0.0.1:0"])
+            .arg("-m")
+            .arg(self.memory_mib.to_string());
+        if crate::is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        if tls {
+            cmd.arg("-Z").arg("-o").arg(format!(
+                "ssl_chain_cert={},ssl_key={}",
+                self.certs.chain.display(),
+                self.certs.key.display()
+            ));
+        }
+        cmd.env("MEMCACHED_PORT_FILENAME", &port_file)
+            .stdin(Stdio::null())
+            .stdout(log.0)
+            .stderr(log.1);
+        let rendered = crate::render(&cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run {rendered}"))
+            .map_err(StartError::Other)?;
+        let mut server = Server { child, port: 0 };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(port) = read_port_file(&port_file) {
+                server.port = port;
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let output = fs::read_to_string(&log_file).unwrap_or_default();
+                let mentions_tls = ["TLS", "ssl", "-Z"].iter().any(|w| output.contains(w));
+                if tls && status.code() == Some(EXIT_USAGE) && mentions_tls {
+                    let line = output.lines().next().unwrap_or("").trim().to_string();
+                    return Err(StartError::TlsUnsupported(line));
+                }
+                return Err(StartError::Other(anyhow::anyhow!(
+                    "`{rendered}` exited with {status} before listening:\n{output}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Other(anyhow::anyhow!(
+                    "`{rendered}` did not write {} within {READY_TIMEOUT:?}",
+                    port_file.display()
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+/// The first `TCP INET: <port>` line of a port file.
+fn read_port_file(path: &Path) -> Option<u16> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("TCP INET: "))
+        .and_then(|port| port.trim().parse().ok())
+}
+
+impl Server {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn sample(&self) -> Result<Sample> {
+        sample(self.child.id())
+    }
+
+    /// `curr_items` from a plaintext `stats` command.
+    pub fn curr_items(&self) -> Result<u64> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut conn = TcpStream::connect_timeout(&addr, STATS_TIMEOUT)?;
+        conn.set_read_timeout(Some(STATS_TIMEOUT))?;
+        conn.write_all(b"stats\r\n")?;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !text.ends_with(b"END\r\n") {
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                bail!("the server closed the connection during `stats`");
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find_map(|line| line.strip_prefix("STAT curr_items "))
+            .and_then(|n| n.trim().parse().ok())
+            .context("`stats` has no curr_items")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime from `/proc/<pid>/stat` (summed over the process's threads by the kernel),
+/// VmRSS and VmHWM from `/proc/<pid>/status`.
+fn sample(pid: u32) -> Result<Sample> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces; fields after its ')' are fixed.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .context("malformed /proc/<pid>/stat")
+    };
+    let cpu_ticks = tick(11)? + tick(12)?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("/proc/{pid}/status has no {name}"))
+    };
+    Ok(Sample {
+        cpu_ticks,
+        rss_kib: kib("VmRSS:")?,
+        hwm_kib: kib("VmHWM:")?,
+    })
+}
+
+/// Clock ticks per second, from `getconf` (xtask stays free of libc and unsafe).
+pub fn clock_ticks_per_s() -> Result<u64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK printed no number")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_can_be_sampled() {
+        let s = sample(std::process::id()).expect("sample self");
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+    }
+}
