@@ -10,9 +10,13 @@
 //! - `cargo xtask bench-tls [--quick]`: rampart against upstream memcached, plaintext and
 //!   TLS, pinned and alternating; see `bench_tls.rs`.
 //!
+//! - `cargo xtask bench-cores [--quick]`: rampart `-t 1` against `-t 2`, and the cost of a
+//!   cross-core hop, batched and not; see `bench_cores.rs`.
+//!
 //! Only std's `Command` and `anyhow` (plus the load generator and plotters for bench-tls): no
 //! shell scripts to keep portable.
 
+mod bench_cores;
 mod bench_tls;
 
 use std::env;
@@ -45,7 +49,10 @@ commands:
   bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
                                    rampart vs memcached, plaintext and TLS, pinned CPUs;
                                    report in perf/results/ (--quick: one short round,
-                                   report under the target dir)";
+                                   report under the target dir)
+  bench-cores [--quick] [--rounds N] [--seconds S] [--out DIR]
+                                   rampart -t 1 vs -t 2 and the cross-core hop's cost;
+                                   report under the target dir unless --out";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -66,6 +73,7 @@ fn run(args: &[String]) -> Result<()> {
             fuzz(target.as_deref(), seconds)
         }
         Some("bench-tls") => bench_tls::bench_tls(&bench_tls::Options::parse(&args[1..])?),
+        Some("bench-cores") => bench_cores::bench_cores(&bench_cores::Options::parse(&args[1..])?),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

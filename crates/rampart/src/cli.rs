@@ -37,7 +37,8 @@ pub struct Args {
     /// max simultaneous connections (default 1024)
     #[argh(option, short = 'c', default = "1024")]
     pub conn_limit: usize,
-    /// number of threads (executors) to use
+    /// number of threads: executors, each pinned to its own CPU with its own shard (default:
+    /// every CPU this process may run on)
     #[argh(option, short = 't')]
     pub threads: Option<usize>,
     /// max item size, with k/m suffix (default 1m, min 1k, max 1024m)
@@ -227,8 +228,13 @@ fn parse_listen(entry: &str, port: u16) -> Result<Vec<SocketAddr>, UsageError> {
     Ok(addrs)
 }
 
-/// Checks the arguments and builds the server's configuration.
-pub fn to_config(args: Args, port_file: Option<PathBuf>) -> Result<Config, UsageError> {
+/// Checks the arguments and builds the server's configuration. `cpus` is how many CPUs the
+/// process's affinity mask allows: the default `-t` and its upper bound.
+pub fn to_config(
+    args: Args,
+    port_file: Option<PathBuf>,
+    cpus: usize,
+) -> Result<Config, UsageError> {
     if args.udp_port != 0 {
         return Err(usage(format!(
             "-U {}: UDP is not supported: memcached's UDP protocol is unauthenticated and a \
@@ -258,9 +264,12 @@ pub fn to_config(args: Args, port_file: Option<PathBuf>) -> Result<Config, Usage
             "-I: cannot set item size limit higher than 1/2 of memory max (-m)",
         ));
     }
-    let threads = args.threads.unwrap_or(1);
+    let threads = args.threads.unwrap_or(cpus.max(1));
     if threads == 0 {
         return Err(usage("-t: number of threads must be greater than 0"));
+    }
+    if threads > cpus {
+        return Err(usage(rampart_server::too_many_threads(threads, cpus)));
     }
     if args.conn_limit == 0 {
         return Err(usage("-c: the connection limit must be greater than 0"));
@@ -395,7 +404,7 @@ mod tests {
         let argv = normalize(line.split_whitespace().map(String::from));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let args = Args::from_args(&["rampart"], &argv).map_err(|e| UsageError(e.output))?;
-        to_config(args, None)
+        to_config(args, None, 4)
     }
 
     #[test]
@@ -434,12 +443,20 @@ mod tests {
     }
 
     #[test]
+    fn threads_default_to_every_allowed_cpu() {
+        assert_eq!(config("").unwrap().threads, 4);
+        assert_eq!(config("-t 4").unwrap().threads, 4);
+        assert_eq!(config("-t 1").unwrap().threads, 1);
+    }
+
+    #[test]
     fn refusals_name_the_flag() {
         for (line, needle) in [
             ("-U 1", "UDP is not supported"),
             ("-I 512", "less than 1024"),
             ("-m 1 -I 1m", "1/2 of memory"),
             ("-t 0", "-t"),
+            ("-t 5", "-t 5: this process may run on 4 CPUs"),
             ("-B nope", "-B nope"),
             ("-o bogus=1", "bogus"),
             ("-o ssl_key=x", "TLS"),

@@ -52,7 +52,10 @@ fn main() -> ExitCode {
     }
     init_logging(args.verbose);
     let port_file = std::env::var_os("MEMCACHED_PORT_FILENAME").map(Into::into);
-    let config = match cli::to_config(args, port_file) {
+    // Without the mask (it cannot fail on Linux) the default is one thread, and the server
+    // checks -t against the mask again when it starts.
+    let cpus = rampart_server::affinity::allowed_cpus().map_or(1, |cpus| cpus.len());
+    let config = match cli::to_config(args, port_file, cpus) {
         Ok(config) => config,
         Err(cli::UsageError(message)) => {
             eprintln!("rampart: {message}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::authz::Identity;
-use crate::session::{Flow, Session};
+use crate::session::{Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
 use crate::worker::Worker;
 
@@ -119,7 +119,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, identity: Id
     let mut out: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
     let per_event = worker.config().requests_per_event.max(1);
     let idle_timeout = worker.config().idle_timeout;
-    loop {
+    'reading: loop {
         let n = match read_some(&mut stream, input.spare(), idle_timeout).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -130,13 +130,45 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, identity: Id
         };
         input.filled(n);
         WorkerCounters::add(&worker.counters().bytes_read, n as u64);
-        let mut flow;
-        loop {
-            let progress = session.process(input.data(), &worker, unix_now(), per_event, &mut out);
+        // One turn: everything this read completed. Requests for other cores' keys are
+        // queued across the `-R` slices and exchanged once, when the turn ends (or when its
+        // output or queue reaches OUT_FLUSH_BYTES).
+        let stop = loop {
+            let mut progress =
+                session.process(input.data(), &worker, unix_now(), per_event, &mut out);
             input.consume(progress.consumed);
-            flow = progress.flow;
-            let more = progress.requests == per_event && flow == Flow::Continue;
-            if !out.is_empty() && (!more || out.len() >= OUT_FLUSH_BYTES) {
+            let budget_spent = progress.requests >= per_event;
+            if progress.stop == Stop::WholeCache {
+                // Everything before it has run first, so its view includes them.
+                if let Err(gone) = session.exchange(&worker, &mut out).await {
+                    log::warn!("connection fd {fd}: {gone}; closing");
+                    break 'reading;
+                }
+                match session
+                    .whole_cache(input.data(), &worker, unix_now(), &mut out)
+                    .await
+                {
+                    Ok(next) => {
+                        input.consume(next.consumed);
+                        progress.stop = next.stop;
+                    }
+                    Err(gone) => {
+                        log::warn!("connection fd {fd}: {gone}; closing");
+                        break 'reading;
+                    }
+                }
+            }
+            let more = matches!(progress.stop, Stop::Budget | Stop::WholeCache);
+            let flush =
+                !more || out.len() >= OUT_FLUSH_BYTES || session.queued_bytes() >= OUT_FLUSH_BYTES;
+            if flush
+                && session.is_waiting()
+                && let Err(gone) = session.exchange(&worker, &mut out).await
+            {
+                log::warn!("connection fd {fd}: {gone}; closing");
+                break 'reading;
+            }
+            if flush && !out.is_empty() {
                 if let Err(err) = stream.write_all(&out).await {
                     log::debug!("connection fd {fd}: write failed: {err}");
                     return;
@@ -145,13 +177,15 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, identity: Id
                 out.clear();
             }
             if !more {
-                break;
+                break progress.stop;
             }
-            // `-R` requests done: give other connections a turn before going on.
-            WorkerCounters::add(&worker.counters().conn_yields, 1);
-            glommio::yield_if_needed().await;
-        }
-        if flow == Flow::Close {
+            if budget_spent {
+                // `-R` requests done: give other connections a turn before going on.
+                WorkerCounters::add(&worker.counters().conn_yields, 1);
+                glommio::yield_if_needed().await;
+            }
+        };
+        if stop == Stop::Close {
             break;
         }
         if out.capacity() > SHRINK_ABOVE_BYTES {

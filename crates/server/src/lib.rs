@@ -6,20 +6,25 @@
 //! [`shard::Router`], and writes the replies. Protocol rules live in `rampart-proto`, storage
 //! rules in `rampart-store`; neither is re-implemented here.
 //!
-//! Start-up order: refuse root without `-u`, bind, write the port file, drop privileges, then
+//! Start-up order: refuse root without `-u`, bind, drop privileges, write the port file, then
 //! serve. SIGTERM or SIGINT (or `shutdown` with `-A`) stops accepting, lets every connection
 //! finish what it has read, and returns.
 
+pub mod affinity;
 pub mod authz;
+pub mod batch;
 pub mod config;
 pub mod conn;
+pub mod doorbell;
 pub mod listen;
+pub mod mesh;
 pub mod session;
 pub mod shard;
 pub mod stats;
 pub mod worker;
 
-use std::os::fd::FromRawFd;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,8 +37,10 @@ use rampart_store::StoreConfig;
 
 use crate::authz::Identity;
 pub use crate::config::Config;
+use crate::doorbell::Doorbell;
 use crate::listen::BoundTcp;
-use crate::shard::{Router, Shard};
+use crate::mesh::{Ends, Mesh};
+use crate::shard::{Router, Shard, ShardId, memory_share};
 use crate::worker::{Process, Worker};
 
 /// Memory glommio registers for its I/O buffers. Network I/O does not use it; the memlock
@@ -41,10 +48,17 @@ use crate::worker::{Process, Worker};
 const IO_MEMORY_BYTES: usize = 256 * 1024;
 /// How often the executor looks for a shutdown request and reclaims expired items.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// Expired items examined per housekeeping turn and shard.
+/// Expired items examined per housekeeping turn.
 const RECLAIM_VISITS_PER_TURN: usize = 1000;
 /// How long connections get to finish after a shutdown request before the process exits.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long an executor that has drained its own connections keeps serving its shard for the
+/// others, at most, after the shutdown began.
+const PEER_DRAIN_LIMIT: Duration = Duration::from_secs(6);
+/// How long a task may run before glommio looks for I/O and for work in other task queues
+/// (its default is 100 ms): a batch from another core waits at most about this long behind
+/// this core's connections.
+const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 
 /// Why the server could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -83,33 +97,52 @@ pub fn verbosity_filter(level: u32) -> log::LevelFilter {
 /// Runs the server until it is told to stop.
 pub fn run(config: Config) -> Result<(), ServerError> {
     listen::check_root(&config)?;
-    if config.threads > 1 {
-        log::warn!(
-            "-t {}: this build runs one shard on one executor; thread-per-core is not in it yet",
-            config.threads
-        );
+    let cpus = affinity::allowed_cpus()
+        .map_err(|e| ServerError::Executor(format!("cannot read the CPU affinity mask: {e}")))?;
+    let executors = config.threads;
+    if executors == 0 || executors > cpus.len() {
+        return Err(ServerError::Usage(too_many_threads(executors, cpus.len())));
     }
     let signals = signals::block()?;
-    let bound = listen::bind_tcp(&config)?;
+    let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
-    let process = Arc::new(Process::default());
+    let process = Arc::new(Process::new(executors));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServerError>>();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let listeners: Vec<(i32, std::net::SocketAddr)> =
-        bound.iter().map(|b| (b.fd, b.addr)).collect();
-    let executor = {
-        let config = Arc::clone(&config);
-        let process = Arc::clone(&process);
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .name("rampart-0")
+    let (doorbells, bells) = doorbell::pairs(executors)
+        .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;
+    let mut go = Vec::with_capacity(executors);
+    let mut handles = Vec::with_capacity(executors);
+    for ((ends, bell), &cpu) in mesh::build(executors).into_iter().zip(bells).zip(&cpus) {
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        go.push(go_tx);
+        let start = Start {
+            config: Arc::clone(&config),
+            process: Arc::clone(&process),
+            core: ends.core,
+            cores: executors,
+            listeners: bound.iter().map(|b| (b.fds[ends.core], b.addr)).collect(),
+            ends,
+            bell,
+            ready: ready_tx.clone(),
+            go: go_rx,
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("rampart-{}", start.core))
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || executor_main(config, process, listeners, ready_tx, go_rx))
-            .map_err(|e| ServerError::Executor(e.to_string()))?
-    };
-    let started = ready_rx
-        .recv()
-        .map_err(|_| ServerError::Executor("executor exited during start-up".into()))?;
-    started?;
+            .preempt_timer(PREEMPT_TIMER)
+            .spawn(move || executor_main(start))
+            .map_err(|e| ServerError::Executor(e.to_string()))?;
+        handles.push(handle);
+    }
+    doorbells
+        .start_heartbeat()
+        .map_err(|e| ServerError::Executor(format!("cannot start the heartbeat: {e}")))?;
+    for _ in 0..executors {
+        let started = ready_rx
+            .recv()
+            .map_err(|_| ServerError::Executor("executor exited during start-up".into()))?;
+        started?;
+    }
     if let Some((path, mask)) = &config.unix_socket {
         use std::os::unix::fs::PermissionsExt;
         let permissions = std::fs::Permissions::from_mode(*mask);
@@ -118,31 +151,51 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             source,
         })?;
     }
-    if let Some(path) = &config.port_file {
-        listen::write_port_file(path, &bound).map_err(ServerError::PortFile)?;
-    }
-    announce(&config, &bound);
     if let Some(user) = &config.run_as {
         listen::drop_privileges(user)?;
     }
-    let _ = go_tx.send(());
+    // Written after privileges are dropped, as memcached does, so that a reader who sees the
+    // file knows the server listens and no longer runs as root.
+    if let Some(path) = &config.port_file {
+        listen::write_port_file(path, &bound).map_err(ServerError::PortFile)?;
+    }
+    announce(&config, &bound, &cpus[..executors]);
+    for go in go {
+        let _ = go.send(());
+    }
     signals::wait_in_background(signals, Arc::clone(&process));
-    executor
-        .join()
-        .map_err(|e| ServerError::Executor(e.to_string()))?;
+    let mut failure = None;
+    for handle in handles {
+        if let Err(err) = handle.join() {
+            failure.get_or_insert(ServerError::Executor(err.to_string()));
+        }
+    }
+    if let Some(err) = failure {
+        return Err(err);
+    }
     log::info!("rampart stopped");
     Ok(())
 }
 
-fn announce(config: &Config, bound: &[BoundTcp]) {
+/// The refusal of a `-t` the affinity mask cannot give distinct CPUs to.
+pub fn too_many_threads(threads: usize, cpus: usize) -> String {
+    format!(
+        "-t {threads}: this process may run on {cpus} CPU{} (its affinity mask), and each \
+         thread needs its own; use -t {cpus} or fewer",
+        if cpus == 1 { "" } else { "s" }
+    )
+}
+
+fn announce(config: &Config, bound: &[BoundTcp], cpus: &[usize]) {
     let addrs: Vec<String> = bound.iter().map(|b| b.addr.to_string()).collect();
     let unix = config
         .unix_socket
         .as_ref()
         .map(|(path, _)| format!(" unix:{}", path.display()))
         .unwrap_or_default();
+    let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
     log::info!(
-        "rampart {} listening on {}{unix} ({} MB, {} max connections)",
+        "rampart {} listening on {}{unix} ({} MB, {} max connections, {} threads on CPUs {})",
         stats::VERSION,
         if addrs.is_empty() {
             "no TCP address".to_string()
@@ -150,20 +203,46 @@ fn announce(config: &Config, bound: &[BoundTcp]) {
             addrs.join(" ")
         },
         config.memory_limit_bytes / (1024 * 1024),
-        config.max_connections
+        config.max_connections,
+        cpus.len(),
+        cpus.join(",")
     );
 }
 
-async fn executor_main(
+/// What one executor is handed by the main thread.
+struct Start {
     config: Arc<Config>,
     process: Arc<Process>,
-    listeners: Vec<(i32, std::net::SocketAddr)>,
+    /// This executor's index, which is also its shard's id.
+    core: ShardId,
+    cores: usize,
+    /// Its own listening socket for each configured address.
+    listeners: Vec<(RawFd, SocketAddr)>,
+    /// Its ends of the cross-core meshes.
+    ends: Ends,
+    /// Its end of the heartbeat.
+    bell: Doorbell,
     ready: mpsc::Sender<Result<(), ServerError>>,
     go: mpsc::Receiver<()>,
-) {
+}
+
+async fn executor_main(start: Start) {
+    let Start {
+        config,
+        process,
+        core,
+        cores,
+        listeners,
+        ends,
+        bell,
+        ready,
+        go,
+    } = start;
+    bell.listen();
+    // glommio's unix listener cannot be made from a descriptor, so the first executor binds
+    // it, before the main thread drops privileges; its connections are served on that core.
     let unix = match &config.unix_socket {
-        None => None,
-        Some((path, _)) => {
+        Some((path, _)) if core == 0 => {
             // A socket file left by an earlier run would make bind fail; memcached removes it too.
             let _ = std::fs::remove_file(path);
             match UnixListener::bind(path) {
@@ -177,22 +256,39 @@ async fn executor_main(
                 }
             }
         }
+        _ => None,
     };
+    let connected = ends.connect().await;
+    let store_config = StoreConfig {
+        max_bytes: memory_share(config.memory_limit_bytes, cores, core),
+        evict: config.evict,
+        cas_start: core as u64 + 1,
+        cas_stride: cores as u64,
+        item_size_max: config.item_size_max,
+    };
+    if let Err(err) = store_config.validate() {
+        let _ = ready.send(Err(ServerError::Executor(err.to_string())));
+        return;
+    }
+    let shard = Rc::new(Shard::new(core, store_config));
+    let router = if cores == 1 {
+        Router::single(shard)
+    } else {
+        Router::new(
+            shard,
+            cores,
+            Rc::new(Mesh::new(core, connected.requests_out)),
+        )
+    };
+    let worker = Rc::new(Worker::new(config, process, router, stats::unix_now()));
+    mesh::spawn_services(&worker, connected.service);
     let _ = ready.send(Ok(()));
     if go.recv().is_err() {
         return;
     }
-    let store_config = StoreConfig {
-        max_bytes: config.memory_limit_bytes,
-        evict: config.evict,
-        cas_start: 1,
-        cas_stride: 1,
-        item_size_max: config.item_size_max,
-    };
-    let router = Router::new(vec![Rc::new(Shard::new(0, store_config))]);
-    let worker = Rc::new(Worker::new(config, process, router, stats::unix_now()));
     for &(fd, addr) in &listeners {
-        // SAFETY: `fd` is a listening socket bound by `listen::bind_tcp`, owned by nobody else.
+        // SAFETY: `fd` is a listening socket bound by `listen::bind_tcp` for this executor
+        // alone, owned by nobody else.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
         let worker = Rc::clone(&worker);
         glommio::spawn_local(async move {
@@ -227,22 +323,36 @@ async fn executor_main(
     while !worker.shutting_down() {
         glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         let now = stats::unix_now();
-        worker.router().map_reduce(
-            (),
-            |store| {
-                store.maintain(now, RECLAIM_VISITS_PER_TURN);
-            },
-            |(), ()| (),
-        );
+        worker.router().invoke_local(|store| {
+            store.maintain(now, RECLAIM_VISITS_PER_TURN);
+        });
     }
+    drain(&worker, &listeners).await;
+}
+
+/// Shutdown: stop accepting, let this core's connections answer what they have read, then
+/// keep serving this core's shard until every core has done the same (their connections may
+/// still be waiting on it), so no request in flight between cores is lost.
+async fn drain(worker: &Worker, listeners: &[(RawFd, SocketAddr)]) {
+    let began = Instant::now();
     log::info!("shutting down: no new connections; finishing open ones");
-    for &(fd, _) in &listeners {
+    for &(fd, _) in listeners {
         // SAFETY: shutdown(2) on a descriptor we own; it only stops the listener accepting.
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
     }
     worker.stop_reading_connections();
-    let deadline = Instant::now() + DRAIN_LIMIT;
-    while worker.open_connections() > 0 && Instant::now() < deadline {
+    while worker.open_connections() > 0 && began.elapsed() < DRAIN_LIMIT {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if worker.open_connections() > 0 {
+        log::warn!(
+            "{} connections still open after {DRAIN_LIMIT:?}: closing them",
+            worker.open_connections()
+        );
+    }
+    let draining = &worker.process_state().draining;
+    draining.fetch_sub(1, Ordering::AcqRel);
+    while draining.load(Ordering::Acquire) > 0 && began.elapsed() < PEER_DRAIN_LIMIT {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -11,46 +11,75 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::ServerError;
 use crate::config::{Config, TcpListen};
 
-/// A bound, listening TCP socket, handed to an executor as a raw descriptor.
+/// One configured address, bound once per executor: `fds[i]` is executor `i`'s listening
+/// socket, handed to it as a raw descriptor. All of them share the address through
+/// `SO_REUSEPORT`, so the kernel spreads incoming connections over the executors and no core
+/// hands a connection to another.
 #[derive(Debug)]
 pub struct BoundTcp {
-    pub fd: RawFd,
+    /// The address as bound (with the port the kernel chose, for port 0).
     pub addr: SocketAddr,
+    pub fds: Vec<RawFd>,
 }
 
-fn bind_one(listen: &TcpListen, backlog: u32) -> io::Result<BoundTcp> {
-    let domain = if listen.addr.is_ipv6() {
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<(RawFd, SocketAddr)> {
+    let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
         Domain::IPV4
     };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    if listen.addr.is_ipv6() {
+    if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
     // Every executor binds its own socket on the same address; the kernel spreads accepts.
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&listen.addr.into())?;
+    socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    let addr = socket
+    let bound = socket
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("listening socket has no inet address"))?;
-    Ok(BoundTcp {
-        fd: socket.into_raw_fd(),
-        addr,
-    })
+    Ok((socket.into_raw_fd(), bound))
 }
 
-/// Binds every configured TCP address. An optional address (half of the default loopback
-/// pair) that cannot be bound is logged and skipped, unless nothing at all could be bound.
-pub fn bind_tcp(config: &Config) -> Result<Vec<BoundTcp>, ServerError> {
+/// Binds `listen` once per executor. With port 0 the first socket's ephemeral port is used
+/// for the others, so all of them share one address.
+fn bind_copies(listen: &TcpListen, backlog: u32, executors: usize) -> io::Result<BoundTcp> {
+    let (fd, addr) = bind_one(listen.addr, backlog)?;
+    let mut bound = BoundTcp {
+        addr,
+        fds: vec![fd],
+    };
+    for _ in 1..executors {
+        match bind_one(addr, backlog) {
+            Ok((fd, _)) => bound.fds.push(fd),
+            Err(err) => {
+                close_all(&bound);
+                return Err(err);
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn close_all(bound: &BoundTcp) {
+    for &fd in &bound.fds {
+        // SAFETY: `fd` was returned by `into_raw_fd` above and is owned by nobody else.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Binds every configured TCP address, once per executor. An optional address (half of the
+/// default loopback pair) that cannot be bound is logged and skipped, unless nothing at all
+/// could be bound.
+pub fn bind_tcp(config: &Config, executors: usize) -> Result<Vec<BoundTcp>, ServerError> {
     let mut bound = Vec::new();
     let mut skipped = Vec::new();
     for listen in &config.tcp {
-        match bind_one(listen, config.backlog) {
+        match bind_copies(listen, config.backlog, executors) {
             Ok(socket) => bound.push(socket),
             Err(err) if listen.optional => {
                 log::warn!("not listening on {}: {err}", listen.addr);

@@ -1,7 +1,8 @@
 //! Shard routing: which shard owns a key, and how a connection reaches a shard's store.
 //!
-//! Every request reaches the store through a [`Router`], even with a single shard, so that
-//! adding cores changes this module and not the protocol code. Ownership is one pure function,
+//! Every core owns one shard. A connection reaches its own core's shard directly
+//! ([`Router::invoke_local`]) and the others' by batches sent over the [`Mesh`]
+//! ([`Router::invoke_batches_await`], which waits for the replies). Ownership is one pure function,
 //! [`shard_for`]: FNV-1a (64-bit, the standard offset basis as its fixed seed) of the key bytes,
 //! mixed by murmur3's 64-bit finaliser (FNV alone leaves the high bits of similar short keys
 //! alike), mapped onto the shard count by a multiply-shift. It must never change between releases of a
@@ -12,6 +13,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use rampart_store::{Store, StoreConfig};
+
+use crate::batch::Batch;
+use crate::mesh::{Gone, Mesh, Ticket};
 
 /// Index of a shard, `0..shard_count`.
 pub type ShardId = usize;
@@ -36,6 +40,13 @@ pub fn shard_for(key: &[u8], shard_count: usize) -> ShardId {
     ((u128::from(hash) * shard_count as u128) >> 64) as ShardId
 }
 
+/// Shard `shard`'s part of a memory limit of `total` bytes split over `count` shards: equal
+/// shares, the remainder going one byte each to the first shards, so the shares add up.
+pub fn memory_share(total: usize, count: usize, shard: ShardId) -> usize {
+    let count = count.max(1);
+    total / count + usize::from(shard < total % count)
+}
+
 /// One shard: a store owned by exactly one executor.
 #[derive(Debug)]
 pub struct Shard {
@@ -56,55 +67,107 @@ impl Shard {
     }
 }
 
-/// A connection's way to its shards.
+/// A connection's way to the shards: its own core's shard directly, every other core's shard
+/// by batched messages over the [`Mesh`].
 #[derive(Debug, Clone)]
 pub struct Router {
-    /// The shards this executor owns, indexed by [`ShardId`]. Today every executor owns every
-    /// shard (there is one); shards owned by other cores will be reached by batched messages.
-    local: Vec<Rc<Shard>>,
+    /// The shard this core owns; its id is this core's index.
+    local: Rc<Shard>,
+    count: usize,
+    /// The other cores; `None` with a single shard.
+    mesh: Option<Rc<Mesh>>,
 }
 
 impl Router {
-    pub fn new(local: Vec<Rc<Shard>>) -> Self {
-        debug_assert!(local.iter().enumerate().all(|(i, s)| s.id() == i));
-        Router { local }
+    /// The router of a single-shard server: every key is local.
+    pub fn single(shard: Rc<Shard>) -> Self {
+        Router {
+            local: shard,
+            count: 1,
+            mesh: None,
+        }
+    }
+
+    /// The router of core `local.id()` among `count`, reaching the others through `mesh`.
+    pub fn new(local: Rc<Shard>, count: usize, mesh: Rc<Mesh>) -> Self {
+        Router {
+            local,
+            count,
+            mesh: Some(mesh),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
-        self.local.len()
+        self.count
+    }
+
+    /// This core's shard.
+    pub fn me(&self) -> ShardId {
+        self.local.id
     }
 
     /// The shard that owns `key`.
-    pub fn shard_for(&self, key: &[u8]) -> ShardId {
-        shard_for(key, self.local.len())
+    pub fn owner(&self, key: &[u8]) -> ShardId {
+        if self.count == 1 {
+            return 0;
+        }
+        shard_for(key, self.count)
     }
 
-    /// Runs `f` on the store of `shard` and returns what it returns; `f` runs to completion
-    /// before anything else touches that store.
-    pub fn invoke_on<R>(&self, shard: ShardId, f: impl FnOnce(&mut Store) -> R) -> R {
-        let mut store = self.local[shard].store.borrow_mut();
+    pub fn is_local(&self, shard: ShardId) -> bool {
+        shard == self.local.id
+    }
+
+    pub fn mesh(&self) -> Option<&Rc<Mesh>> {
+        self.mesh.as_ref()
+    }
+
+    /// Runs `f` on this core's store, now, and returns what it returns; `f` runs to
+    /// completion before anything else touches that store.
+    pub fn invoke_local<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let mut store = self.local.store.borrow_mut();
         f(&mut store)
     }
 
-    /// Runs `f` on the store that owns `key`.
-    pub fn invoke_for<R>(&self, key: &[u8], f: impl FnOnce(&mut Store) -> R) -> R {
-        self.invoke_on(self.shard_for(key), f)
-    }
-
-    /// Runs `map` on every shard and folds the results with `reduce`, for whole-cache work
-    /// (`flush_all`, `stats`).
-    pub fn map_reduce<T, A>(
+    /// Sends each non-empty batch in `batches` (indexed by shard) to its core, one message per
+    /// core, then waits for every reply and puts each batch back in its place with its
+    /// outcomes. `tickets` is scratch space, kept by the caller so this does not allocate.
+    pub async fn invoke_batches_await(
         &self,
-        init: A,
-        mut map: impl FnMut(&mut Store) -> T,
-        mut reduce: impl FnMut(A, T) -> A,
-    ) -> A {
-        let mut acc = init;
-        for shard in &self.local {
-            let value = map(&mut shard.store.borrow_mut());
-            acc = reduce(acc, value);
+        batches: &mut [Option<Box<Batch>>],
+        tickets: &mut Vec<Option<Ticket>>,
+    ) -> Result<(), Gone> {
+        let Some(mesh) = &self.mesh else {
+            return Ok(());
+        };
+        tickets.clear();
+        tickets.resize(batches.len(), None);
+        let mut failed = None;
+        for (shard, slot) in batches.iter_mut().enumerate() {
+            if slot.as_ref().is_none_or(|batch| batch.is_empty()) {
+                continue;
+            }
+            let Some(batch) = slot.take() else { continue };
+            match mesh.post(shard, batch).await {
+                Ok(ticket) => tickets[shard] = Some(ticket),
+                Err(gone) => {
+                    failed = Some(gone);
+                    break;
+                }
+            }
         }
-        acc
+        if let Some(gone) = failed {
+            for ticket in tickets.iter_mut().filter_map(Option::take) {
+                mesh.abandon(ticket);
+            }
+            return Err(gone);
+        }
+        for (shard, ticket) in tickets.iter_mut().enumerate() {
+            if let Some(ticket) = ticket.take() {
+                batches[shard] = Some(mesh.reply_await(ticket).await);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -123,5 +186,15 @@ mod tests {
             counts[shard_for(format!("key:{i}").as_bytes(), 4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn memory_shares_add_up() {
+        for (total, count) in [(64 << 20, 1), (64 << 20, 3), (10, 4), (3, 5)] {
+            let shares: Vec<usize> = (0..count).map(|i| memory_share(total, count, i)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), total, "{shares:?}");
+            let (min, max) = (shares.iter().min(), shares.iter().max());
+            assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{shares:?}");
+        }
     }
 }

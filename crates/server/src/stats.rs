@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rampart_proto::text::reply;
 use rampart_store::StoreStats;
 
+use crate::batch::ShardSnapshot;
 use crate::config::Config;
-use crate::shard::Router;
 
 /// The version `version` and `stats` report: memcached's protocol level, then ours, so that
 /// clients that parse the leading `x.y.z` see a memcached they know.
@@ -31,6 +31,9 @@ pub struct WorkerCounters {
     pub bytes_read: Cell<u64>,
     pub bytes_written: Cell<u64>,
     pub conn_yields: Cell<u64>,
+    /// Connections this executor has served (`curr_connections` per executor is the number
+    /// registered with it).
+    pub total_connections: Cell<u64>,
 }
 
 impl WorkerCounters {
@@ -84,33 +87,36 @@ fn zeros(out: &mut Vec<u8>, names: &[&str]) {
     }
 }
 
-/// What the `stats` group replies need to see.
+/// What the `stats` group replies need to see: the process's counters and a snapshot of every
+/// shard and its executor, in shard order.
 #[derive(Debug)]
 pub struct StatsView<'a> {
     pub config: &'a Config,
     pub process: &'a ProcessCounters,
-    pub worker: &'a WorkerCounters,
-    pub router: &'a Router,
+    pub shards: &'a [ShardSnapshot],
     pub started_at: u64,
     pub now: u64,
 }
 
-fn sum_store_stats(router: &Router) -> (StoreStats, u64, u64, u64) {
-    router.map_reduce(
-        (StoreStats::default(), 0u64, 0u64, 0u64),
-        |store| {
-            (
-                store.stats().clone(),
-                store.bytes() as u64,
-                store.len() as u64,
-                store.limit_bytes() as u64,
-            )
-        },
-        |(mut acc, bytes, items, limit), (s, b, n, l)| {
-            acc.add(&s);
-            (acc, bytes + b, items + n, limit + l)
-        },
-    )
+/// Every shard's figures added up.
+fn total(shards: &[ShardSnapshot]) -> ShardSnapshot {
+    let mut sum = ShardSnapshot::default();
+    for shard in shards {
+        sum.store.add(&shard.store);
+        sum.bytes += shard.bytes;
+        sum.items += shard.items;
+        sum.limit_bytes += shard.limit_bytes;
+        sum.oldest_age = sum.oldest_age.max(shard.oldest_age);
+        sum.bytes_read += shard.bytes_read;
+        sum.bytes_written += shard.bytes_written;
+        sum.conn_yields += shard.conn_yields;
+        sum.curr_connections += shard.curr_connections;
+        sum.total_connections += shard.total_connections;
+        sum.batches_sent += shard.batches_sent;
+        sum.batches_served += shard.batches_served;
+        sum.ops_served += shard.ops_served;
+    }
+    sum
 }
 
 fn rusage() -> (String, String) {
@@ -126,9 +132,9 @@ fn rusage() -> (String, String) {
 
 /// `stats` with no group.
 pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
-    let (store, bytes, items, limit) = sum_store_stats(view.router);
+    let sum = total(view.shards);
+    let store: &StoreStats = &sum.store;
     let process = view.process;
-    let worker = view.worker;
     let (user, system) = rusage();
     reply::stat_u64(out, "pid", u64::from(std::process::id()));
     reply::stat_u64(out, "uptime", view.now.saturating_sub(view.started_at));
@@ -195,16 +201,16 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "store_no_memory", store.store_no_memory);
     reply::stat_u64(out, "auth_cmds", 0);
     reply::stat_u64(out, "auth_errors", 0);
-    reply::stat_u64(out, "bytes_read", worker.bytes_read.get());
-    reply::stat_u64(out, "bytes_written", worker.bytes_written.get());
-    reply::stat_u64(out, "limit_maxbytes", limit);
+    reply::stat_u64(out, "bytes_read", sum.bytes_read);
+    reply::stat_u64(out, "bytes_written", sum.bytes_written);
+    reply::stat_u64(out, "limit_maxbytes", sum.limit_bytes);
     reply::stat_u64(out, "accepting_conns", 1);
     zeros(out, &["listen_disabled_num", "time_in_listen_disabled_us"]);
     reply::stat_u64(out, "threads", view.config.threads as u64);
-    reply::stat_u64(out, "conn_yields", worker.conn_yields.get());
+    reply::stat_u64(out, "conn_yields", sum.conn_yields);
     zeros(out, MEMCACHED_INTERNALS);
-    reply::stat_u64(out, "bytes", bytes);
-    reply::stat_u64(out, "curr_items", items);
+    reply::stat_u64(out, "bytes", sum.bytes);
+    reply::stat_u64(out, "curr_items", sum.items);
     reply::stat_u64(out, "total_items", store.total_items);
     zeros(out, &["slab_global_page_pool"]);
     reply::stat_u64(out, "expired_unfetched", store.expired_unfetched);
@@ -222,9 +228,7 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
     let config = view.config;
     let yes_no = |b: bool| if b { &b"yes"[..] } else { &b"no"[..] };
     // `cache_memlimit` may have changed it since start-up.
-    let maxbytes = view
-        .router
-        .map_reduce(0, |s| s.limit_bytes() as u64, |a, b| a + b);
+    let maxbytes: u64 = view.shards.iter().map(|s| s.limit_bytes).sum();
     reply::stat_u64(out, "maxbytes", maxbytes);
     reply::stat_u64(out, "maxconns", config.max_connections as u64);
     let port = config.tcp.first().map_or(0, |l| l.addr.port());
@@ -287,13 +291,11 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
 
 /// `stats items`: rampart has no slab classes, so everything is reported as class 1.
 pub fn items(view: &StatsView<'_>, out: &mut Vec<u8>) {
-    let (store, _, items, _) = sum_store_stats(view.router);
-    if items > 0 {
-        let age =
-            view.router
-                .map_reduce(0u64, |s| s.oldest_item_age(view.now).unwrap_or(0), u64::max);
-        reply::stat_u64(out, "items:1:number", items);
-        reply::stat_u64(out, "items:1:age", age);
+    let sum = total(view.shards);
+    let store = &sum.store;
+    if sum.items > 0 {
+        reply::stat_u64(out, "items:1:number", sum.items);
+        reply::stat_u64(out, "items:1:age", sum.oldest_age.unwrap_or(0));
         reply::stat_u64(out, "items:1:evicted", store.evictions);
         reply::stat_u64(out, "items:1:outofmemory", store.store_no_memory);
         reply::stat_u64(out, "items:1:reclaimed", store.reclaimed);
@@ -305,9 +307,10 @@ pub fn items(view: &StatsView<'_>, out: &mut Vec<u8>) {
 
 /// `stats slabs`: one pseudo-class holding every item.
 pub fn slabs(view: &StatsView<'_>, out: &mut Vec<u8>) {
-    let (store, bytes, items, _) = sum_store_stats(view.router);
-    if items > 0 {
-        reply::stat_u64(out, "1:used_chunks", items);
+    let sum = total(view.shards);
+    let store = &sum.store;
+    if sum.items > 0 {
+        reply::stat_u64(out, "1:used_chunks", sum.items);
         reply::stat_u64(out, "1:get_hits", store.get_hits);
         reply::stat_u64(out, "1:cmd_set", store.cmd_set);
         reply::stat_u64(out, "1:delete_hits", store.delete_hits);
@@ -320,7 +323,37 @@ pub fn slabs(view: &StatsView<'_>, out: &mut Vec<u8>) {
     } else {
         reply::stat_u64(out, "active_slabs", 0);
     }
-    reply::stat_u64(out, "total_malloced", bytes);
+    reply::stat_u64(out, "total_malloced", sum.bytes);
+    reply::line(out, reply::END);
+}
+
+/// `stats shards` (rampart only): each core's shard and connections, for operators chasing
+/// an imbalance. Names are `shard:<i>:<name>`, as `stats items` names `items:<class>:<name>`.
+pub fn shards(view: &StatsView<'_>, out: &mut Vec<u8>) {
+    for (i, shard) in view.shards.iter().enumerate() {
+        let store = &shard.store;
+        for (field, value) in [
+            ("curr_items", shard.items),
+            ("bytes", shard.bytes),
+            ("limit_maxbytes", shard.limit_bytes),
+            ("cmd_get", store.cmd_get),
+            ("get_hits", store.get_hits),
+            ("get_misses", store.get_misses),
+            ("cmd_set", store.cmd_set),
+            ("cmd_touch", store.cmd_touch),
+            ("evictions", store.evictions),
+            ("curr_connections", shard.curr_connections),
+            ("total_connections", shard.total_connections),
+            ("bytes_read", shard.bytes_read),
+            ("bytes_written", shard.bytes_written),
+            ("conn_yields", shard.conn_yields),
+            ("batches_sent", shard.batches_sent),
+            ("batches_served", shard.batches_served),
+            ("ops_served", shard.ops_served),
+        ] {
+            reply::stat_u64(out, &format!("shard:{i}:{field}"), value);
+        }
+    }
     reply::line(out, reply::END);
 }
 

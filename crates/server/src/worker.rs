@@ -7,12 +7,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rampart_proto::text::Limits;
 
+use crate::batch::{Batch, Op, Outcome, ShardSnapshot};
 use crate::config::Config;
-use crate::shard::Router;
+use crate::mesh::{Gone, Ticket};
+use crate::shard::{Router, ShardId};
 use crate::stats::{ProcessCounters, WorkerCounters};
 
 /// State shared by every executor of the process.
@@ -21,6 +23,20 @@ pub struct Process {
     pub counters: ProcessCounters,
     /// Set once a shutdown has begun: listeners stop accepting, connections finish.
     pub shutting_down: AtomicBool,
+    /// Executors still finishing their connections after a shutdown began. Each keeps serving
+    /// its shard for the others until this reaches zero: a connection being drained on one
+    /// core may still need every other core's shard.
+    pub draining: AtomicUsize,
+}
+
+impl Process {
+    /// A process of `executors` executors.
+    pub fn new(executors: usize) -> Process {
+        Process {
+            draining: AtomicUsize::new(executors),
+            ..Process::default()
+        }
+    }
 }
 
 /// One executor's context.
@@ -83,6 +99,7 @@ impl Worker {
             self.connections.borrow_mut().insert(fd);
         }
         self.open.set(self.open.get() + 1);
+        WorkerCounters::add(&self.counters.total_connections, 1);
         Registration { worker: self, fd }
     }
 
@@ -128,6 +145,11 @@ impl Worker {
         self.process.shutting_down.load(Ordering::Acquire)
     }
 
+    /// The process's shared state (shutdown flags).
+    pub fn process_state(&self) -> &Process {
+        &self.process
+    }
+
     /// `verbosity <level>`: memcached's levels mapped onto the logger (see the binary).
     pub fn set_verbosity(&self, level: u32) {
         self.process
@@ -145,16 +167,99 @@ impl Worker {
         }
     }
 
-    /// `stats reset`.
-    pub fn reset_stats(&self) {
-        let c = &self.counters;
-        for cell in [&c.bytes_read, &c.bytes_written, &c.conn_yields] {
-            cell.set(0);
-        }
+    /// `stats reset` of the process-wide counters; each shard's part is
+    /// [`Worker::reset_own_stats`], run on its own core.
+    pub fn reset_process_stats(&self) {
         let p = &self.process.counters;
         p.total_connections.store(0, Ordering::Relaxed);
         p.rejected_connections.store(0, Ordering::Relaxed);
+    }
+
+    /// `stats reset` of this executor's counters and its shard's.
+    pub fn reset_own_stats(&self) {
+        let c = &self.counters;
+        for cell in [
+            &c.bytes_read,
+            &c.bytes_written,
+            &c.conn_yields,
+            &c.total_connections,
+        ] {
+            cell.set(0);
+        }
+        if let Some(mesh) = self.router.mesh() {
+            mesh.counters.reset();
+        }
+        self.router.invoke_local(|store| store.stats_mut().reset());
+    }
+
+    /// This executor's and its shard's figures, for `stats`.
+    pub fn snapshot(&self, now: u64) -> ShardSnapshot {
+        let c = &self.counters;
+        let mut snapshot = self.router.invoke_local(|store| ShardSnapshot {
+            store: store.stats().clone(),
+            bytes: store.bytes() as u64,
+            items: store.len() as u64,
+            limit_bytes: store.limit_bytes() as u64,
+            oldest_age: store.oldest_item_age(now),
+            ..ShardSnapshot::default()
+        });
+        snapshot.bytes_read = c.bytes_read.get();
+        snapshot.bytes_written = c.bytes_written.get();
+        snapshot.conn_yields = c.conn_yields.get();
+        snapshot.curr_connections = self.open.get() as u64;
+        snapshot.total_connections = c.total_connections.get();
+        if let Some(mesh) = self.router.mesh() {
+            snapshot.batches_sent = mesh.counters.batches_sent.get();
+            snapshot.batches_served = mesh.counters.batches_served.get();
+            snapshot.ops_served = mesh.counters.ops_served.get();
+        }
+        snapshot
+    }
+
+    /// Runs a whole-shard operation on this core's shard, now.
+    pub fn run_local(&self, now: u64, op: Op) -> Outcome {
+        let mut batch = Batch::at(now);
+        batch.push(op);
+        batch.run(self);
+        batch.take_outcomes().next().unwrap_or(Outcome::Done)
+    }
+
+    /// Runs `op(shard)` on every shard, this core's inline and the others' by one message
+    /// each, and waits for all of them (Seastar's `map` over `invoke_on_all`): the per-shard
+    /// part of `flush_all`, `stats`, `cache_memlimit`. Outcomes come back in shard order.
+    pub async fn invoke_on_all_await(
+        &self,
+        now: u64,
+        op: impl Fn(ShardId) -> Op,
+    ) -> Result<Vec<Outcome>, Gone> {
+        let count = self.router.shard_count();
+        let mut batches: Vec<Option<Box<Batch>>> = (0..count)
+            .map(|shard| {
+                let mut batch = Box::new(Batch::at(now));
+                batch.push(op(shard));
+                Some(batch)
+            })
+            .collect();
+        let me = self.router.me();
+        if let Some(Some(local)) = batches.get_mut(me) {
+            local.run(self);
+        }
+        let mut local = batches.get_mut(me).and_then(Option::take);
+        let mut tickets: Vec<Option<Ticket>> = Vec::new();
         self.router
-            .map_reduce((), |store| store.stats_mut().reset(), |(), ()| ());
+            .invoke_batches_await(&mut batches, &mut tickets)
+            .await?;
+        if let Some(slot) = batches.get_mut(me) {
+            *slot = local.take();
+        }
+        Ok(batches
+            .iter_mut()
+            .map(|batch| {
+                batch
+                    .as_mut()
+                    .and_then(|b| b.take_outcomes().next())
+                    .unwrap_or(Outcome::Done)
+            })
+            .collect())
     }
 }

@@ -61,7 +61,7 @@ fn worker() -> Worker {
         cas_stride: 1,
         item_size_max: usize::MAX,
     };
-    let router = Router::new(vec![Rc::new(Shard::new(0, store))]);
+    let router = Router::single(Rc::new(Shard::new(0, store)));
     Worker::new(config, Arc::new(Process::default()), router, 0)
 }
 

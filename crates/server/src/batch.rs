@@ -1,0 +1,342 @@
+//! What travels between cores: a batch of operations for one shard, and, on the way back, the
+//! same batch with their outcomes.
+//!
+//! A connection that meets keys owned by another core copies each operation into that core's
+//! [`Batch`] (keys and data into one arena, a small descriptor per operation), sends the batch
+//! as one message, and gets the same allocation back with the outcomes filled in: the owner
+//! runs the operations in order on its store, copying any value it returns into the reply
+//! arena. The batch's buffers are kept by the connection and reused turn after turn, so a
+//! steady stream of cross-core requests allocates nothing once they have grown.
+//!
+//! The shard returns data, never reply bytes: the connection encodes outcomes in its own wire
+//! format (text today), exactly as for a local request.
+
+use rampart_store::{ArithOutcome, SetMode, Store, StoreOutcome, StoreStats};
+
+use crate::shard::ShardId;
+use crate::worker::Worker;
+
+/// Arenas and descriptor lists above this are dropped after a turn instead of kept, so one
+/// huge pipeline does not pin memory for the rest of a connection's life.
+const KEEP_BYTES: usize = 256 * 1024;
+/// Same, for the descriptor lists.
+const KEEP_OPS: usize = 4096;
+
+/// A byte range in one of a batch's arenas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Span {
+    fn of(arena: &[u8], span: Span) -> &[u8] {
+        &arena[span.start..span.start + span.len]
+    }
+}
+
+/// One operation for the owning shard. Key operations name their key (and data) by [`Span`]
+/// in the request arena; whole-shard operations are the per-shard part of a request that
+/// needs every shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `get`/`gets` of one key, or `gat`/`gats` with the new exptime.
+    Get {
+        key: Span,
+        touch: Option<i64>,
+    },
+    Store {
+        mode: SetMode,
+        key: Span,
+        flags: u32,
+        exptime: i64,
+        data: Span,
+    },
+    Arith {
+        key: Span,
+        incr: bool,
+        delta: u64,
+    },
+    Delete {
+        key: Span,
+    },
+    Touch {
+        key: Span,
+        exptime: i64,
+    },
+    /// A storage command refused as larger than `-I`: count it, and drop the old value when
+    /// memcached would.
+    TooLarge {
+        key: Span,
+        unlink: bool,
+    },
+    /// `flush_all`; `counted` on exactly one shard, so `cmd_flush` goes up once per command.
+    Flush {
+        delay: i64,
+        counted: bool,
+    },
+    /// `cache_memlimit`: this shard's share of the new limit.
+    SetLimit {
+        bytes: usize,
+    },
+    /// Everything `stats` needs from the shard and its executor.
+    Snapshot,
+    /// `stats reset` of the shard's and its executor's counters.
+    ResetStats,
+}
+
+/// What an [`Op`] came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A live item; its value is at `value` in the reply arena.
+    Hit {
+        flags: u32,
+        cas: u64,
+        value: Span,
+    },
+    Miss,
+    Stored(StoreOutcome),
+    Arith(ArithOutcome),
+    /// `delete`: whether a live item was removed.
+    Deleted(bool),
+    /// `touch`: whether the key was there.
+    Touched(bool),
+    Done,
+    Snapshot(Box<ShardSnapshot>),
+}
+
+/// One shard's and its executor's figures, for `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardSnapshot {
+    pub store: StoreStats,
+    /// Bytes charged for items.
+    pub bytes: u64,
+    pub items: u64,
+    pub limit_bytes: u64,
+    /// Seconds since the least recently used item was touched; `None` when empty.
+    pub oldest_age: Option<u64>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub conn_yields: u64,
+    pub curr_connections: u64,
+    pub total_connections: u64,
+    /// Batches this executor's connections sent to other cores.
+    pub batches_sent: u64,
+    /// Batches this executor ran for other cores' connections, and the operations in them.
+    pub batches_served: u64,
+    pub ops_served: u64,
+}
+
+/// Operations for one shard from one connection's turn, then their outcomes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The core whose connection sent it, where the reply goes.
+    pub origin: ShardId,
+    /// The origin's handle for the waiting connection.
+    pub ticket: u32,
+    /// The origin's clock, so a batch sees the same time as the requests run inline.
+    pub now: u64,
+    ops: Vec<Op>,
+    /// Keys and data blocks of `ops`.
+    request: Vec<u8>,
+    /// Outcomes, one per op once run.
+    outcomes: Vec<Outcome>,
+    /// Values of hits.
+    values: Vec<u8>,
+}
+
+impl Batch {
+    /// An empty batch stamped with the origin's clock.
+    pub fn at(now: u64) -> Batch {
+        Batch {
+            now,
+            ..Batch::default()
+        }
+    }
+
+    /// Operations queued.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes held in the request arena (what the message carries besides descriptors).
+    pub fn request_bytes(&self) -> usize {
+        self.request.len()
+    }
+
+    /// Copies `bytes` into the request arena.
+    pub fn copy(&mut self, bytes: &[u8]) -> Span {
+        let span = Span {
+            start: self.request.len(),
+            len: bytes.len(),
+        };
+        self.request.extend_from_slice(bytes);
+        span
+    }
+
+    /// Queues `op`; returns its index, which names its outcome.
+    pub fn push(&mut self, op: Op) -> u32 {
+        self.ops.push(op);
+        // A turn holds at most a read buffer's worth of requests, far below 2^32.
+        u32::try_from(self.ops.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// The key of op `index`.
+    pub fn key(&self, index: u32) -> &[u8] {
+        match self.ops.get(index as usize) {
+            Some(
+                Op::Get { key, .. }
+                | Op::Store { key, .. }
+                | Op::Arith { key, .. }
+                | Op::Delete { key }
+                | Op::Touch { key, .. }
+                | Op::TooLarge { key, .. },
+            ) => Span::of(&self.request, *key),
+            _ => &[],
+        }
+    }
+
+    /// The outcome of op `index`, once the batch has run.
+    pub fn outcome(&self, index: u32) -> Option<&Outcome> {
+        self.outcomes.get(index as usize)
+    }
+
+    /// Takes the outcomes out (for whole-shard operations, whose outcomes are owned data).
+    pub fn take_outcomes(&mut self) -> std::vec::Drain<'_, Outcome> {
+        self.outcomes.drain(..)
+    }
+
+    /// Bytes of a value in the reply arena.
+    pub fn value(&self, span: Span) -> &[u8] {
+        Span::of(&self.values, span)
+    }
+
+    /// Ready for the next turn: empty, keeping buffers of a reasonable size.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.request.clear();
+        self.outcomes.clear();
+        self.values.clear();
+        if self.request.capacity() > KEEP_BYTES {
+            self.request = Vec::new();
+        }
+        if self.values.capacity() > KEEP_BYTES {
+            self.values = Vec::new();
+        }
+        if self.ops.capacity() > KEEP_OPS {
+            self.ops = Vec::new();
+        }
+        if self.outcomes.capacity() > KEEP_OPS {
+            self.outcomes = Vec::new();
+        }
+    }
+
+    /// Runs every op in order on `worker`'s shard, on the core that owns it.
+    pub fn run(&mut self, worker: &Worker) {
+        let Batch {
+            now,
+            ops,
+            request,
+            outcomes,
+            values,
+            ..
+        } = self;
+        outcomes.clear();
+        values.clear();
+        let now = *now;
+        for op in ops.iter() {
+            let outcome = match *op {
+                Op::Snapshot => Outcome::Snapshot(Box::new(worker.snapshot(now))),
+                Op::ResetStats => {
+                    worker.reset_own_stats();
+                    Outcome::Done
+                }
+                op => worker
+                    .router()
+                    .invoke_local(|store| run_op(store, op, request, values, now)),
+            };
+            outcomes.push(outcome);
+        }
+    }
+}
+
+/// Runs one store operation; values of hits are appended to `values`.
+fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: u64) -> Outcome {
+    let bytes = |span: Span| Span::of(request, span);
+    match op {
+        Op::Get { key, touch } => {
+            let key = bytes(key);
+            let item = match touch {
+                None => store.get(key, now),
+                Some(exptime) => store.get_and_touch(key, exptime, now),
+            };
+            match item {
+                Some(item) => {
+                    let value = Span {
+                        start: values.len(),
+                        len: item.value.len(),
+                    };
+                    values.extend_from_slice(item.value);
+                    Outcome::Hit {
+                        flags: item.flags,
+                        cas: item.cas,
+                        value,
+                    }
+                }
+                None => Outcome::Miss,
+            }
+        }
+        Op::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            data,
+        } => Outcome::Stored(store.store(mode, bytes(key), flags, exptime, bytes(data), now)),
+        Op::Arith { key, incr, delta } => Outcome::Arith(store.arith(bytes(key), incr, delta, now)),
+        Op::Delete { key } => Outcome::Deleted(store.delete(bytes(key), now)),
+        Op::Touch { key, exptime } => Outcome::Touched(store.touch(bytes(key), exptime, now)),
+        Op::TooLarge { key, unlink } => {
+            store.stats_mut().store_too_large += 1;
+            if unlink {
+                // memcached drops the old value so that a failed `set` cannot leave stale
+                // data behind.
+                store.unlink(bytes(key));
+            }
+            Outcome::Done
+        }
+        Op::Flush { delay, counted } => {
+            store.flush_all(delay, now);
+            if !counted {
+                // The store counts every flush; one command counts once however many shards
+                // it reached.
+                let stats = store.stats_mut();
+                stats.cmd_flush = stats.cmd_flush.saturating_sub(1);
+            }
+            Outcome::Done
+        }
+        Op::SetLimit { bytes } => {
+            store.set_limit_bytes(bytes, now);
+            Outcome::Done
+        }
+        // Handled by the caller, which has the executor's counters.
+        Op::Snapshot | Op::ResetStats => Outcome::Done,
+    }
+}
+
+/// The store's mode for a storage command.
+pub fn store_mode(mode: rampart_proto::StoreMode) -> SetMode {
+    use rampart_proto::StoreMode;
+    match mode {
+        StoreMode::Set => SetMode::Set,
+        StoreMode::Add => SetMode::Add,
+        StoreMode::Replace => SetMode::Replace,
+        StoreMode::Append => SetMode::Append,
+        StoreMode::Prepend => SetMode::Prepend,
+        StoreMode::Cas(unique) => SetMode::Cas(unique),
+    }
+}

@@ -1,0 +1,259 @@
+//! A connection's requests for other cores' keys, between the synchronous pass that queues
+//! them and the exchange that answers them.
+//!
+//! Each request (or each key of a multi-key `get`) owned by another core becomes an [`Op`] in
+//! that core's [`Batch`], and, unless it is `noreply`, a [`Piece`]: "the reply to op `k` of
+//! the batch for core `c` goes at byte `at` of the output". Local replies are written to the
+//! output as they happen, so after the exchange the output is rebuilt once, in request order,
+//! by copying the local runs and encoding each remote outcome between them.
+//!
+//! However many requests a read held, each core gets at most one message per exchange, and
+//! the batches, the piece list and the stitching buffer are kept for the connection's next
+//! turn: cross-core requests in steady state allocate nothing.
+
+use rampart_proto::text::reply;
+
+use crate::batch::{Batch, Op, Outcome};
+use crate::mesh::{Gone, Ticket};
+use crate::shard::{Router, ShardId};
+
+use super::{arith_reply, deleted_line, store_line, touched_line};
+
+/// A stitching buffer grown past this (a large remote value) is given back after the turn.
+const KEEP_STITCHED_BYTES: usize = 64 * 1024;
+
+/// How a remote outcome is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// A `VALUE` block for a hit, nothing for a miss; `cas` for `gets`/`gats`.
+    Value { cas: bool },
+    /// The status line of a storage, arithmetic, delete or touch command.
+    Status,
+}
+
+/// Where one remote reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    /// Offset in the output: the reply goes before the byte that is there now.
+    at: usize,
+    shard: ShardId,
+    op: u32,
+    form: Form,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// One batch per core, by shard id; `None` before a core is first needed.
+    batches: Vec<Option<Box<Batch>>>,
+    /// Scratch for the exchange.
+    tickets: Vec<Option<Ticket>>,
+    pieces: Vec<Piece>,
+    stitched: Vec<u8>,
+    waiting: bool,
+}
+
+impl Plan {
+    /// Queues the op that `build` makes in `owner`'s batch; `answer` says where its reply
+    /// goes in the output and how it is written (`None` for `noreply`).
+    pub(crate) fn queue(
+        &mut self,
+        router: &Router,
+        owner: ShardId,
+        now: u64,
+        answer: Option<(usize, Form)>,
+        build: impl FnOnce(&mut Batch) -> Op,
+    ) {
+        if self.batches.len() < router.shard_count() {
+            self.batches.resize_with(router.shard_count(), || None);
+        }
+        let batch = self.batches[owner].get_or_insert_with(Box::default);
+        if batch.is_empty() {
+            batch.now = now;
+        }
+        let op = build(batch);
+        let op = batch.push(op);
+        if let Some((at, form)) = answer {
+            self.pieces.push(Piece {
+                at,
+                shard: owner,
+                op,
+                form,
+            });
+        }
+        self.waiting = true;
+    }
+
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .flatten()
+            .map(|batch| batch.request_bytes())
+            .sum()
+    }
+
+    /// Sends each core its batch, waits for all of them, and writes the remote replies into
+    /// their places in `out`.
+    pub(crate) async fn exchange(
+        &mut self,
+        router: &Router,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Gone> {
+        if !self.waiting {
+            return Ok(());
+        }
+        router
+            .invoke_batches_await(&mut self.batches, &mut self.tickets)
+            .await?;
+        self.stitched.clear();
+        let mut from = 0;
+        for piece in &self.pieces {
+            self.stitched.extend_from_slice(&out[from..piece.at]);
+            from = piece.at;
+            match self.batches.get(piece.shard).and_then(Option::as_deref) {
+                Some(batch) => encode(&mut self.stitched, batch, piece),
+                None => log::error!("no batch came back from core {}", piece.shard),
+            }
+        }
+        self.stitched.extend_from_slice(&out[from..]);
+        std::mem::swap(out, &mut self.stitched);
+        self.pieces.clear();
+        for batch in self.batches.iter_mut().flatten() {
+            batch.clear();
+        }
+        if self.stitched.capacity() > KEEP_STITCHED_BYTES {
+            self.stitched = Vec::new();
+        }
+        self.waiting = false;
+        Ok(())
+    }
+}
+
+/// Writes the reply to one remote op, as the local path would have.
+fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
+    let outcome = batch.outcome(piece.op);
+    match (piece.form, outcome) {
+        (
+            Form::Value { cas },
+            Some(Outcome::Hit {
+                flags,
+                cas: unique,
+                value,
+            }),
+        ) => {
+            let key = batch.key(piece.op);
+            reply::value(
+                out,
+                key,
+                *flags,
+                batch.value(*value),
+                cas.then_some(*unique),
+            );
+        }
+        (Form::Value { .. }, Some(Outcome::Miss)) => {}
+        (Form::Status, Some(Outcome::Stored(outcome))) => reply::line(out, store_line(*outcome)),
+        (Form::Status, Some(Outcome::Arith(outcome))) => arith_reply(out, *outcome),
+        (Form::Status, Some(Outcome::Deleted(deleted))) => {
+            reply::line(out, deleted_line(*deleted));
+        }
+        (Form::Status, Some(Outcome::Touched(touched))) => {
+            reply::line(out, touched_line(*touched));
+        }
+        (form, outcome) => {
+            // The owner runs every op it is sent; a mismatch is a bug, and a reply line keeps
+            // the client's count of replies right.
+            log::error!("op {} came back as {outcome:?} for {form:?}", piece.op);
+            reply::line(out, b"SERVER_ERROR internal error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use rampart_store::StoreConfig;
+
+    use super::super::{Session, Stop};
+    use crate::authz::Identity;
+    use crate::config::{Config, ProtocolChoice};
+    use crate::mesh::Mesh;
+    use crate::shard::{Router, Shard, ShardId, shard_for};
+    use crate::worker::{Process, Worker};
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// Core 0 of `count`, with no channels: enough to plan, not to exchange.
+    fn worker(count: usize) -> Worker {
+        let config = Arc::new(Config::default());
+        let store = StoreConfig {
+            max_bytes: 1 << 20,
+            evict: true,
+            cas_start: 1,
+            cas_stride: count as u64,
+            item_size_max: 1 << 20,
+        };
+        let mesh = Rc::new(Mesh::new(0, (0..count).map(|_| None).collect()));
+        let router = Router::new(Rc::new(Shard::new(0, store)), count, mesh);
+        Worker::new(config, Arc::new(Process::new(count)), router, NOW)
+    }
+
+    /// The `n`th key of the form `k<i>` that `shard` of `count` owns.
+    fn key(shard: ShardId, count: usize, n: usize) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| shard_for(k.as_bytes(), count) == shard)
+            .nth(n)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_pipelined_read_makes_one_batch_per_core() {
+        let worker = worker(3);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let mut input = String::new();
+        for i in 0..8 {
+            input += &format!("set {} 0 0 1\r\nx\r\n", key(1, 3, i));
+            input += &format!("get {}\r\n", key(2, 3, i));
+            input += &format!("get {}\r\n", key(0, 3, i));
+            input += &format!("delete {} noreply\r\n", key(1, 3, i));
+        }
+        input += &format!("get {} {} {}\r\n", key(0, 3, 0), key(1, 3, 0), key(2, 3, 0));
+        let mut out = Vec::new();
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(progress.stop, Stop::NeedInput);
+        assert_eq!(progress.consumed, input.len());
+        assert!(session.is_waiting());
+        let plan = &session.plan;
+        let ops = |shard: usize| plan.batches[shard].as_ref().map(|b| b.len());
+        // Nothing for this core: its requests ran inline. One batch each for the others,
+        // however many requests the read held.
+        assert_eq!((ops(0), ops(1), ops(2)), (None, Some(17), Some(9)));
+        // A reply place for each op that answers (deletes are noreply).
+        assert_eq!(plan.pieces.len(), 8 + 8 + 2);
+        // Only the local replies are written so far: END of each get.
+        assert_eq!(out, "END\r\n".repeat(17).as_bytes());
+    }
+
+    #[test]
+    fn whole_cache_requests_stop_the_pass_unconsumed() {
+        let worker = worker(2);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let input = format!(
+            "set {} 0 0 1\r\nx\r\nflush_all\r\nversion\r\n",
+            key(1, 2, 0)
+        );
+        let mut out = Vec::new();
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(progress.stop, Stop::WholeCache);
+        assert_eq!(
+            &input.as_bytes()[progress.consumed..],
+            b"flush_all\r\nversion\r\n"
+        );
+        assert!(session.is_waiting());
+    }
+}

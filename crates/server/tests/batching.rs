@@ -1,0 +1,190 @@
+//! Two cores in one process, no sockets: a connection's session on core 0 pipelines requests
+//! for both cores' keys, and core 1's keys travel as one batch per turn and come back in
+//! request order.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use rampart_server::authz::Identity;
+use rampart_server::batch::{Op, Outcome};
+use rampart_server::config::{Config, ProtocolChoice};
+use rampart_server::doorbell::{self, Doorbell};
+use rampart_server::mesh::{self, Ends, Mesh};
+use rampart_server::session::{Session, Stop};
+use rampart_server::shard::{Router, Shard, ShardId, shard_for};
+use rampart_server::worker::{Process, Worker};
+use rampart_store::StoreConfig;
+
+const NOW: u64 = 1_800_000_000;
+const CORES: usize = 2;
+const IO_MEMORY_BYTES: usize = 256 * 1024;
+
+/// The `n`th key of the form `k<i>` that `shard` owns.
+fn key(shard: ShardId, n: usize) -> String {
+    (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| shard_for(k.as_bytes(), CORES) == shard)
+        .nth(n)
+        .unwrap()
+}
+
+async fn start_core(ends: Ends, bell: Doorbell, process: Arc<Process>) -> Rc<Worker> {
+    bell.listen();
+    let connected = ends.connect().await;
+    let core = connected.core;
+    let store = StoreConfig {
+        max_bytes: 1 << 20,
+        evict: true,
+        cas_start: core as u64 + 1,
+        cas_stride: CORES as u64,
+        item_size_max: 1 << 20,
+    };
+    let mesh = Rc::new(Mesh::new(core, connected.requests_out));
+    let router = Router::new(Rc::new(Shard::new(core, store)), CORES, mesh);
+    let worker = Rc::new(Worker::new(
+        Arc::new(Config::default()),
+        process,
+        router,
+        NOW,
+    ));
+    mesh::spawn_services(&worker, connected.service);
+    worker
+}
+
+/// Runs `client` on core 0 while core 1 serves its shard.
+fn with_two_cores(client: impl AsyncFnOnce(Rc<Worker>) + Send + 'static) {
+    let process = Arc::new(Process::new(CORES));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut ends = mesh::build(CORES).into_iter();
+    let (first, second) = (ends.next().unwrap(), ends.next().unwrap());
+    let (doorbells, bells) = doorbell::pairs(CORES).unwrap();
+    let mut bells = bells.into_iter();
+    let (first_bell, second_bell) = (bells.next().unwrap(), bells.next().unwrap());
+    let server = {
+        let (process, done) = (Arc::clone(&process), Arc::clone(&done));
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let _worker = start_core(second, second_bell, process).await;
+                while !done.load(Ordering::Acquire) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .unwrap()
+    };
+    let client = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(IO_MEMORY_BYTES)
+        .spawn(move || async move {
+            let worker = start_core(first, first_bell, process).await;
+            client(worker).await;
+            done.store(true, Ordering::Release);
+        })
+        .unwrap();
+    doorbells.start_heartbeat().unwrap();
+    client.join().unwrap();
+    server.join().unwrap();
+}
+
+fn snapshots(outcomes: Vec<Outcome>) -> Vec<rampart_server::batch::ShardSnapshot> {
+    outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Snapshot(s) => *s,
+            other => panic!("expected a snapshot, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn pipelined_remote_requests_travel_as_one_batch_and_answer_in_order() {
+    with_two_cores(async |worker: Rc<Worker>| {
+        let (local, remote) = (key(0, 0), key(1, 0));
+        let mut input = format!(
+            "set {remote} 1 0 2\r\nr1\r\nset {local} 2 0 2\r\nl1\r\nget {local} {remote} {}\r\n\
+             incr {remote} 1\r\nappend {remote} 0 0 1\r\n5\r\nget {remote}\r\n",
+            key(1, 1)
+        );
+        let mut expected = format!(
+            "STORED\r\nSTORED\r\nVALUE {local} 2 2\r\nl1\r\nVALUE {remote} 1 2\r\nr1\r\nEND\r\n\
+             CLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\n\
+             VALUE {remote} 1 3\r\nr15\r\nEND\r\n"
+        );
+        for n in 0..16 {
+            input += &format!("get {}\r\n", key(1, n + 2));
+            expected += "END\r\n";
+        }
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let mut out = Vec::new();
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(progress.stop, Stop::NeedInput);
+        assert_eq!(progress.consumed, input.len());
+        session.exchange(&worker, &mut out).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert!(!session.is_waiting());
+
+        let mesh = worker.router().mesh().unwrap();
+        assert_eq!(
+            mesh.counters.batches_sent.get(),
+            1,
+            "one message for the whole read"
+        );
+        let shards = snapshots(
+            worker
+                .invoke_on_all_await(NOW, |_| Op::Snapshot)
+                .await
+                .unwrap(),
+        );
+        // The snapshot itself is an op of a second batch.
+        assert_eq!((shards[1].batches_served, shards[1].ops_served), (1, 22));
+        assert_eq!((shards[0].items, shards[1].items), (1, 1));
+
+        // The next turn reuses the batch and sends one more message.
+        out.clear();
+        let input = format!("delete {remote}\r\nget {remote}\r\n");
+        session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        session.exchange(&worker, &mut out).await.unwrap();
+        assert_eq!(out, b"DELETED\r\nEND\r\n");
+        assert_eq!(mesh.counters.batches_sent.get(), 3);
+    });
+}
+
+#[test]
+fn flush_all_reaches_every_shard_and_counts_once() {
+    with_two_cores(async |worker: Rc<Worker>| {
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let mut out = Vec::new();
+        let input = format!(
+            "set {} 0 0 1\r\na\r\nset {} 0 0 1\r\nb\r\nflush_all\r\n",
+            key(0, 0),
+            key(1, 0)
+        );
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(progress.stop, Stop::WholeCache);
+        session.exchange(&worker, &mut out).await.unwrap();
+        let rest = &input.as_bytes()[progress.consumed..];
+        let flushed = session
+            .whole_cache(rest, &worker, NOW, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(flushed.consumed, rest.len());
+        assert_eq!(out, b"STORED\r\nSTORED\r\nOK\r\n");
+        let shards = snapshots(
+            worker
+                .invoke_on_all_await(NOW, |_| Op::Snapshot)
+                .await
+                .unwrap(),
+        );
+        let flushes: u64 = shards.iter().map(|s| s.store.cmd_flush).sum();
+        assert_eq!(flushes, 1);
+        out.clear();
+        let input = format!("get {} {}\r\n", key(0, 0), key(1, 0));
+        session.process(input.as_bytes(), &worker, NOW + 1, usize::MAX, &mut out);
+        session.exchange(&worker, &mut out).await.unwrap();
+        assert_eq!(out, b"END\r\n");
+    });
+}
