@@ -43,7 +43,8 @@ usage: cargo xtask <command>
 
 commands:
   ci                               install missing test prerequisites (as root), then
-                                   fmt --check, clippy -D warnings, build, test
+                                   fmt --check, clippy -D warnings, check the fuzz
+                                   targets, build, test
   fuzz [TARGET] [--seconds N]      run a cargo-fuzz target in fuzz/ for N seconds
                                    (default: every target, 60 s each)
   bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
@@ -179,6 +180,16 @@ fn ci() -> Result<()> {
         "--",
         "-D",
         "warnings",
+    ]))?;
+
+    // The fuzz targets are their own workspace (cargo-fuzz builds them with sanitizer flags);
+    // a plain check on the stable toolchain keeps them compiling as the parsers change.
+    step("cargo check --manifest-path fuzz/Cargo.toml --bins");
+    run_checked(Command::new(cargo()).current_dir(&root).args([
+        "check",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--bins",
     ]))?;
 
     step("cargo build -p rampart");

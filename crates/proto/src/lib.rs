@@ -20,3 +20,15 @@ pub use request::{
     MAX_OPAQUE_BYTES, MetaArith, MetaDebug, MetaDelete, MetaFlags, MetaGet, MetaKey, MetaSet,
     MetaSetMode, Request, Sasl, ShutdownMode, Stats, Store, StoreMode, Touch, Verbosity,
 };
+
+/// The outcome of looking at the front of a connection's buffer, the same for every codec
+/// (each names it `Parsed<'a>` for its own `Frame`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<F> {
+    /// More bytes are needed before anything can be decided. Not an error.
+    Incomplete,
+    /// The peer cannot be resynchronised: close the connection (each codec says when).
+    Close,
+    /// `consumed` bytes make up one frame.
+    Complete { consumed: usize, frame: F },
+}

@@ -26,16 +26,9 @@ use crate::text::Limits;
 /// memcached's `MAX_SASL_MECH_LEN`: a longer mechanism name is `Invalid arguments`.
 pub const MAX_SASL_MECH_BYTES: usize = 32;
 
-/// The outcome of looking at the front of a connection's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// More bytes are needed before anything can be decided. Not an error.
-    Incomplete,
-    /// Not a binary request (bad magic): close without a reply, as memcached does.
-    Close,
-    /// `consumed` bytes make up one frame.
-    Complete { consumed: usize, frame: Frame<'a> },
-}
+/// The outcome of looking at the front of a connection's buffer. `Close` here means the bytes
+/// are not a binary request (bad magic): memcached closes without a reply.
+pub type Parsed<'a> = crate::Parsed<Frame<'a>>;
 
 /// One complete frame of the binary protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]

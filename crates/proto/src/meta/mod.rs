@@ -22,16 +22,9 @@ pub use encode::encode;
 use crate::request::{MetaKey, Request};
 use crate::text::{Limits, MAX_LINE_BYTES};
 
-/// The outcome of looking at the front of a connection's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// More bytes are needed before anything can be decided. Not an error.
-    Incomplete,
-    /// The peer cannot be resynchronised (a line over [`MAX_LINE_BYTES`]): close.
-    Close,
-    /// `consumed` bytes make up one frame.
-    Complete { consumed: usize, frame: Frame<'a> },
-}
+/// The outcome of looking at the front of a connection's buffer. `Close` here means a line
+/// over [`MAX_LINE_BYTES`]: the peer cannot be resynchronised.
+pub type Parsed<'a> = crate::Parsed<Frame<'a>>;
 
 /// One complete frame of the meta protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,16 +59,9 @@ impl Default for Limits {
     }
 }
 
-/// The outcome of looking at the front of a connection's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// More bytes are needed before anything can be decided. Not an error.
-    Incomplete,
-    /// The peer cannot be resynchronised (an overlong line, an HTTP request): close.
-    Close,
-    /// `consumed` bytes make up one frame.
-    Complete { consumed: usize, frame: Frame<'a> },
-}
+/// The outcome of looking at the front of a connection's buffer. `Close` here means an
+/// overlong line or an HTTP request: the peer cannot be resynchronised.
+pub type Parsed<'a> = crate::Parsed<Frame<'a>>;
 
 /// One complete frame of the text protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
