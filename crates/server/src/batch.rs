@@ -311,11 +311,9 @@ fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: 
         }
         Op::Flush { delay, counted } => {
             store.flush_all(delay, now);
-            if !counted {
-                // The store counts every flush; one command counts once however many shards
-                // it reached.
-                let stats = store.stats_mut();
-                stats.cmd_flush = stats.cmd_flush.saturating_sub(1);
+            if counted {
+                // A command counter: one flush_all counts once however many shards it reached.
+                store.stats_mut().cmd_flush += 1;
             }
             Outcome::Done
         }

@@ -47,7 +47,8 @@ pub struct StoreStats {
     /// Expired or flushed items reclaimed by [`crate::Store::maintain`] (memcached's LRU
     /// crawler).
     pub crawler_reclaimed: u64,
-    /// `flush_all` commands (the server bumps it itself when `-F` refuses one).
+    /// `flush_all` commands, refused ones included. A command counter: the server counts it,
+    /// once per command however many shards it reached; `Store::flush_all` does not.
     pub cmd_flush: u64,
     /// Storage commands answered `SERVER_ERROR out of memory storing object`.
     pub store_no_memory: u64,

@@ -242,7 +242,6 @@ impl Store {
     /// time comes, every item last updated before it. Memory is reclaimed lazily.
     pub fn flush_all(&mut self, delay_secs: i64, now: UnixSecs) {
         let now = self.tick(now);
-        self.stats.cmd_flush += 1;
         let Self {
             flush,
             next_cas,
