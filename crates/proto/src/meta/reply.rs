@@ -118,14 +118,20 @@ fn status_line(
     out.extend_from_slice(b"\r\n");
 }
 
-/// An `mg` hit: `VA <size>` and the value when `v` was given, else `HD`.
-pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, value: &[u8]) {
-    if request.returns_value() {
+/// The head of a reply that may carry a value: `VA <size>` when the client asked for the
+/// value (`v`), else `HD`.
+fn value_or_header(out: &mut Vec<u8>, returns_value: bool, value_len: usize) {
+    if returns_value {
         out.extend_from_slice(b"VA ");
-        number(out, value.len());
+        number(out, value_len);
     } else {
         out.extend_from_slice(b"HD");
     }
+}
+
+/// An `mg` hit: `VA <size>` and the value when `v` was given, else `HD`.
+pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, value: &[u8]) {
+    value_or_header(out, request.returns_value(), value.len());
     for &letter in request.flags.as_slice() {
         match letter {
             b's' => {
@@ -224,12 +230,7 @@ pub fn arith_done(
 ) {
     let mut digits = itoa::Buffer::new();
     let value = digits.format(value).as_bytes();
-    if request.returns_value() {
-        out.extend_from_slice(b"VA ");
-        number(out, value.len());
-    } else {
-        out.extend_from_slice(b"HD");
-    }
+    value_or_header(out, request.returns_value(), value.len());
     for &letter in request.flags.as_slice() {
         match letter {
             b'c' => {
