@@ -51,6 +51,8 @@ pub enum Request<'a> {
     Stats(Stats<'a>),
     /// `cache_memlimit <megabytes> [noreply]`.
     CacheMemlimit(CacheMemlimit),
+    /// `refresh_certs [noreply]`: reload the TLS certificates (memcached ignores other words).
+    RefreshCerts { noreply: bool },
     /// `mg`; binary get, getq, getk, getkq, touch, gat, gatq, gatk, gatkq.
     MetaGet(MetaGet<'a>),
     /// `ms`; binary set, add, replace, append, prepend and their quiet forms.
@@ -94,6 +96,7 @@ impl Request<'_> {
             Request::Shutdown(_) => "shutdown",
             Request::Stats(_) => "stats",
             Request::CacheMemlimit(_) => "cache_memlimit",
+            Request::RefreshCerts { .. } => "refresh_certs",
             Request::MetaGet(_) => "mg",
             Request::MetaSet(_) => "ms",
             Request::MetaDelete(_) => "md",

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use argh::FromArgs;
-use rampart_server::config::{Config, ProtocolChoice, TcpListen};
+use rampart_server::config::{
+    Config, ListenerTls, ProtocolChoice, Security, TcpListen, TlsSettings,
+};
 
 const MEGABYTE: usize = 1024 * 1024;
 
@@ -68,9 +70,15 @@ pub struct Args {
     /// verbose: -v debug detail, -vv trace (the verbosity command changes it later)
     #[argh(switch, short = 'v')]
     pub verbose: u32,
-    /// comma separated extended options: idle_timeout=<seconds>, and memcached's tuning options
+    /// comma separated extended options: idle_timeout=<seconds>, ssl_chain_cert, ssl_key,
+    /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
+    /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout, and
+    /// memcached's tuning options
     #[argh(option, short = 'o')]
     pub extended: Vec<String>,
+    /// enable TLS on every listener without a notls: prefix
+    #[argh(switch, short = 'Z')]
+    pub enable_ssl: bool,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -186,14 +194,6 @@ const IGNORED_SUBOPTIONS: &[&str] = &[
 ];
 
 fn parse_listen(entry: &str, port: u16) -> Result<Vec<SocketAddr>, UsageError> {
-    if ["notls:", "btls:", "mtls:"]
-        .iter()
-        .any(|p| entry.starts_with(p))
-    {
-        return Err(usage(format!(
-            "-l {entry}: TLS listener prefixes need TLS, which this build does not have yet"
-        )));
-    }
     let bad = || {
         usage(format!(
             "-l {entry}: not an address (host, host:port or [v6]:port)"
@@ -303,8 +303,17 @@ pub fn to_config(
             ))
         })?;
     let mut idle_timeout = None;
+    let mut tls = TlsSettings {
+        enabled: args.enable_ssl,
+        ..TlsSettings::default()
+    };
     for option in args.extended.iter().flat_map(|o| o.split(',')) {
         let (name, value) = option.split_once('=').unwrap_or((option, ""));
+        let tls_value = option.split_once('=').map(|(_, v)| v);
+        if let Some(applied) = tls.apply_option(name, tls_value) {
+            applied.map_err(|e| usage(format!("-o {option}: {e}")))?;
+            continue;
+        }
         match name {
             "idle_timeout" => {
                 let seconds: u64 = value.parse().map_err(|_| {
@@ -313,9 +322,6 @@ pub fn to_config(
                 idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
             }
             "" => {}
-            name if name.starts_with("ssl_") => {
-                return Err(usage(format!("-o {name}: TLS is not in this build yet")));
-            }
             name if IGNORED_SUBOPTIONS.contains(&name) => {
                 log::info!("-o {name}: memcached tuning option, no effect on rampart");
             }
@@ -326,6 +332,7 @@ pub fn to_config(
     if args.unix_socket.is_none() && args.port != 0 {
         if args.listen.is_empty() {
             // Secure default: loopback only, both families when the host has them.
+            let security = default_security(tls.enabled);
             for ip in [
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -333,18 +340,25 @@ pub fn to_config(
                 tcp.push(TcpListen {
                     addr: SocketAddr::new(ip, args.port),
                     optional: true,
+                    security,
                 });
             }
         } else {
             for entry in args.listen.iter().flat_map(|l| l.split(',')) {
-                for addr in parse_listen(entry.trim(), args.port)? {
+                let (security, address) = listener_security(entry.trim(), tls.enabled)?;
+                for addr in parse_listen(address, args.port)? {
                     tcp.push(TcpListen {
                         addr,
                         optional: false,
+                        security,
                     });
                 }
             }
         }
+    }
+    if tls.enabled && tcp.is_empty() {
+        // memcached's words: TLS needs a TCP listener (unix sockets stay plaintext).
+        return Err(usage("ERROR: You cannot enable SSL without a TCP port."));
     }
     Ok(Config {
         tcp,
@@ -363,7 +377,37 @@ pub fn to_config(
         idle_timeout,
         port_file,
         run_as: run_as(args.user)?,
+        tls,
     })
+}
+
+/// A listener without a prefix: TLS in `ssl_verify_mode`'s mode with `-Z`, else plaintext.
+fn default_security(tls_enabled: bool) -> Security {
+    if tls_enabled {
+        Security::Tls(ListenerTls::Default)
+    } else {
+        Security::Plain
+    }
+}
+
+/// Splits a `-l` entry's `notls:`, `btls:` or `mtls:` prefix from its address.
+fn listener_security(entry: &str, tls_enabled: bool) -> Result<(Security, &str), UsageError> {
+    let prefixes = [
+        ("notls:", Security::Plain),
+        ("btls:", Security::Tls(ListenerTls::Btls)),
+        ("mtls:", Security::Tls(ListenerTls::Mtls)),
+    ];
+    for (prefix, security) in prefixes {
+        if let Some(address) = entry.strip_prefix(prefix) {
+            if security != Security::Plain && !tls_enabled {
+                return Err(usage(format!(
+                    "-l {entry}: the {prefix} prefix asks for TLS, which needs -Z"
+                )));
+            }
+            return Ok((security, address));
+        }
+    }
+    Ok((default_security(tls_enabled), entry))
 }
 
 /// The unprivileged account rampart switches to when started as root without `-u`.
@@ -443,6 +487,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_listeners_take_their_prefix() {
+        let c = config("-Z -o ssl_verify_mode=1 -l notls:127.0.0.1:1,mtls:127.0.0.1:2,btls:[::1]:3 -l 127.0.0.1:4").unwrap();
+        let listeners: Vec<(String, Security)> = c
+            .tcp
+            .iter()
+            .map(|l| (l.addr.to_string(), l.security))
+            .collect();
+        assert_eq!(
+            listeners,
+            [
+                ("127.0.0.1:1".to_string(), Security::Plain),
+                ("127.0.0.1:2".to_string(), Security::Tls(ListenerTls::Mtls)),
+                ("[::1]:3".to_string(), Security::Tls(ListenerTls::Btls)),
+                (
+                    "127.0.0.1:4".to_string(),
+                    Security::Tls(ListenerTls::Default)
+                ),
+            ]
+        );
+        assert!(c.tls.enabled);
+        // Without -Z every listener is plaintext; notls: is accepted and changes nothing.
+        let c = config("-l notls:127.0.0.1:1").unwrap();
+        assert_eq!(c.tcp[0].security, Security::Plain);
+        assert!(!c.tls.enabled);
+        let c = config("").unwrap();
+        assert!(c.tcp.iter().all(|l| l.security == Security::Plain));
+    }
+
+    #[test]
     fn threads_default_to_every_allowed_cpu() {
         assert_eq!(config("").unwrap().threads, 4);
         assert_eq!(config("-t 4").unwrap().threads, 4);
@@ -459,7 +532,14 @@ mod tests {
             ("-t 5", "-t 5: this process may run on 4 CPUs"),
             ("-B nope", "-B nope"),
             ("-o bogus=1", "bogus"),
-            ("-o ssl_key=x", "TLS"),
+            ("-o ssl_verify_mode=5", "Invalid ssl_verify_mode"),
+            ("-o ssl_key", "Missing ssl_key argument"),
+            ("-Z -p 0", "You cannot enable SSL without a TCP port."),
+            (
+                "-Z -s /tmp/x.sock",
+                "You cannot enable SSL without a TCP port.",
+            ),
+            ("-l mtls:127.0.0.1", "needs -Z"),
             ("-l 1.2.3.4:notaport", "-l"),
             ("--no-such-flag", "no-such-flag"),
         ] {

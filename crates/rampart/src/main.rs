@@ -64,7 +64,9 @@ fn main() -> ExitCode {
     };
     match rampart_server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err @ rampart_server::ServerError::Usage(_)) => {
+        Err(
+            err @ (rampart_server::ServerError::Usage(_) | rampart_server::ServerError::Tls(_)),
+        ) => {
             eprintln!("rampart: {err}");
             ExitCode::from(EXIT_USAGE)
         }

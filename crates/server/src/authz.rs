@@ -1,17 +1,21 @@
 //! The one place where a parsed request is allowed or refused.
 //!
 //! Every request of every protocol passes through [`authorize`] with the identity of the
-//! connection that sent it, after parsing and before it touches a shard. Today every
-//! connection is [`Identity::Anonymous`] and no policy is configured, so everything is allowed,
-//! as memcached allows it; access rules (per-client commands and keys) plug in here.
+//! connection that sent it, after parsing and before it touches a shard. A connection is
+//! [`Identity::Anonymous`] unless its TLS client presented a verified certificate. No policy
+//! is configured yet, so everything is allowed, as memcached allows it; access rules
+//! (per-client commands and keys) plug in here.
 
 use rampart_proto::Request;
+use rampart_tls::PeerIdentity;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// No credentials presented (or none required).
     Anonymous,
+    /// A TLS client whose certificate the server verified: its subject CN and SANs.
+    Certificate(PeerIdentity),
 }
 
 /// The outcome of an authorization decision.
@@ -27,7 +31,7 @@ pub fn authorize(identity: &Identity, request: &Request<'_>) -> Decision {
     match identity {
         // Without a configured policy memcached's behaviour is the contract: everything is
         // allowed, including admin commands, which have their own switches (-A, -F).
-        Identity::Anonymous => {
+        Identity::Anonymous | Identity::Certificate(_) => {
             let _ = request;
             Decision::Allow
         }

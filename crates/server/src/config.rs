@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use rampart_tls::{ListenerTls, TlsSettings};
+
 /// memcached's default `-I`.
 pub const DEFAULT_ITEM_SIZE_MAX_BYTES: usize = 1024 * 1024;
 
@@ -28,6 +30,15 @@ impl ProtocolChoice {
     }
 }
 
+/// Whether a listener's connections speak TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plaintext: every listener without `-Z`, and `notls:` ones with it.
+    Plain,
+    /// TLS in the listener's mode (`-Z`, `mtls:`, `btls:`).
+    Tls(ListenerTls),
+}
+
 /// One TCP address to listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpListen {
@@ -35,6 +46,7 @@ pub struct TcpListen {
     /// Part of the default loopback pair: failing to bind it is logged, not fatal, as long as
     /// the other one binds.
     pub optional: bool,
+    pub security: Security,
 }
 
 /// Everything the running server needs to know.
@@ -72,6 +84,9 @@ pub struct Config {
     pub port_file: Option<PathBuf>,
     /// `-u`: the user to switch to after binding, when started as root.
     pub run_as: Option<String>,
+    /// `-Z` and `-o ssl_*`; the files are loaded when the server starts (and on
+    /// `refresh_certs`/SIGHUP), not when the command line is read.
+    pub tls: TlsSettings,
 }
 
 impl Default for Config {
@@ -93,6 +108,7 @@ impl Default for Config {
             idle_timeout: None,
             port_file: None,
             run_as: None,
+            tls: TlsSettings::default(),
         }
     }
 }

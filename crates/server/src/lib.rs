@@ -35,13 +35,13 @@ use glommio::net::{TcpListener, UnixListener};
 use glommio::{LocalExecutorBuilder, Placement};
 use rampart_store::StoreConfig;
 
-use crate::authz::Identity;
 pub use crate::config::Config;
+use crate::config::Security;
 use crate::doorbell::Doorbell;
 use crate::listen::BoundTcp;
 use crate::mesh::{Ends, Mesh};
 use crate::shard::{Router, Shard, ShardId, memory_share};
-use crate::worker::{Process, Worker};
+use crate::worker::{Process, Tls, Worker};
 
 /// Memory glommio registers for its I/O buffers. Network I/O does not use it; the memlock
 /// limit on small machines (8 MiB) must hold one of these per executor.
@@ -82,6 +82,9 @@ pub enum ServerError {
     Privileges(std::io::Error),
     #[error("failed to start an executor: {0}")]
     Executor(String),
+    /// TLS could not be set up from the configured files (memcached's line; exit status 64).
+    #[error("{0}")]
+    Tls(#[from] rampart_tls::StartupError),
 }
 
 /// memcached's `-v` levels on the logger: nothing extra, then connection events, then every
@@ -104,9 +107,18 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         return Err(ServerError::Usage(too_many_threads(executors, cpus.len())));
     }
     let signals = signals::block()?;
+    // Certificates are loaded before anything listens, so a bad file stops the start-up.
+    let tls = if config.tls.enabled {
+        Some(Tls {
+            holder: rampart_tls::ContextHolder::new(&config.tls)?,
+            settings: config.tls.clone(),
+        })
+    } else {
+        None
+    };
     let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
-    let process = Arc::new(Process::new(executors));
+    let process = Arc::new(Process::with_tls(executors, tls));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServerError>>();
     let (doorbells, bells) = doorbell::pairs(executors)
         .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;
@@ -120,7 +132,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             process: Arc::clone(&process),
             core: ends.core,
             cores: executors,
-            listeners: bound.iter().map(|b| (b.fds[ends.core], b.addr)).collect(),
+            listeners: bound
+                .iter()
+                .map(|b| Listener {
+                    fd: b.fds[ends.core],
+                    addr: b.addr,
+                    security: b.security,
+                })
+                .collect(),
             ends,
             bell,
             ready: ready_tx.clone(),
@@ -187,7 +206,17 @@ pub fn too_many_threads(threads: usize, cpus: usize) -> String {
 }
 
 fn announce(config: &Config, bound: &[BoundTcp], cpus: &[usize]) {
-    let addrs: Vec<String> = bound.iter().map(|b| b.addr.to_string()).collect();
+    let addrs: Vec<String> = bound
+        .iter()
+        .map(|b| match b.security {
+            Security::Plain => b.addr.to_string(),
+            Security::Tls(rampart_tls::ListenerTls::Default) => format!("{} (TLS)", b.addr),
+            Security::Tls(rampart_tls::ListenerTls::Mtls) => format!("{} (mTLS)", b.addr),
+            Security::Tls(rampart_tls::ListenerTls::Btls) => {
+                format!("{} (TLS, no client certificates)", b.addr)
+            }
+        })
+        .collect();
     let unix = config
         .unix_socket
         .as_ref()
@@ -209,6 +238,14 @@ fn announce(config: &Config, bound: &[BoundTcp], cpus: &[usize]) {
     );
 }
 
+/// One executor's listening socket for one configured address.
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    fd: RawFd,
+    addr: SocketAddr,
+    security: Security,
+}
+
 /// What one executor is handed by the main thread.
 struct Start {
     config: Arc<Config>,
@@ -217,7 +254,7 @@ struct Start {
     core: ShardId,
     cores: usize,
     /// Its own listening socket for each configured address.
-    listeners: Vec<(RawFd, SocketAddr)>,
+    listeners: Vec<Listener>,
     /// Its ends of the cross-core meshes.
     ends: Ends,
     /// Its end of the heartbeat.
@@ -286,7 +323,7 @@ async fn executor_main(start: Start) {
     if go.recv().is_err() {
         return;
     }
-    for &(fd, addr) in &listeners {
+    for &Listener { fd, addr, security } in &listeners {
         // SAFETY: `fd` is a listening socket bound by `listen::bind_tcp` for this executor
         // alone, owned by nobody else.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
@@ -296,7 +333,7 @@ async fn executor_main(start: Start) {
                 match listener.accept().await {
                     Ok(stream) => {
                         let _ = stream.set_nodelay(true);
-                        admit(stream, &worker);
+                        admit(stream, &worker, security);
                     }
                     Err(err) if worker.shutting_down() => {
                         log::debug!("listener {addr} closed: {err}");
@@ -314,8 +351,9 @@ async fn executor_main(start: Start) {
     if let Some(listener) = unix {
         let worker = Rc::clone(&worker);
         glommio::spawn_local(async move {
+            // Unix sockets stay plaintext, as in memcached.
             while let Ok(stream) = listener.accept().await {
-                admit(stream, &worker);
+                admit(stream, &worker, Security::Plain);
             }
         })
         .detach();
@@ -333,12 +371,12 @@ async fn executor_main(start: Start) {
 /// Shutdown: stop accepting, let this core's connections answer what they have read, then
 /// keep serving this core's shard until every core has done the same (their connections may
 /// still be waiting on it), so no request in flight between cores is lost.
-async fn drain(worker: &Worker, listeners: &[(RawFd, SocketAddr)]) {
+async fn drain(worker: &Worker, listeners: &[Listener]) {
     let began = Instant::now();
     log::info!("shutting down: no new connections; finishing open ones");
-    for &(fd, _) in listeners {
+    for listener in listeners {
         // SAFETY: shutdown(2) on a descriptor we own; it only stops the listener accepting.
-        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+        unsafe { libc::shutdown(listener.fd, libc::SHUT_RD) };
     }
     worker.stop_reading_connections();
     while worker.open_connections() > 0 && began.elapsed() < DRAIN_LIMIT {
@@ -358,7 +396,7 @@ async fn drain(worker: &Worker, listeners: &[(RawFd, SocketAddr)]) {
 }
 
 /// Starts serving an accepted connection, or refuses it over the `-c` limit.
-fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>) {
+fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>, security: Security) {
     let counters = worker.process();
     if worker.shutting_down() {
         return;
@@ -375,7 +413,7 @@ fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>) {
     }
     let worker = Rc::clone(worker);
     glommio::spawn_local(async move {
-        conn::serve(stream, Rc::clone(&worker), Identity::Anonymous).await;
+        conn::serve(stream, Rc::clone(&worker), security).await;
         worker
             .process()
             .curr_connections
@@ -385,9 +423,9 @@ fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>) {
 }
 
 mod signals {
-    //! SIGTERM and SIGINT start a graceful stop; a second one exits at once. The signals are
-    //! blocked in every thread and taken synchronously by one waiting thread, so no handler
-    //! runs on an executor.
+    //! SIGTERM and SIGINT start a graceful stop; a second one exits at once; SIGHUP reloads
+    //! the TLS certificates. The signals are blocked in every thread and taken synchronously
+    //! by one waiting thread, so no handler runs on an executor.
 
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -428,7 +466,12 @@ mod signals {
                         continue;
                     }
                     if signal == libc::SIGHUP {
-                        log::info!("SIGHUP: nothing to reload in this configuration");
+                        // memcached reloads its certificates on SIGHUP; the outcome is logged.
+                        if process.tls.is_some() {
+                            let _ = process.refresh_certs();
+                        } else {
+                            log::info!("SIGHUP: nothing to reload without TLS");
+                        }
                         continue;
                     }
                     if process.shutting_down.swap(true, Ordering::AcqRel) {

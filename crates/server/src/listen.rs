@@ -9,7 +9,7 @@ use std::path::Path;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ServerError;
-use crate::config::{Config, TcpListen};
+use crate::config::{Config, Security, TcpListen};
 
 /// One configured address, bound once per executor: `fds[i]` is executor `i`'s listening
 /// socket, handed to it as a raw descriptor. All of them share the address through
@@ -20,6 +20,8 @@ pub struct BoundTcp {
     /// The address as bound (with the port the kernel chose, for port 0).
     pub addr: SocketAddr,
     pub fds: Vec<RawFd>,
+    /// Plaintext or TLS, from the `-l` entry.
+    pub security: Security,
 }
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<(RawFd, SocketAddr)> {
@@ -52,6 +54,7 @@ fn bind_copies(listen: &TcpListen, backlog: u32, executors: usize) -> io::Result
     let mut bound = BoundTcp {
         addr,
         fds: vec![fd],
+        security: listen.security,
     };
     for _ in 1..executors {
         match bind_one(addr, backlog) {

@@ -9,6 +9,7 @@ use rampart_store::StoreStats;
 
 use crate::batch::ShardSnapshot;
 use crate::config::Config;
+use crate::worker::Tls;
 
 /// The version `version` and `stats` report: memcached's protocol level, then ours, so that
 /// clients that parse the leading `x.y.z` see a memcached they know.
@@ -66,9 +67,10 @@ const MEMCACHED_INTERNALS: &[&str] = &[
     "log_watcher_skipped",
     "log_watcher_sent",
     "log_watchers",
-    "unexpected_napi_ids",
-    "round_robin_fallback",
 ];
+
+/// memcached's counters that follow its TLS ones.
+const MEMCACHED_INTERNALS_AFTER_TLS: &[&str] = &["unexpected_napi_ids", "round_robin_fallback"];
 
 /// memcached's segmented-LRU counters; rampart's LRU is a single list.
 const MEMCACHED_LRU_INTERNALS: &[&str] = &[
@@ -93,6 +95,8 @@ fn zeros(out: &mut Vec<u8>, names: &[&str]) {
 pub struct StatsView<'a> {
     pub config: &'a Config,
     pub process: &'a ProcessCounters,
+    /// With `-Z`: its counters and settings.
+    pub tls: Option<&'a Tls>,
     pub shards: &'a [ShardSnapshot],
     pub started_at: u64,
     pub now: u64,
@@ -209,6 +213,10 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "threads", view.config.threads as u64);
     reply::stat_u64(out, "conn_yields", sum.conn_yields);
     zeros(out, MEMCACHED_INTERNALS);
+    if let Some(tls) = view.tls {
+        tls.holder.stats(out, reply::stat_u64);
+    }
+    zeros(out, MEMCACHED_INTERNALS_AFTER_TLS);
     reply::stat_u64(out, "bytes", sum.bytes);
     reply::stat_u64(out, "curr_items", sum.items);
     reply::stat_u64(out, "total_items", store.total_items);
@@ -285,7 +293,9 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
         "idle_timeout",
         config.idle_timeout.map_or(0, |d| d.as_secs()),
     );
-    reply::stat(out, "ssl_enabled", b"no");
+    config.tls.stats_settings(out, |out, name, value| {
+        reply::stat(out, name, value.as_bytes());
+    });
     reply::line(out, reply::END);
 }
 

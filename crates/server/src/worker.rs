@@ -10,12 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rampart_proto::text::Limits;
+use rampart_tls::{ContextHolder, TlsSettings};
 
 use crate::batch::{Batch, Op, Outcome, ShardSnapshot};
 use crate::config::Config;
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 use crate::stats::{ProcessCounters, WorkerCounters};
+
+/// The process's TLS: the swappable context and the settings it is rebuilt from.
+#[derive(Debug)]
+pub struct Tls {
+    pub holder: ContextHolder,
+    pub settings: TlsSettings,
+}
 
 /// State shared by every executor of the process.
 #[derive(Debug, Default)]
@@ -27,14 +35,43 @@ pub struct Process {
     /// its shard for the others until this reaches zero: a connection being drained on one
     /// core may still need every other core's shard.
     pub draining: AtomicUsize,
+    /// With `-Z`.
+    pub tls: Option<Tls>,
 }
+
+/// `refresh_certs` without `-Z`, in memcached's words.
+pub const TLS_NOT_ENABLED: &str = "Error TLS not enabled";
 
 impl Process {
     /// A process of `executors` executors.
     pub fn new(executors: usize) -> Process {
+        Process::with_tls(executors, None)
+    }
+
+    /// A process of `executors` executors serving TLS with `tls`.
+    pub fn with_tls(executors: usize, tls: Option<Tls>) -> Process {
         Process {
             draining: AtomicUsize::new(executors),
+            tls,
             ..Process::default()
+        }
+    }
+
+    /// `refresh_certs` and SIGHUP: rebuilds the TLS context from the configured files and
+    /// swaps it in, or leaves the serving one in place. `Err` is the reply line, also logged.
+    pub fn refresh_certs(&self) -> Result<(), String> {
+        let Some(tls) = &self.tls else {
+            return Err(TLS_NOT_ENABLED.to_string());
+        };
+        match tls.holder.refresh(&tls.settings) {
+            Ok(()) => {
+                log::info!("TLS certificates reloaded");
+                Ok(())
+            }
+            Err(err) => {
+                log::warn!("TLS certificates not reloaded, still serving the previous ones: {err}");
+                Err(err.to_string())
+            }
         }
     }
 }
@@ -123,6 +160,16 @@ impl Worker {
 
     pub fn process(&self) -> &ProcessCounters {
         &self.process.counters
+    }
+
+    /// The process's TLS, with `-Z`.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.process.tls.as_ref()
+    }
+
+    /// See [`Process::refresh_certs`].
+    pub fn refresh_certs(&self) -> Result<(), String> {
+        self.process.refresh_certs()
     }
 
     pub fn counters(&self) -> &WorkerCounters {

@@ -122,6 +122,12 @@ pub(super) fn dispatch<'a>(
                 None => reject(after_line, TextError::UnknownCommand, noreply),
             }
         }
+        b"refresh_certs" => request(
+            after_line,
+            Request::RefreshCerts {
+                noreply: tokens.noreply(),
+            },
+        ),
         b"version" => request(after_line, Request::Version),
         b"quit" => request(after_line, Request::Quit),
         b"shutdown" => {

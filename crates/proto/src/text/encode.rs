@@ -94,6 +94,10 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
             word(line, digits.format(limit.megabytes).as_bytes());
             limit.noreply
         }
+        Request::RefreshCerts { noreply } => {
+            word(line, b"refresh_certs");
+            *noreply
+        }
         Request::Version | Request::Quit => {
             word(line, request.command_name().as_bytes());
             false

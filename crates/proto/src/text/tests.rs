@@ -106,6 +106,15 @@ fn requests_parse_to_their_logical_form() {
         })
     );
     assert_eq!(accepted(b"version extra\r\n").0, Request::Version);
+    // memcached ignores words after `refresh_certs` other than a final `noreply`.
+    assert_eq!(
+        accepted(b"refresh_certs x y\r\n").0,
+        Request::RefreshCerts { noreply: false }
+    );
+    assert_eq!(
+        accepted(b"refresh_certs noreply\r\n").0,
+        Request::RefreshCerts { noreply: true }
+    );
     assert_eq!(
         accepted(b"cache_memlimit 100 noreply\r\n").0,
         Request::CacheMemlimit(crate::CacheMemlimit {

@@ -453,6 +453,15 @@ fn execute(
                 reply::line(out, reply::OK);
             }
         }
+        Request::RefreshCerts { noreply } => {
+            let outcome = worker.refresh_certs();
+            if !noreply {
+                match outcome {
+                    Ok(()) => reply::line(out, reply::OK),
+                    Err(line) => reply::line(out, line.as_bytes()),
+                }
+            }
+        }
         Request::Quit => return Flow::Close,
         Request::Shutdown(mode) => {
             if !worker.config().shutdown_enabled {

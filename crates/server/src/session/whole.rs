@@ -157,6 +157,7 @@ impl Whole {
                 let view = StatsView {
                     config: worker.config(),
                     process: worker.process(),
+                    tls: worker.tls(),
                     shards: &shards,
                     started_at: worker.started_at(),
                     now,

@@ -1,0 +1,337 @@
+//! The connection driver: reads, lets the [`Session`] work through what arrived, and writes
+//! every reply of the batch with one send (one batch of TLS records on a TLS listener).
+//!
+//! A connection that has waited [`RELEASE_IDLE_AFTER`] for input gives its buffers back and
+//! sleeps on a one-byte peek until the socket is readable, so idle connections, TLS ones
+//! included, cost little memory.
+
+mod input;
+mod tls;
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::authz::Identity;
+use crate::config::Security;
+use crate::session::{Session, Stop};
+use crate::stats::{WorkerCounters, unix_now};
+use crate::worker::Worker;
+
+use self::input::{InputBuffer, SHRINK_ABOVE_BYTES};
+use self::tls::{HandshakeFailure, TlsLink};
+
+/// Replies accumulated past this are written before more requests run, bounding a
+/// connection's output memory under a deep pipeline.
+const OUT_FLUSH_BYTES: usize = 1024 * 1024;
+/// How long a connection waits for input before giving its buffers back.
+pub const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The byte streams a connection can run over.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// The socket, when a shutdown can stop its reads (glommio's unix streams do not expose it;
+    /// those connections are closed when the drain limit runs out).
+    fn socket(&self) -> Option<RawFd>;
+
+    /// Waits until a read would not block (data or end of stream), without a buffer.
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl Transport for glommio::net::TcpStream {
+    fn socket(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        self.peek(&mut byte)
+            .await
+            .map(drop)
+            .map_err(io::Error::from)
+    }
+}
+
+impl Transport for glommio::net::UnixStream {
+    fn socket(&self) -> Option<RawFd> {
+        None
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        self.peek(&mut byte)
+            .await
+            .map(drop)
+            .map_err(io::Error::from)
+    }
+}
+
+/// How long a read may wait for input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Forever,
+    /// `-o idle_timeout`: this long from the start of the read.
+    For(Duration),
+    /// A fixed deadline (a handshake's).
+    Until(Instant),
+}
+
+impl Wait {
+    fn idle(timeout: Option<Duration>) -> Wait {
+        timeout.map_or(Wait::Forever, Wait::For)
+    }
+
+    fn deadline(self, from: Instant) -> Option<Instant> {
+        match self {
+            Wait::Forever => None,
+            Wait::For(limit) => Some(from + limit),
+            Wait::Until(deadline) => Some(deadline),
+        }
+    }
+}
+
+/// Where a read puts its bytes, and what an idle connection gives back.
+pub trait ReadBuffers {
+    fn spare(&mut self) -> &mut [u8];
+    fn release(&mut self);
+}
+
+impl ReadBuffers for InputBuffer {
+    fn spare(&mut self) -> &mut [u8] {
+        InputBuffer::spare(self)
+    }
+
+    fn release(&mut self) {
+        InputBuffer::release(self);
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for input")
+}
+
+/// `future`'s output, or `None` once `deadline` has passed.
+async fn before<T>(deadline: Instant, future: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(future.await) }, async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    })
+    .await
+}
+
+/// Reads once into `buffers`. After [`RELEASE_IDLE_AFTER`] without input the buffers are
+/// released and the wait goes on without them.
+async fn read_or_release<S: Transport, B: ReadBuffers>(
+    stream: &mut S,
+    buffers: &mut B,
+    wait: Wait,
+) -> io::Result<usize> {
+    let now = Instant::now();
+    let deadline = wait.deadline(now);
+    let release_at = now + RELEASE_IDLE_AFTER;
+    let first = deadline.map_or(release_at, |d| d.min(release_at));
+    if let Some(result) = before(first, stream.read(buffers.spare())).await {
+        return result;
+    }
+    if deadline.is_some_and(|d| d <= release_at) {
+        return Err(timed_out());
+    }
+    buffers.release();
+    match deadline {
+        None => stream.readable().await?,
+        Some(deadline) => before(deadline, stream.readable())
+            .await
+            .ok_or_else(timed_out)??,
+    }
+    stream.read(buffers.spare()).await
+}
+
+/// The stream under a connection, plaintext or TLS.
+#[derive(Debug)]
+enum Link {
+    Plain,
+    Tls(Box<TlsLink>),
+}
+
+impl Link {
+    /// Reads the next input into `input`; `Ok(0)` at the end of the stream.
+    async fn read<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        input: &mut InputBuffer,
+        wait: Wait,
+    ) -> io::Result<usize> {
+        match self {
+            Link::Plain => {
+                let n = read_or_release(stream, input, wait).await?;
+                input.filled(n);
+                Ok(n)
+            }
+            Link::Tls(tls) => tls.read(stream, input, wait).await,
+        }
+    }
+
+    async fn write<S: Transport>(&mut self, stream: &mut S, out: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Plain => stream.write_all(out).await,
+            Link::Tls(tls) => tls.write(stream, out).await,
+        }
+    }
+
+    async fn close<S: Transport>(&mut self, stream: &mut S) {
+        if let Link::Tls(tls) = self {
+            tls.close(stream).await;
+        }
+        let _ = stream.close().await;
+    }
+}
+
+/// Sets up a connection's link: nothing for plaintext; for TLS, a session on the current
+/// context and a completed handshake. `None` when the connection must simply be dropped.
+async fn establish<S: Transport>(
+    stream: &mut S,
+    worker: &Worker,
+    security: Security,
+    input: &mut InputBuffer,
+) -> Option<(Link, Identity)> {
+    let Security::Tls(mode) = security else {
+        return Some((Link::Plain, Identity::Anonymous));
+    };
+    let tls = worker.tls()?;
+    let session = match tls.holder.new_session(mode) {
+        Ok(session) => session,
+        Err(err) => {
+            log::warn!("cannot start a TLS session: {err}");
+            return None;
+        }
+    };
+    let mut link = TlsLink::new(session);
+    let limit = tls.settings.handshake_timeout;
+    match link.handshake(stream, input, limit).await {
+        Ok(()) => {}
+        Err(failure) => {
+            let counters = tls.holder.counters();
+            match failure {
+                // The session counted its own refusals.
+                HandshakeFailure::Refused(detail) => log::debug!("TLS handshake refused: {detail}"),
+                HandshakeFailure::TimedOut => {
+                    counters.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("TLS handshake not finished after {limit:?}: closing");
+                }
+                HandshakeFailure::Closed => {
+                    counters.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("peer left during the TLS handshake");
+                }
+            }
+            Link::Tls(Box::new(link)).close(stream).await;
+            return None;
+        }
+    }
+    let identity = link.peer().map_or(Identity::Anonymous, |peer| {
+        Identity::Certificate(peer.clone())
+    });
+    Some((Link::Tls(Box::new(link)), identity))
+}
+
+/// Serves one client until it leaves, misbehaves beyond resynchronising, or the server stops.
+pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Security) {
+    let fd = stream.socket().unwrap_or(-1);
+    let _registration = worker.register_connection(stream.socket());
+    let mut input = InputBuffer::default();
+    let Some((mut link, identity)) = establish(&mut stream, &worker, security, &mut input).await
+    else {
+        return;
+    };
+    let mut session = Session::new(identity, worker.config().protocol);
+    let mut out: Vec<u8> = Vec::new();
+    let per_event = worker.config().requests_per_event.max(1);
+    let wait = Wait::idle(worker.config().idle_timeout);
+    // Requests may have arrived with the handshake's last flight.
+    let mut arrived_early = !input.is_empty();
+    'reading: loop {
+        if !std::mem::take(&mut arrived_early) {
+            match link.read(&mut stream, &mut input, wait).await {
+                Ok(0) => break,
+                Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
+                Err(err) => {
+                    log::debug!("connection fd {fd}: read failed: {err}");
+                    break;
+                }
+            }
+        }
+        // One turn: everything this read completed. Requests for other cores' keys are
+        // queued across the `-R` slices and exchanged once, when the turn ends (or when its
+        // output or queue reaches OUT_FLUSH_BYTES).
+        let stop = loop {
+            let mut progress =
+                session.process(input.data(), &worker, unix_now(), per_event, &mut out);
+            input.consume(progress.consumed);
+            let budget_spent = progress.requests >= per_event;
+            if progress.stop == Stop::WholeCache {
+                // Everything before it has run first, so its view includes them.
+                if let Err(gone) = session.exchange(&worker, &mut out).await {
+                    log::warn!("connection fd {fd}: {gone}; closing");
+                    break 'reading;
+                }
+                match session
+                    .whole_cache(input.data(), &worker, unix_now(), &mut out)
+                    .await
+                {
+                    Ok(next) => {
+                        input.consume(next.consumed);
+                        progress.stop = next.stop;
+                    }
+                    Err(gone) => {
+                        log::warn!("connection fd {fd}: {gone}; closing");
+                        break 'reading;
+                    }
+                }
+            }
+            let more = matches!(progress.stop, Stop::Budget | Stop::WholeCache);
+            let flush =
+                !more || out.len() >= OUT_FLUSH_BYTES || session.queued_bytes() >= OUT_FLUSH_BYTES;
+            if flush
+                && session.is_waiting()
+                && let Err(gone) = session.exchange(&worker, &mut out).await
+            {
+                log::warn!("connection fd {fd}: {gone}; closing");
+                break 'reading;
+            }
+            if flush && !out.is_empty() {
+                if let Err(err) = link.write(&mut stream, &out).await {
+                    log::debug!("connection fd {fd}: write failed: {err}");
+                    break 'reading;
+                }
+                WorkerCounters::add(&worker.counters().bytes_written, out.len() as u64);
+                out.clear();
+            }
+            if !more {
+                break progress.stop;
+            }
+            if budget_spent {
+                // `-R` requests done: give other connections a turn before going on.
+                WorkerCounters::add(&worker.counters().conn_yields, 1);
+                glommio::yield_if_needed().await;
+            }
+        };
+        if stop == Stop::Close {
+            break;
+        }
+        if out.capacity() > SHRINK_ABOVE_BYTES {
+            out = Vec::new();
+        }
+    }
+    link.close(&mut stream).await;
+}
+
+/// Refuses a connection over `-c` the way memcached does.
+pub async fn reject_over_limit<S: Transport>(mut stream: S) {
+    let _ = stream
+        .write_all(b"ERROR Too many open connections\r\n")
+        .await;
+    let _ = stream.close().await;
+}

@@ -1,0 +1,190 @@
+//! A connection's TLS: the socket side of a [`TlsSession`].
+//!
+//! Each socket read feeds the session everything that arrived and decrypts everything it can
+//! (OpenSSL's buffered records included), so pipelined requests never wait on a read that
+//! will not come; each turn's replies are handed to the session's batch writer together and
+//! the resulting records leave in one write. A request therefore costs one read and one
+//! write, and the handshake's own messages are written as soon as the session produces them.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncWriteExt;
+use rampart_tls::{Next, PeerIdentity, TlsSession};
+
+use super::input::{InputBuffer, READ_BUF_BYTES};
+use super::{ReadBuffers, Transport, Wait, read_or_release};
+
+/// The socket side of one TLS session.
+#[derive(Debug)]
+pub struct TlsLink {
+    session: TlsSession,
+    /// Ciphertext read from the socket, before the session takes it; empty while idle.
+    cipher: Vec<u8>,
+    /// The peer sent close_notify: what was decrypted is answered, then nothing more is read.
+    peer_closed: bool,
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeFailure {
+    /// Not finished within `ssl_handshake_timeout`.
+    TimedOut,
+    /// The peer hung up, or the socket failed.
+    Closed,
+    /// OpenSSL refused it (already counted by the session).
+    Refused(String),
+}
+
+impl TlsLink {
+    pub fn new(session: TlsSession) -> Self {
+        TlsLink {
+            session,
+            cipher: Vec::new(),
+            peer_closed: false,
+        }
+    }
+
+    /// Runs the handshake to completion within `limit`. Requests that arrived with the
+    /// client's last handshake flight are left decrypted in `input`.
+    pub async fn handshake<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        input: &mut InputBuffer,
+        limit: Duration,
+    ) -> Result<(), HandshakeFailure> {
+        let deadline = Instant::now() + limit;
+        while self.session.is_handshaking() {
+            match self.read(stream, input, Wait::Until(deadline)).await {
+                Ok(_) if !self.session.is_handshaking() => break,
+                // End of stream before the handshake finished.
+                Ok(0) => return Err(HandshakeFailure::Closed),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                    return Err(HandshakeFailure::TimedOut);
+                }
+                Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                    return Err(HandshakeFailure::Refused(err.to_string()));
+                }
+                Err(_) => return Err(HandshakeFailure::Closed),
+            }
+        }
+        if self.session.is_established() {
+            Ok(())
+        } else {
+            Err(HandshakeFailure::Closed)
+        }
+    }
+
+    /// The verified client certificate's names.
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.session.peer_identity()
+    }
+
+    /// Reads from the socket until there is plaintext in `input` (its length is returned),
+    /// the handshake advanced, or the stream ended (`Ok(0)`). A TLS failure is
+    /// `InvalidData`, after the alert has been written.
+    pub async fn read<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        input: &mut InputBuffer,
+        wait: Wait,
+    ) -> io::Result<usize> {
+        if self.peer_closed {
+            return Ok(0);
+        }
+        loop {
+            let handshaking = self.session.is_handshaking();
+            let mut buffers = TlsBuffers {
+                cipher: &mut self.cipher,
+                session: &mut self.session,
+                input: &mut *input,
+            };
+            let n = read_or_release(stream, &mut buffers, wait).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.session.feed_ciphertext(&self.cipher[..n]);
+            loop {
+                let progress = input.append_with(|plain| self.session.read_plaintext(plain));
+                // Handshake messages, tickets, alerts: whatever the session wants to send.
+                self.flush(stream).await?;
+                let progress =
+                    progress.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                match progress.next {
+                    // OpenSSL wanted the socket to take its output first: it has, go on.
+                    Next::WantWrite => continue,
+                    Next::PeerClosed | Next::Closed => {
+                        self.peer_closed = true;
+                        return Ok(progress.plaintext_bytes);
+                    }
+                    Next::WantRead => {
+                        // A finished handshake returns even without plaintext, so the caller
+                        // learns the peer's identity before the first request runs.
+                        if progress.plaintext_bytes > 0
+                            || (handshaking && !self.session.is_handshaking())
+                        {
+                            return Ok(progress.plaintext_bytes);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encrypts one turn's replies with the batch writer and writes the records.
+    pub async fn write<S: Transport>(&mut self, stream: &mut S, mut out: &[u8]) -> io::Result<()> {
+        loop {
+            let progress = self
+                .session
+                .write_plaintext_batch(&[out])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            out = &out[progress.accepted..];
+            self.flush(stream).await?;
+            if out.is_empty() && progress.blocked.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends close_notify (best effort) and anything else still pending.
+    pub async fn close<S: Transport>(&mut self, stream: &mut S) {
+        self.session.shutdown();
+        let _ = self.flush(stream).await;
+    }
+
+    /// Writes the ciphertext the session has ready.
+    async fn flush<S: Transport>(&mut self, stream: &mut S) -> io::Result<()> {
+        let pending = self.session.take_ciphertext();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(pending).await?;
+        let written = pending.len();
+        self.session.consume_ciphertext(written);
+        Ok(())
+    }
+}
+
+/// What a TLS connection reads into and gives back while idle.
+struct TlsBuffers<'a> {
+    cipher: &'a mut Vec<u8>,
+    session: &'a mut TlsSession,
+    input: &'a mut InputBuffer,
+}
+
+impl ReadBuffers for TlsBuffers<'_> {
+    fn spare(&mut self) -> &mut [u8] {
+        if self.cipher.is_empty() {
+            *self.cipher = vec![0; READ_BUF_BYTES];
+        }
+        self.cipher
+    }
+
+    fn release(&mut self) {
+        *self.cipher = Vec::new();
+        self.session.shrink_idle();
+        self.input.release();
+    }
+}
