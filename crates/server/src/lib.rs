@@ -15,6 +15,7 @@ pub mod authz;
 pub mod batch;
 pub mod config;
 pub mod conn;
+pub mod conns;
 pub mod doorbell;
 pub mod listen;
 pub mod mesh;

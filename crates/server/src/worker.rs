@@ -37,6 +37,8 @@ pub struct Process {
     pub draining: AtomicUsize,
     /// With `-Z`.
     pub tls: Option<Tls>,
+    /// Open client connections, for `stats conns`.
+    pub conns: crate::conns::ConnTable,
 }
 
 /// `refresh_certs` without `-Z`, in memcached's words.

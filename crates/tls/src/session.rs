@@ -304,6 +304,13 @@ impl TlsSession {
         }
     }
 
+    /// The negotiated protocol and cipher (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`), once known.
+    pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
+        let ssl = self.ssl()?;
+        let cipher = ssl.current_cipher()?;
+        Some((ssl.version_str(), cipher.name()))
+    }
+
     /// The OpenSSL connection, for inspection (version, cipher, resumption, peer chain).
     pub fn ssl(&self) -> Option<&SslRef> {
         match &self.state {

@@ -10,6 +10,7 @@ mod tls;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::authz::Identity;
 use crate::config::Security;
+use crate::conns::{TlsDescription, tcp_addr};
 use crate::session::{Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
 use crate::worker::Worker;
@@ -40,11 +42,18 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
 
     /// Waits until a read would not block (data or end of stream), without a buffer.
     fn readable(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// The client's and the listener's addresses, for `stats conns` (TCP only).
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)>;
 }
 
 impl Transport for glommio::net::TcpStream {
     fn socket(&self) -> Option<RawFd> {
         Some(self.as_raw_fd())
+    }
+
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        Some((self.peer_addr().ok()?, self.local_addr().ok()?))
     }
 
     async fn readable(&self) -> io::Result<()> {
@@ -58,6 +67,10 @@ impl Transport for glommio::net::TcpStream {
 
 impl Transport for glommio::net::UnixStream {
     fn socket(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         None
     }
 
@@ -182,6 +195,23 @@ impl Link {
         }
     }
 
+    /// What `stats conns` shows about the link.
+    fn describe(&self, identity: &Identity) -> Option<TlsDescription> {
+        let Link::Tls(tls) = self else {
+            return None;
+        };
+        let (version, cipher) = tls.negotiated()?;
+        let peer = match identity {
+            Identity::Certificate(peer) => Some(peer.clone()),
+            Identity::Anonymous => None,
+        };
+        Some(TlsDescription {
+            version,
+            cipher,
+            peer,
+        })
+    }
+
     async fn close<S: Transport>(&mut self, stream: &mut S) {
         if let Link::Tls(tls) = self {
             tls.close(stream).await;
@@ -246,6 +276,16 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     else {
         return;
     };
+    let listed = match (stream.socket(), stream.addresses()) {
+        (Some(fd), Some((peer, local))) => Some(worker.process_state().conns.insert(
+            fd,
+            tcp_addr(peer),
+            tcp_addr(local),
+            link.describe(&identity),
+            unix_now(),
+        )),
+        _ => None,
+    };
     let mut session = Session::new(identity, worker.config().protocol);
     let mut out: Vec<u8> = Vec::new();
     let per_event = worker.config().requests_per_event.max(1);
@@ -254,6 +294,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let mut arrived_early = !input.is_empty();
     'reading: loop {
         if !std::mem::take(&mut arrived_early) {
+            if let Some(listed) = &listed {
+                listed.entry.waiting();
+            }
             match link.read(&mut stream, &mut input, wait).await {
                 Ok(0) => break,
                 Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
@@ -262,6 +305,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     break;
                 }
             }
+        }
+        if let Some(listed) = &listed {
+            listed.entry.working(unix_now());
         }
         // One turn: everything this read completed. Requests for other cores' keys are
         // queued across the `-R` slices and exchanged once, when the turn ends (or when its

@@ -76,6 +76,11 @@ impl TlsLink {
         }
     }
 
+    /// The negotiated protocol and cipher.
+    pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
+        self.session.negotiated()
+    }
+
     /// The verified client certificate's names.
     pub fn peer(&self) -> Option<&PeerIdentity> {
         self.session.peer_identity()

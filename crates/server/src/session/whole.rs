@@ -27,6 +27,8 @@ pub(crate) enum StatsGroup {
     Slabs,
     /// rampart's per-core figures.
     Shards,
+    /// Open connections, from the process's table.
+    Conns,
     Reset,
     Unknown,
 }
@@ -57,6 +59,7 @@ impl Whole {
                 Some(b"items") => StatsGroup::Items,
                 Some(b"slabs") => StatsGroup::Slabs,
                 Some(b"shards") => StatsGroup::Shards,
+                Some(b"conns") => StatsGroup::Conns,
                 Some(b"reset") => StatsGroup::Reset,
                 Some(_) => StatsGroup::Unknown,
             }),
@@ -72,7 +75,7 @@ impl Whole {
             Whole::Memlimit { megabytes, .. } => {
                 (MEMLIMIT_MIN_MEGABYTES..=MEMLIMIT_MAX_MEGABYTES).contains(&megabytes)
             }
-            Whole::Stats(group) => group != StatsGroup::Unknown,
+            Whole::Stats(group) => !matches!(group, StatsGroup::Unknown | StatsGroup::Conns),
         }
     }
 
@@ -146,6 +149,10 @@ impl Whole {
                 reply::line(out, reply::RESET);
             }
             Whole::Stats(StatsGroup::Unknown) => reply::line(out, reply::ERROR),
+            Whole::Stats(StatsGroup::Conns) => {
+                worker.process_state().conns.write_stats(now, out);
+                reply::line(out, reply::END);
+            }
             Whole::Stats(group) => {
                 let shards: Vec<ShardSnapshot> = outcomes
                     .into_iter()
