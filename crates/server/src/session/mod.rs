@@ -14,6 +14,7 @@
 //! ([`Stop::WholeCache`]); the driver exchanges what is queued, then runs it with
 //! [`Session::whole_cache`].
 
+mod meta;
 mod plan;
 mod whole;
 
@@ -226,12 +227,21 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Flow {
         match frame {
-            // The meta protocol is parsed but not yet served (issue #6): answer as before.
-            Frame::Meta(_) => {
-                reply::line(out, reply::ERROR);
+            Frame::Meta(rampart_proto::meta::Frame::Reject { error, swallow }) => {
+                // `q` never hides an error.
+                reply::line(out, error.line());
+                self.swallow(swallow);
                 Flow::Continue
             }
-            Frame::Request(request) => {
+            Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }) => {
+                reply::line(out, reply::TOO_LARGE);
+                let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
+                // memcached unlinks the key whatever the mode.
+                self.too_large(key.decode(&mut scratch), true, worker, now);
+                self.swallow(swallow);
+                Flow::Continue
+            }
+            Frame::Meta(rampart_proto::meta::Frame::Request(request)) | Frame::Request(request) => {
                 if authz::authorize(&self.identity, &request) == Decision::Deny {
                     reply::line(out, ACCESS_DENIED);
                     return Flow::Continue;
@@ -259,27 +269,40 @@ impl Session {
                 if !noreply {
                     reply::line(out, reply::TOO_LARGE);
                 }
-                let router = worker.router();
-                let owner = router.owner(key);
-                if router.is_local(owner) {
-                    router.invoke_local(|store| {
-                        store.stats_mut().store_too_large += 1;
-                        if unlink {
-                            // memcached drops the old value so that a failed `set` cannot
-                            // leave stale data behind.
-                            store.unlink(key);
-                        }
-                    });
-                } else {
-                    self.plan
-                        .queue(router, owner, now, None, |batch| Op::TooLarge {
-                            key: batch.copy(key),
-                            unlink,
-                        });
-                }
-                self.state = ReadState::Swallowing { remaining: swallow };
+                self.too_large(key, unlink, worker, now);
+                self.swallow(swallow);
                 Flow::Continue
             }
+        }
+    }
+
+    /// Discards the next `bytes` of input as they arrive (a refused data block).
+    fn swallow(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.state = ReadState::Swallowing { remaining: bytes };
+        }
+    }
+
+    /// Counts a store refused as larger than `-I` on the key's owner, and drops the old value
+    /// when `unlink`.
+    fn too_large(&mut self, key: &[u8], unlink: bool, worker: &Worker, now: u64) {
+        let router = worker.router();
+        let owner = router.owner(key);
+        if router.is_local(owner) {
+            router.invoke_local(|store| {
+                store.stats_mut().store_too_large += 1;
+                if unlink {
+                    // memcached drops the old value so that a failed `set` cannot leave stale
+                    // data behind.
+                    store.unlink(key);
+                }
+            });
+        } else {
+            self.plan
+                .queue(router, owner, now, None, |batch| Op::TooLarge {
+                    key: batch.copy(key),
+                    unlink,
+                });
         }
     }
 }
@@ -336,15 +359,19 @@ fn execute(
         whole.run_here(worker, now, out);
         return Flow::Continue;
     }
+    if meta::execute(plan, &request, worker, now, out) {
+        return Flow::Continue;
+    }
     match request {
-        // Meta and binary requests are not served yet (issue #6).
+        // Handled by `meta::execute` above.
         Request::MetaGet(_)
         | Request::MetaSet(_)
         | Request::MetaDelete(_)
         | Request::MetaArith(_)
-        | Request::MetaNoop
-        | Request::MetaDebug(_)
-        | Request::Sasl(_) => reply::line(out, reply::ERROR),
+        | Request::MetaDebug(_) => {}
+        Request::MetaNoop => rampart_proto::meta::reply::noop(out),
+        // SASL is binary-only; not served yet.
+        Request::Sasl(_) => reply::line(out, reply::ERROR),
         Request::Get(get) => {
             for key in get.keys.iter() {
                 let owner = router.owner(key);

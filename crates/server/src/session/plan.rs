@@ -17,6 +17,7 @@ use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 
+use super::meta::{self, MetaForm};
 use super::{arith_reply, deleted_line, store_line, touched_line};
 
 /// A stitching buffer grown past this (a large remote value) is given back after the turn.
@@ -29,6 +30,8 @@ pub(crate) enum Form {
     Value { cas: bool },
     /// The status line of a storage, arithmetic, delete or touch command.
     Status,
+    /// A meta reply, echoing the request as the form says.
+    Meta(MetaForm),
 }
 
 /// Where one remote reply goes.
@@ -154,6 +157,11 @@ fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
             );
         }
         (Form::Value { .. }, Some(Outcome::Miss)) => {}
+        (Form::Meta(form), Some(Outcome::Meta(outcome))) => {
+            let key = batch.key(piece.op);
+            let result = outcome.view(key, |span| batch.value(span));
+            meta::encode(out, &form, key, result, batch.now);
+        }
         (Form::Status, Some(Outcome::Stored(outcome))) => reply::line(out, store_line(*outcome)),
         (Form::Status, Some(Outcome::Arith(outcome))) => arith_reply(out, *outcome),
         (Form::Status, Some(Outcome::Deleted(deleted))) => {
