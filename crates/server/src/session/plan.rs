@@ -17,8 +17,8 @@ use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 
+use super::classic::{arith_reply, deleted_line, store_line, touched_line};
 use super::meta::{self, MetaForm};
-use super::{arith_reply, deleted_line, store_line, touched_line};
 
 /// A stitching buffer grown past this (a large remote value) is given back after the turn.
 const KEEP_STITCHED_BYTES: usize = 64 * 1024;
