@@ -67,7 +67,7 @@ pub(super) fn execute(
         whole.run_here(worker, now, out);
         return Flow::Continue;
     }
-    if meta::execute(plan, &request, worker, now, out) {
+    if meta::execute(plan, &request, None, worker, now, out) {
         return Flow::Continue;
     }
     match request {

@@ -20,6 +20,7 @@ use crate::batch::Op;
 use crate::batch::meta::{self as ops, MetaCall, MetaResult};
 use crate::worker::Worker;
 
+use super::binary::{self, BinaryForm};
 use super::plan::{Form, Plan};
 
 const VIVIFY_OUT_OF_MEMORY: &[u8] = b"SERVER_ERROR Out of memory allocating new item";
@@ -151,18 +152,34 @@ fn set_mode(mode: MetaSetMode) -> SetMode {
     }
 }
 
-/// Runs a meta request (`mg`, `ms`, `md`, `ma`, `me`) on the key's owner: inline, writing the
-/// reply to `out`, or queued in `plan` with its reply's place remembered. `false` when
-/// `request` is not one of them.
+/// Runs a meta request (`mg`, `ms`, `md`, `ma`, `me`, or the binary request encoded as one)
+/// on the key's owner: inline, writing the reply to `out`, or queued in `plan` with its
+/// reply's place remembered. The reply is a meta reply, or with `binary` a binary response.
+/// `false` when `request` is not one of them.
 pub(super) fn execute(
     plan: &mut Plan,
     request: &Request<'_>,
+    binary: Option<BinaryForm>,
     worker: &Worker,
     now: u64,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Some(parts) = parts(request) else {
+    let Some(mut parts) = parts(request) else {
         return false;
+    };
+    if binary.is_some()
+        && let MetaCall::Set {
+            mode: mode @ SetMode::Add,
+            cas: Some(unique),
+            ..
+        } = &mut parts.call
+    {
+        // memcached's binary add with a CAS is a CAS store (meta's ignores the CAS).
+        *mode = SetMode::Cas(*unique);
+    }
+    let form = match binary {
+        Some(binary) => Form::Binary(binary),
+        None => Form::Meta(parts.form),
     };
     let mut scratch = [0u8; MAX_KEY_BYTES];
     let key = parts.key.decode(&mut scratch);
@@ -171,10 +188,13 @@ pub(super) fn execute(
     if router.is_local(owner) {
         router.invoke_local(|store| {
             let result = ops::run(store, key, parts.call, parts.data, now);
-            encode(out, &parts.form, key, result, now);
+            match &form {
+                Form::Binary(binary) => binary::encode(out, binary, key, result),
+                _ => encode(out, &parts.form, key, result, now),
+            }
         });
     } else {
-        let answer = Some((out.len(), Form::Meta(parts.form)));
+        let answer = Some((out.len(), form));
         plan.queue(router, owner, now, answer, |batch| Op::Meta {
             key: batch.copy(key),
             data: batch.copy(parts.data),

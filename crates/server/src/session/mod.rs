@@ -1,7 +1,8 @@
 //! One connection's protocol state and request execution, without any I/O.
 //!
 //! The connection driver hands a [`Session`] the bytes it has read; the session parses as many
-//! complete requests as there are, authorizes each, and runs it on the owning shard. A request
+//! complete requests as there are (text and meta lines, or binary packets once the first byte
+//! has chosen the binary protocol), authorizes each, and runs it on the owning shard. A request
 //! whose keys this core owns runs inline, synchronously, and its reply goes straight into the
 //! connection's output buffer: with one shard that is every request, and being socket-free
 //! and synchronous this is what the allocation test drives directly.
@@ -14,11 +15,13 @@
 //! ([`Stop::WholeCache`]); the driver exchanges what is queued, then runs it with
 //! [`Session::whole_cache`].
 
+mod binary;
 mod classic;
 mod meta;
 mod plan;
 mod whole;
 
+use rampart_proto::Parsed as AnyParsed;
 use rampart_proto::text::{self, Frame, Parsed, TextError, reply};
 
 use crate::authz::{self, Decision, Identity};
@@ -35,15 +38,25 @@ const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
 /// The first byte of every binary-protocol request.
 const BINARY_REQUEST_MAGIC: u8 = 0x80;
 
+/// The encoding a connection speaks once negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// Text lines: the classic commands and the meta commands.
+    Text,
+    /// 24-byte-header binary packets.
+    Binary,
+}
+
 /// What the parser is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadState {
-    /// `-B auto`: the first byte decides the protocol, as in memcached.
+    /// `-B auto`: the first byte decides the protocol for the life of the connection, as in
+    /// memcached.
     Negotiating,
-    /// The start of a request line.
-    ReadingLine,
-    /// Discarding the rest of a refused data block.
-    Swallowing { remaining: usize },
+    /// The start of a request in this encoding.
+    Reading(Wire),
+    /// Discarding the rest of a refused data block, then reading `then` again.
+    Swallowing { remaining: usize, then: Wire },
 }
 
 /// Whether the connection goes on after a request.
@@ -92,7 +105,8 @@ impl Session {
     pub fn new(identity: Identity, protocol: ProtocolChoice) -> Self {
         let state = match protocol {
             ProtocolChoice::Auto => ReadState::Negotiating,
-            ProtocolChoice::Ascii | ProtocolChoice::Binary => ReadState::ReadingLine,
+            ProtocolChoice::Ascii => ReadState::Reading(Wire::Text),
+            ProtocolChoice::Binary => ReadState::Reading(Wire::Binary),
         };
         Session {
             identity,
@@ -124,46 +138,62 @@ impl Session {
                 return progress(consumed, requests, Stop::Budget);
             }
             let rest = &input[consumed..];
-            if let ReadState::Swallowing { remaining } = self.state {
-                let skipped = remaining.min(rest.len());
-                consumed += skipped;
-                self.state = match remaining - skipped {
-                    0 => ReadState::ReadingLine,
-                    remaining => ReadState::Swallowing { remaining },
-                };
-                if remaining > skipped {
-                    return progress(consumed, requests, Stop::NeedInput);
-                }
-                continue;
-            }
-            if rest.is_empty() {
-                return progress(consumed, requests, Stop::NeedInput);
-            }
-            if self.state == ReadState::Negotiating {
-                if rest[0] == BINARY_REQUEST_MAGIC {
-                    // The binary protocol is not served by this build (issue #6); a text reply
-                    // would only confuse a binary client, so hang up as on any unusable stream.
-                    log::debug!("binary protocol request on a text-only server: closing");
-                    return progress(consumed, requests, Stop::Close);
-                }
-                self.state = ReadState::ReadingLine;
-            }
-            match text::parse(rest, &limits) {
-                Parsed::Incomplete => return progress(consumed, requests, Stop::NeedInput),
-                Parsed::Close => return progress(consumed, requests, Stop::Close),
-                Parsed::Complete { consumed: n, frame } => {
-                    if sharded
-                        && let Frame::Request(request) = &frame
-                        && Whole::of(request).is_some()
-                    {
-                        return progress(consumed, requests, Stop::WholeCache);
+            let wire = match self.state {
+                ReadState::Swallowing { remaining, then } => {
+                    let skipped = remaining.min(rest.len());
+                    consumed += skipped;
+                    self.state = match remaining - skipped {
+                        0 => ReadState::Reading(then),
+                        remaining => ReadState::Swallowing { remaining, then },
+                    };
+                    if remaining > skipped {
+                        return progress(consumed, requests, Stop::NeedInput);
                     }
-                    consumed += n;
-                    requests += 1;
-                    if self.execute_frame(frame, worker, now, out) == Flow::Close {
-                        return progress(consumed, requests, Stop::Close);
-                    }
+                    continue;
                 }
+                _ if rest.is_empty() => return progress(consumed, requests, Stop::NeedInput),
+                ReadState::Negotiating => {
+                    let wire = if rest[0] == BINARY_REQUEST_MAGIC {
+                        Wire::Binary
+                    } else {
+                        Wire::Text
+                    };
+                    self.state = ReadState::Reading(wire);
+                    wire
+                }
+                ReadState::Reading(wire) => wire,
+            };
+            let (n, flow) = match wire {
+                Wire::Text => match text::parse(rest, &limits) {
+                    Parsed::Incomplete => return progress(consumed, requests, Stop::NeedInput),
+                    Parsed::Close => return progress(consumed, requests, Stop::Close),
+                    Parsed::Complete { consumed: n, frame } => {
+                        if sharded
+                            && let Frame::Request(request) = &frame
+                            && Whole::of(request).is_some()
+                        {
+                            return progress(consumed, requests, Stop::WholeCache);
+                        }
+                        (n, self.execute_frame(frame, worker, now, out))
+                    }
+                },
+                Wire::Binary => match rampart_proto::binary::parse(rest, &limits) {
+                    AnyParsed::Incomplete => {
+                        return progress(consumed, requests, Stop::NeedInput);
+                    }
+                    AnyParsed::Close => return progress(consumed, requests, Stop::Close),
+                    AnyParsed::Complete { consumed: n, frame } => {
+                        if sharded && binary::needs_every_shard(&frame, worker) {
+                            return progress(consumed, requests, Stop::WholeCache);
+                        }
+                        (n, binary::execute_frame(self, frame, worker, now, out))
+                    }
+                },
+            };
+            consumed += n;
+            requests += 1;
+            if flow == Flow::Close {
+                return progress(consumed, requests, Stop::Close);
             }
         }
     }
@@ -196,6 +226,19 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<Progress, Gone> {
         let limits = worker.limits();
+        if self.state == ReadState::Reading(Wire::Binary) {
+            if let AnyParsed::Complete { consumed, frame } =
+                rampart_proto::binary::parse(input, &limits)
+                && binary::whole_cache(self, frame, worker, now, out).await?
+            {
+                return Ok(Progress {
+                    consumed,
+                    requests: 1,
+                    stop: Stop::Budget,
+                });
+            }
+            return Ok(self.process(input, worker, now, 1, out));
+        }
         if let Parsed::Complete {
             consumed,
             frame: Frame::Request(request),
@@ -228,7 +271,7 @@ impl Session {
             Frame::Meta(rampart_proto::meta::Frame::Reject { error, swallow }) => {
                 // `q` never hides an error.
                 reply::line(out, error.line());
-                self.swallow(swallow);
+                self.swallow(swallow, Wire::Text);
                 Flow::Continue
             }
             Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }) => {
@@ -236,7 +279,7 @@ impl Session {
                 let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
                 // memcached unlinks the key whatever the mode.
                 self.too_large(key.decode(&mut scratch), true, worker, now);
-                self.swallow(swallow);
+                self.swallow(swallow, Wire::Text);
                 Flow::Continue
             }
             Frame::Meta(rampart_proto::meta::Frame::Request(request)) | Frame::Request(request) => {
@@ -268,16 +311,20 @@ impl Session {
                     reply::line(out, reply::TOO_LARGE);
                 }
                 self.too_large(key, unlink, worker, now);
-                self.swallow(swallow);
+                self.swallow(swallow, Wire::Text);
                 Flow::Continue
             }
         }
     }
 
-    /// Discards the next `bytes` of input as they arrive (a refused data block).
-    fn swallow(&mut self, bytes: usize) {
+    /// Discards the next `bytes` of input as they arrive (a refused data block), then goes
+    /// on reading `then`.
+    fn swallow(&mut self, bytes: usize, then: Wire) {
         if bytes > 0 {
-            self.state = ReadState::Swallowing { remaining: bytes };
+            self.state = ReadState::Swallowing {
+                remaining: bytes,
+                then,
+            };
         }
     }
 

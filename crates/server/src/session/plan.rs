@@ -17,6 +17,7 @@ use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 
+use super::binary::{self, BinaryForm};
 use super::classic::{arith_reply, deleted_line, store_line, touched_line};
 use super::meta::{self, MetaForm};
 
@@ -32,6 +33,8 @@ pub(crate) enum Form {
     Status,
     /// A meta reply, echoing the request as the form says.
     Meta(MetaForm),
+    /// A binary response to a request encoded as a meta one.
+    Binary(BinaryForm),
 }
 
 /// Where one remote reply goes.
@@ -162,6 +165,11 @@ fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
             let result = outcome.view(key, |span| batch.value(span));
             meta::encode(out, &form, key, result, batch.now);
         }
+        (Form::Binary(form), Some(Outcome::Meta(outcome))) => {
+            let key = batch.key(piece.op);
+            let result = outcome.view(key, |span| batch.value(span));
+            binary::encode(out, &form, key, result);
+        }
         (Form::Status, Some(Outcome::Stored(outcome))) => reply::line(out, store_line(*outcome)),
         (Form::Status, Some(Outcome::Arith(outcome))) => arith_reply(out, *outcome),
         (Form::Status, Some(Outcome::Deleted(deleted))) => {
@@ -174,7 +182,15 @@ fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
             // The owner runs every op it is sent; a mismatch is a bug, and a reply line keeps
             // the client's count of replies right.
             log::error!("op {} came back as {outcome:?} for {form:?}", piece.op);
-            reply::line(out, b"SERVER_ERROR internal error");
+            match form {
+                Form::Binary(form) => rampart_proto::binary::reply::error(
+                    out,
+                    form.opcode.code(),
+                    form.opaque,
+                    rampart_proto::binary::Status::OutOfMemory,
+                ),
+                _ => reply::line(out, b"SERVER_ERROR internal error"),
+            }
         }
     }
 }
