@@ -267,8 +267,16 @@ fn touch_and_get_and_touch() {
             ],
         ),
         Step::new(
-            "gat with an expiration in the past expires the item",
+            "gat with a far-future absolute expiration keeps the item",
             vec![op::touch(GAT, "t", u32::MAX), op::get(GET, "t")],
+        ),
+        Step::new(
+            "gat with an absolute expiration in the past expires it",
+            vec![
+                op::touch(GAT, "t", 1_000_000_000),
+                op::get(GET, "t"),
+                op::touch(TOUCH, "t", 100),
+            ],
         ),
     ];
     differential(&[], &steps);

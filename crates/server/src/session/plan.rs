@@ -203,6 +203,7 @@ mod tests {
     use rampart_store::StoreConfig;
 
     use super::super::{Session, Stop};
+    use super::Form;
     use crate::authz::Identity;
     use crate::config::{Config, ProtocolChoice};
     use crate::mesh::Mesh;
@@ -279,5 +280,56 @@ mod tests {
             b"flush_all\r\nversion\r\n"
         );
         assert!(session.is_waiting());
+    }
+
+    #[test]
+    fn meta_requests_queue_with_a_reply_place_even_when_quiet() {
+        let worker = worker(2);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let (remote, local) = (key(1, 2, 0), key(0, 2, 0));
+        // A quiet remote set still gets a place: it answers if it fails.
+        let input = format!("ms {remote} 1 q\r\nx\r\nmg {remote} v\r\nmg {local} v\r\nmn\r\n");
+        let mut out = Vec::new();
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(
+            (progress.stop, progress.consumed),
+            (Stop::NeedInput, input.len())
+        );
+        let plan = &session.plan;
+        assert_eq!(plan.batches[1].as_ref().map(|b| b.len()), Some(2));
+        assert_eq!(plan.pieces.len(), 2);
+        assert!(plan.pieces.iter().all(|p| matches!(p.form, Form::Meta(_))));
+        assert_eq!(out, b"EN\r\nMN\r\n");
+    }
+
+    #[test]
+    fn binary_requests_queue_and_local_ones_answer_in_place() {
+        let worker = worker(2);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Auto);
+        let packet = |opcode: u8, key: &str| {
+            let mut p = vec![0x80, opcode, 0, key.len() as u8, 0, 0, 0, 0];
+            p.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            p.extend_from_slice(&[0; 12]);
+            p.extend_from_slice(key.as_bytes());
+            p
+        };
+        let mut input = packet(0x0d, &key(1, 2, 0)); // getkq, remote
+        input.extend(packet(0x0d, &key(0, 2, 0))); // getkq, local miss: nothing
+        input.extend(packet(0x0a, "")); // noop
+        let mut out = Vec::new();
+        let progress = session.process(&input, &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(
+            (progress.stop, progress.consumed),
+            (Stop::NeedInput, input.len())
+        );
+        assert_eq!(session.plan.pieces.len(), 1);
+        assert!(matches!(session.plan.pieces[0].form, Form::Binary(_)));
+        // Only the noop's response so far, and the connection is binary from now on.
+        assert_eq!(out.len(), 24);
+        assert_eq!(&out[..2], &[0x81, 0x0a]);
+        assert_eq!(
+            session.state,
+            super::super::ReadState::Reading(super::super::Wire::Binary)
+        );
     }
 }
