@@ -83,7 +83,7 @@ pub(super) fn execute_frame(
         } => {
             let form = BinaryForm { opcode, opaque };
             if authz::authorize(&session.identity, &request) == Decision::Deny {
-                form.error(out, Status::AuthError);
+                form.error(out, Status::AccessDenied);
                 return Flow::Continue;
             }
             if flush_refused(&request, worker) {
@@ -170,7 +170,7 @@ pub(super) async fn whole_cache(
     }
     let form = BinaryForm { opcode, opaque };
     if authz::authorize(&session.identity, &request) == Decision::Deny {
-        form.error(out, Status::AuthError);
+        form.error(out, Status::AccessDenied);
     } else {
         let mut text = Vec::new();
         whole.run(worker, now, &mut text).await?;
