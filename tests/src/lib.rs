@@ -9,6 +9,7 @@
 //! - [`io`]: bounded reads (until a terminator, until the peer closes) and writes.
 //! - [`transcript`], [`replay`], [`normalise`], [`report`]: the differential suite's data
 //!   format, its step protocol, the one list of reply normalisations, and the mismatch report.
+//! - [`binary`]: the same for the binary protocol, with requests built as packets.
 //!
 //! Dependencies: std, `libc` (signals, euid) and `memchr`. It does not depend on any rampart
 //! crate on purpose: the binary is tested only from outside, through its sockets and exit
@@ -17,6 +18,7 @@
 //! Every wait is bounded in time; every server binds 127.0.0.1 only; every test starts its own
 //! servers, so tests run in parallel.
 
+pub mod binary;
 pub mod io;
 pub mod normalise;
 pub mod replay;

@@ -18,7 +18,8 @@ pub const NORMALISATIONS: &[(&str, &str)] = &[
     (
         "CAS uniques",
         "the unique in `VALUE <key> <flags> <bytes> <unique>` headers, and in the `c<unique>` \
-         flag of meta replies (`HD`, `VA`, `EX`, `NS`, `NF`, `EN`), becomes `C1`, `C2`... in \
+         flag of meta replies (`HD`, `VA`, `EX`, `NS`, `NF`, `EN`) and the `cas=<unique>` \
+         field of `me`'s `ME` line, becomes `C1`, `C2`... in \
          order of first appearance on that server over the whole transcript. The same unique \
          always gets the same label, so equality and inequality of uniques is still compared; \
          the numbers themselves are not. Requests refer to them as `{C1}`...",
@@ -124,6 +125,19 @@ impl Normaliser {
             }
             return (out.join(&b' '), data_len);
         }
+        if tokens[0] == b"ME" {
+            let mut out: Vec<Vec<u8>> = tokens.iter().map(|t| t.to_vec()).collect();
+            for token in out.iter_mut().skip(2) {
+                if let Some(unique) = token.strip_prefix(b"cas=")
+                    && !unique.is_empty()
+                    && unique.iter().all(u8::is_ascii_digit)
+                {
+                    let label = self.label(unique);
+                    *token = [b"cas=".as_slice(), &label].concat();
+                }
+            }
+            return (out.join(&b' '), None);
+        }
         (line.to_vec(), None)
     }
 }
@@ -156,6 +170,10 @@ mod tests {
         assert_eq!(n.unique(2), Some(b"9".as_slice()));
         assert_eq!(n.unique(3), None);
         assert_eq!(n.normalise(b"HD c9 k\r\n"), b"HD cC2 k\r\n");
+        assert_eq!(
+            n.normalise(b"ME k exp=-1 la=0 cas=9 fetch=no cls=1 size=63\r\n"),
+            b"ME k exp=-1 la=0 cas=C2 fetch=no cls=1 size=63\r\n"
+        );
     }
 
     #[test]

@@ -47,6 +47,11 @@ transcripts! {
     flush_disabled,
     idle_timeout,
     flags,
+    meta,
+    meta_flags,
+    meta_errors,
+    meta_stale,
+    meta_threads,
 }
 
 fn transcripts_dir() -> PathBuf {

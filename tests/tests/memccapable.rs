@@ -1,5 +1,6 @@
-//! `memccapable -a` (libmemcached-tools' ASCII protocol conformance check) must pass in
-//! full against rampart; against memcached it runs as a control of the harness itself.
+//! `memccapable` (libmemcached-tools' protocol conformance check) must pass in full against
+//! rampart, in its ASCII (`-a`) and binary (`-b`) modes; against memcached it runs as a
+//! control of the harness itself.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +11,30 @@ use rampart_tests::{Kind, Server};
 
 /// memccapable's own I/O timeout, in seconds.
 const IO_TIMEOUT_SECONDS: &str = "5";
+/// Which half of memccapable runs.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Ascii,
+    Binary,
+}
+
+impl Mode {
+    fn flag(self) -> &'static str {
+        match self {
+            Mode::Ascii => "-a",
+            Mode::Binary => "-b",
+        }
+    }
+
+    /// How its result lines start.
+    fn prefix(self) -> &'static str {
+        match self {
+            Mode::Ascii => "ascii ",
+            Mode::Binary => "binary ",
+        }
+    }
+}
+
 /// The whole ASCII run takes about 3 s against memcached.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -25,19 +50,19 @@ fn memccapable() -> PathBuf {
     })
 }
 
-/// Runs `memccapable -a` against a fresh server of `kind`; panics with its output unless it
-/// exits 0, reports every test as `[pass]`, and ends with `All tests passed`.
-fn memccapable_passes(kind: Kind) {
+/// Runs `memccapable` in `mode` against a fresh server of `kind`; panics with its output
+/// unless it exits 0, reports every test as `[pass]`, and ends with `All tests passed`.
+fn memccapable_passes(kind: Kind, mode: Mode) {
     let tool = memccapable();
     let server = Server::start(kind, &[]);
     let mut cmd = Command::new(&tool);
     cmd.args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
-        .args(["-t", IO_TIMEOUT_SECONDS, "-a", "-v"]);
+        .args(["-t", IO_TIMEOUT_SECONDS, mode.flag(), "-v"]);
     let done = run_bounded(cmd, RUN_TIMEOUT);
     let failed: Vec<&str> = done
         .stdout
         .lines()
-        .filter(|line| line.starts_with("ascii ") && !line.trim_end().ends_with("[pass]"))
+        .filter(|line| line.starts_with(mode.prefix()) && !line.trim_end().ends_with("[pass]"))
         .collect();
     let passed = done
         .stdout
@@ -50,8 +75,9 @@ fn memccapable_passes(kind: Kind) {
         && done.stdout.contains("All tests passed");
     if !ok {
         panic!(
-            "memccapable -a against {} failed (exit {:?}, {passed} passed, not passed: {failed:?})\n\
+            "memccapable {} against {} failed (exit {:?}, {passed} passed, not passed: {failed:?})\n\
              --- stdout:\n{}\n--- stderr:\n{}\n{}",
+            mode.flag(),
             kind.name(),
             done.status,
             done.stdout,
@@ -64,10 +90,20 @@ fn memccapable_passes(kind: Kind) {
 
 #[test]
 fn memccapable_ascii_passes_against_rampart() {
-    memccapable_passes(Kind::Rampart);
+    memccapable_passes(Kind::Rampart, Mode::Ascii);
 }
 
 #[test]
 fn memccapable_ascii_passes_against_memcached() {
-    memccapable_passes(Kind::Memcached);
+    memccapable_passes(Kind::Memcached, Mode::Ascii);
+}
+
+#[test]
+fn memccapable_binary_passes_against_rampart() {
+    memccapable_passes(Kind::Rampart, Mode::Binary);
+}
+
+#[test]
+fn memccapable_binary_passes_against_memcached() {
+    memccapable_passes(Kind::Memcached, Mode::Binary);
 }

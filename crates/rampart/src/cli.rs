@@ -282,11 +282,7 @@ pub fn to_config(
     let protocol = match args.protocol.as_str() {
         "auto" => ProtocolChoice::Auto,
         "ascii" => ProtocolChoice::Ascii,
-        "binary" => {
-            return Err(usage(
-                "-B binary: the binary protocol is not in this build yet; use auto or ascii",
-            ));
-        }
+        "binary" => ProtocolChoice::Binary,
         other => {
             return Err(usage(format!(
                 "-B {other}: invalid value for binding protocol; should be one of auto, binary, or ascii"

@@ -22,7 +22,8 @@ pub enum Identity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow,
-    /// Answered `CLIENT_ERROR access denied` (text) without running the request.
+    /// Answered `CLIENT_ERROR access denied` (text and meta) or status 0x08 `access denied`
+    /// (binary) without running the request.
     Deny,
 }
 

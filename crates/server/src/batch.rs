@@ -9,12 +9,16 @@
 //! steady stream of cross-core requests allocates nothing once they have grown.
 //!
 //! The shard returns data, never reply bytes: the connection encodes outcomes in its own wire
-//! format (text today), exactly as for a local request.
+//! format, exactly as for a local request.
+
+pub mod meta;
 
 use rampart_store::{ArithOutcome, SetMode, Store, StoreOutcome, StoreStats};
 
 use crate::shard::ShardId;
 use crate::worker::Worker;
+
+use self::meta::{MetaCall, MetaOutcome};
 
 /// Arenas and descriptor lists above this are dropped after a turn instead of kept, so one
 /// huge pipeline does not pin memory for the rest of a connection's life.
@@ -64,6 +68,12 @@ pub enum Op {
         key: Span,
         exptime: i64,
     },
+    /// A meta (or binary) request; `data` is a set's value (empty otherwise).
+    Meta {
+        key: Span,
+        data: Span,
+        call: MetaCall,
+    },
     /// A storage command refused as larger than `-I`: count it, and drop the old value when
     /// memcached would.
     TooLarge {
@@ -101,6 +111,7 @@ pub enum Outcome {
     Deleted(bool),
     /// `touch`: whether the key was there.
     Touched(bool),
+    Meta(MetaOutcome),
     Done,
     Snapshot(Box<ShardSnapshot>),
 }
@@ -194,7 +205,8 @@ impl Batch {
                 | Op::Arith { key, .. }
                 | Op::Delete { key }
                 | Op::Touch { key, .. }
-                | Op::TooLarge { key, .. },
+                | Op::TooLarge { key, .. }
+                | Op::Meta { key, .. },
             ) => Span::of(&self.request, *key),
             _ => &[],
         }
@@ -300,6 +312,10 @@ fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: 
         Op::Arith { key, incr, delta } => Outcome::Arith(store.arith(bytes(key), incr, delta, now)),
         Op::Delete { key } => Outcome::Deleted(store.delete(bytes(key), now)),
         Op::Touch { key, exptime } => Outcome::Touched(store.touch(bytes(key), exptime, now)),
+        Op::Meta { key, data, call } => {
+            let result = meta::run(store, bytes(key), call, bytes(data), now);
+            Outcome::Meta(MetaOutcome::own(result, values))
+        }
         Op::TooLarge { key, unlink } => {
             store.stats_mut().store_too_large += 1;
             if unlink {

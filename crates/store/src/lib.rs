@@ -19,7 +19,7 @@ mod table;
 use thiserror::Error;
 
 pub use stats::StoreStats;
-pub use store::Store;
+pub use store::{ArithOptions, DeleteOutcome, GetOptions, MetaArithOutcome, MetaHit, Store};
 pub use table::{ITEM_OVERHEAD_BYTES, MAX_KEY_BYTES};
 
 /// Seconds since the unix epoch, passed in by the caller.

@@ -415,6 +415,9 @@ impl Store {
         slot.atime = item.now;
         slot.cas = cas;
         slot.fetched = false;
+        // A new item in memcached: not stale, no win handed out.
+        slot.set_stale(false);
+        slot.set_win_sent(false);
         self.table.bump(i);
         self.stats.total_items += 1;
         StoreOutcome::Stored
@@ -437,6 +440,8 @@ impl Store {
         slot.atime = now;
         slot.cas = cas;
         slot.fetched = false;
+        slot.set_stale(false);
+        slot.set_win_sent(false);
         self.table.bump(i);
         self.stats.total_items += 1;
         StoreOutcome::Stored
@@ -489,5 +494,8 @@ impl Store {
     }
 }
 
+mod meta;
 #[cfg(test)]
 mod tests;
+
+pub use meta::{ArithOptions, DeleteOutcome, GetOptions, MetaArithOutcome, MetaHit};

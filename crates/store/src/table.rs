@@ -51,7 +51,14 @@ pub(crate) fn item_charge(key_len: usize, value_len: usize) -> usize {
         .saturating_add(ITEM_OVERHEAD_BYTES)
 }
 
-/// One item, or a free slot when `linked` is false.
+/// [`Slot::marks`] bits.
+const LINKED: u8 = 1;
+/// Invalidated by meta `md ... I` or stored stale by `ms ... I` (memcached's `ITEM_STALE`).
+const STALE: u8 = 2;
+/// A meta client was handed the right to recache (memcached's `ITEM_TOKEN_SENT`).
+const WIN_SENT: u8 = 4;
+
+/// One item, or a free slot when not linked.
 #[derive(Default)]
 pub(crate) struct Slot {
     data: Box<[u8]>,
@@ -65,7 +72,8 @@ pub(crate) struct Slot {
     pub(crate) atime: Secs,
     key_len: u16,
     pub(crate) fetched: bool,
-    linked: bool,
+    /// `LINKED`, `STALE`, `WIN_SENT`: bits, so the slot stays 48 bytes.
+    marks: u8,
 }
 
 impl Slot {
@@ -82,7 +90,33 @@ impl Slot {
     }
 
     pub(crate) fn linked(&self) -> bool {
-        self.linked
+        self.marks & LINKED != 0
+    }
+
+    /// Meta's stale mark (`X` in replies).
+    pub(crate) fn stale(&self) -> bool {
+        self.marks & STALE != 0
+    }
+
+    /// Whether a meta client already won the right to recache (`Z` in replies).
+    pub(crate) fn win_sent(&self) -> bool {
+        self.marks & WIN_SENT != 0
+    }
+
+    pub(crate) fn set_stale(&mut self, on: bool) {
+        self.set_mark(STALE, on);
+    }
+
+    pub(crate) fn set_win_sent(&mut self, on: bool) {
+        self.set_mark(WIN_SENT, on);
+    }
+
+    fn set_mark(&mut self, bit: u8, on: bool) {
+        if on {
+            self.marks |= bit;
+        } else {
+            self.marks &= !bit;
+        }
     }
 
     pub(crate) fn prev(&self) -> u32 {
@@ -195,7 +229,7 @@ impl Table {
             atime: item.now,
             key_len,
             fetched: false,
-            linked: true,
+            marks: LINKED,
         };
         let hash = self.hasher.hash_one(item.key);
         let Self {
@@ -223,7 +257,7 @@ impl Table {
         let free_head = self.free_head;
         let slot = self.slot_mut(i);
         slot.data = Box::default();
-        slot.linked = false;
+        slot.marks = 0;
         slot.next = free_head;
         self.free_head = i;
     }

@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use rampart_store::{ArithOutcome, SetMode, Store, StoreConfig, StoreOutcome};
+use rampart_store::{
+    ArithOptions, ArithOutcome, DeleteOutcome, GetOptions, MetaArithOutcome, SetMode, Store,
+    StoreConfig, StoreOutcome,
+};
 
 const START: u64 = 1_700_000_000;
 const MAX_RELATIVE_SECS: i64 = 2_592_000;
@@ -46,6 +49,12 @@ enum Op {
     Flush(Ttl),
     Advance(u64),
     Maintain(usize),
+    /// `mg` with `N` (vivify) and `R` (recache) TTLs.
+    MetaGet(u8, Option<Ttl>, Option<Ttl>),
+    /// `md`, with a right (`true`) or wrong CAS, and `I`.
+    MetaDelete(u8, Option<bool>, bool),
+    /// `ma` with `N`/`J` (create with an initial value) and a right or wrong CAS.
+    MetaArith(u8, bool, u64, Option<(u64, Ttl)>, Option<bool>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +75,9 @@ struct Item {
     exptime: u64,
     cas: u64,
     mtime: u64,
+    /// Meta: invalidated (`X`), and whether the win was handed out (`Z`).
+    stale: bool,
+    win_sent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +128,8 @@ impl Model {
             exptime,
             cas: self.cas(),
             mtime: self.now,
+            stale: false,
+            win_sent: false,
         };
         self.items.insert(key.to_vec(), item);
     }
@@ -144,6 +158,8 @@ impl Model {
                 }
                 item.cas = cas;
                 item.mtime = now;
+                item.stale = false;
+                item.win_sent = false;
                 StoreOutcome::Stored
             }
             (Mode::Cas(_), false) => StoreOutcome::NotFound,
@@ -198,6 +214,84 @@ impl Model {
         ArithOutcome::Value(new)
     }
 
+    /// `mg`: (value, win, stale, win already sent, created). A miss with `vivify` creates an
+    /// empty item and wins; a hit wins once if stale or expiring before `recache`.
+    fn meta_get(
+        &mut self,
+        key: &[u8],
+        vivify: Option<i64>,
+        recache: Option<i64>,
+    ) -> Option<(Vec<u8>, bool, bool, bool, bool)> {
+        let now = self.now;
+        let recache = recache.map(|w| self.resolve(w));
+        if self.live(key).is_none() {
+            let exptime = self.resolve(vivify?);
+            self.put(key, 0, exptime, Vec::new());
+            let item = self.items.get_mut(key).unwrap();
+            item.win_sent = true;
+            return Some((Vec::new(), true, false, false, true));
+        }
+        let item = self.live(key).unwrap();
+        let low = recache.is_some_and(|r| item.exptime != 0 && item.exptime < r);
+        let win = !item.win_sent && (low || item.stale);
+        let seen = (item.value.clone(), win, item.stale, item.win_sent, false);
+        item.win_sent |= win;
+        item.mtime = now;
+        Some(seen)
+    }
+
+    fn meta_delete(
+        &mut self,
+        key: &[u8],
+        cas_right: Option<bool>,
+        invalidate: bool,
+    ) -> DeleteOutcome {
+        if self.live(key).is_none() {
+            return DeleteOutcome::NotFound;
+        }
+        if cas_right == Some(false) {
+            return DeleteOutcome::Exists;
+        }
+        if invalidate {
+            let cas = self.cas();
+            let item = self.live(key).unwrap();
+            item.cas = cas;
+            item.stale = true;
+            item.win_sent = false;
+        } else {
+            self.items.remove(key);
+        }
+        DeleteOutcome::Deleted
+    }
+
+    /// `ma`: (value, created) or the failure.
+    fn meta_arith(
+        &mut self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        vivify: Option<(u64, i64)>,
+        cas_right: Option<bool>,
+    ) -> Result<(u64, bool), MetaArithOutcome> {
+        if self.live(key).is_none() {
+            let Some((initial, wire)) = vivify else {
+                return Err(MetaArithOutcome::NotFound);
+            };
+            let exptime = self.resolve(wire);
+            self.put(key, 0, exptime, initial.to_string().into_bytes());
+            return Ok((initial, true));
+        }
+        if cas_right == Some(false) {
+            return Err(MetaArithOutcome::Exists);
+        }
+        match self.arith(key, incr, delta) {
+            ArithOutcome::Value(v) => Ok((v, false)),
+            ArithOutcome::NonNumeric => Err(MetaArithOutcome::NonNumeric),
+            ArithOutcome::NotFound => Err(MetaArithOutcome::NotFound),
+            ArithOutcome::OutOfMemory => Err(MetaArithOutcome::OutOfMemory),
+        }
+    }
+
     fn flush(&mut self, wire: i64) {
         let now = self.now;
         let new_oldest = if wire > 0 { self.resolve(wire) } else { now };
@@ -247,12 +341,24 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (k.clone(), ttl_strategy()).prop_map(|(k, t)| Op::Gat(k, t)),
         1 => (k.clone(), ttl_strategy()).prop_map(|(k, t)| Op::Touch(k, t)),
         1 => k.clone().prop_map(Op::Delete),
-        2 => (k, any::<bool>(), prop_oneof![0u64..200, any::<u64>()])
+        2 => (k.clone(), any::<bool>(), prop_oneof![0u64..200, any::<u64>()])
             .prop_map(|(k, i, d)| Op::Arith(k, i, d)),
         1 => prop_oneof![Just(Ttl::Never), (1i64..4).prop_map(Ttl::Relative), (-2i64..4).prop_map(Ttl::Absolute)]
             .prop_map(Op::Flush),
         2 => (0u64..4).prop_map(Op::Advance),
         1 => (0usize..8).prop_map(Op::Maintain),
+        2 => (k.clone(), proptest::option::of(ttl_strategy()), proptest::option::of(ttl_strategy()))
+            .prop_map(|(k, v, r)| Op::MetaGet(k, v, r)),
+        1 => (k.clone(), proptest::option::of(any::<bool>()), any::<bool>())
+            .prop_map(|(k, c, i)| Op::MetaDelete(k, c, i)),
+        1 => (
+            k,
+            any::<bool>(),
+            0u64..200,
+            proptest::option::of((0u64..1000, ttl_strategy())),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(k, i, d, v, c)| Op::MetaArith(k, i, d, v, c)),
     ]
 }
 
@@ -325,6 +431,46 @@ fn run_against_model(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Advance(secs) => model.now += secs,
             Op::Maintain(visits) => {
                 store.maintain(now, visits);
+            }
+            Op::MetaGet(k, vivify, recache) => {
+                let (vivify, recache) = (vivify.map(|t| t.wire(now)), recache.map(|t| t.wire(now)));
+                let want = model.meta_get(&key(k), vivify, recache);
+                let options = GetOptions {
+                    touch: None,
+                    vivify,
+                    recache,
+                    bump: true,
+                };
+                let got = store.meta_get(&key(k), options, now).map(|hit| {
+                    let value = hit.item.value.to_vec();
+                    (value, hit.win, hit.stale, hit.win_sent, hit.created)
+                });
+                prop_assert_eq!(got, want, "{:?}", op);
+            }
+            Op::MetaDelete(k, cas_right, invalidate) => {
+                let live_cas = model.live(&key(k)).map_or(0, |i| i.cas);
+                let cas = cas_right.map(|right| if right { live_cas } else { live_cas + 1000 });
+                let want = model.meta_delete(&key(k), cas_right, invalidate);
+                let got = store.meta_delete(&key(k), cas, invalidate, None, now);
+                prop_assert_eq!(got, want, "{:?}", op);
+            }
+            Op::MetaArith(k, incr, delta, vivify, cas_right) => {
+                let live_cas = model.live(&key(k)).map_or(0, |i| i.cas);
+                let cas = cas_right.map(|right| if right { live_cas } else { live_cas + 1000 });
+                let vivify = vivify.map(|(initial, ttl)| (initial, ttl.wire(now)));
+                let want = model.meta_arith(&key(k), incr, delta, vivify, cas_right);
+                let options = ArithOptions {
+                    incr,
+                    delta,
+                    cas,
+                    vivify,
+                    touch: None,
+                };
+                let got = match store.meta_arith(&key(k), options, now) {
+                    MetaArithOutcome::Done { value, created, .. } => Ok((value, created)),
+                    other => Err(other),
+                };
+                prop_assert_eq!(got, want, "{:?}", op);
             }
         }
         prop_assert!(store.len() >= model.items.values().filter(|i| model.is_live(i)).count());

@@ -51,8 +51,13 @@ pub struct ItemMeta<'k> {
     pub key_base64: bool,
     pub client_flags: u32,
     pub cas: u64,
-    /// Seconds left; `None` for an item that never expires (`t-1`).
+    /// Seconds left after this request; `None` for an item that never expires (`t-1`).
     pub ttl: Option<u32>,
+    /// Seconds left before this request's `T` (or, for an item `N` created, its `N`):
+    /// memcached walks the flags in order, so a `t` written before them reports this.
+    pub ttl_before: Option<u32>,
+    /// `N` created the item on this request.
+    pub created: bool,
     /// `h`: fetched before this request.
     pub fetched: bool,
     /// `l`: seconds since the last access.
@@ -132,13 +137,16 @@ fn value_or_header(out: &mut Vec<u8>, returns_value: bool, value_len: usize) {
 /// An `mg` hit: `VA <size>` and the value when `v` was given, else `HD`.
 pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, value: &[u8]) {
     value_or_header(out, request.returns_value(), value.len());
+    let mut ttl = item.ttl_before;
     for &letter in request.flags.as_slice() {
         match letter {
+            b'T' => ttl = item.ttl,
+            b'N' if item.created => ttl = item.ttl,
             b's' => {
                 flag(out, b's');
                 number(out, value.len());
             }
-            b't' => ttl_flag(out, item.ttl),
+            b't' => ttl_flag(out, ttl),
             b'c' => {
                 flag(out, b'c');
                 number(out, item.cas);
@@ -218,24 +226,33 @@ pub fn delete_outcome(out: &mut Vec<u8>, request: &MetaDelete<'_>, status: Statu
     );
 }
 
+/// What a successful `ma` reports about the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArithDone {
+    /// The new number (for an item `N` created: the initial value).
+    pub value: u64,
+    pub cas: u64,
+    /// Seconds left after this request, `None` for never.
+    pub ttl: Option<u32>,
+    /// Seconds left before this request's `T` (or `N`, for an item it created).
+    pub ttl_before: Option<u32>,
+    pub created: bool,
+}
+
 /// A successful `ma`: `VA <len>` and the number when `v` was given, else `HD`; `c` and `t` of
-/// the item, `O`, `k`.
-pub fn arith_done(
-    out: &mut Vec<u8>,
-    request: &MetaArith<'_>,
-    key: &[u8],
-    value: u64,
-    cas: u64,
-    ttl: Option<u32>,
-) {
+/// the item (`t` in flag order, as [`get_hit`]), `O`, `k`.
+pub fn arith_done(out: &mut Vec<u8>, request: &MetaArith<'_>, key: &[u8], done: &ArithDone) {
     let mut digits = itoa::Buffer::new();
-    let value = digits.format(value).as_bytes();
+    let value = digits.format(done.value).as_bytes();
     value_or_header(out, request.returns_value(), value.len());
+    let mut ttl = done.ttl_before;
     for &letter in request.flags.as_slice() {
         match letter {
+            b'T' => ttl = done.ttl,
+            b'N' if done.created => ttl = done.ttl,
             b'c' => {
                 flag(out, b'c');
-                number(out, cas);
+                number(out, done.cas);
             }
             b't' => ttl_flag(out, ttl),
             b'O' => opaque_flag(out, request.opaque),

@@ -310,6 +310,8 @@ fn item<'k>(key: &'k [u8]) -> ItemMeta<'k> {
         client_flags: 0,
         cas: 1,
         ttl: None,
+        ttl_before: None,
+        created: false,
         fetched: false,
         last_access: 0,
         win: false,
@@ -371,10 +373,44 @@ fn replies_match_memcached() {
     let Request::MetaArith(arith) = accepted(b"ma n v t c\r\n") else {
         panic!()
     };
-    reply::arith_done(&mut out, &arith, b"n", 13, 4, None);
+    let done = reply::ArithDone {
+        value: 13,
+        cas: 4,
+        ttl: None,
+        ttl_before: None,
+        created: false,
+    };
+    reply::arith_done(&mut out, &arith, b"n", &done);
     reply::arith_failed(&mut out, &arith, Status::NotFound, b"n");
     reply::noop(&mut out);
     assert_eq!(out, b"VA 2 t-1 c4\r\n13\r\nNF\r\nMN\r\n");
+}
+
+/// memcached walks the flags in order: a `t` before `N` (on a new item) or `T` shows the TTL
+/// from before them (1.6.18: `mg x t N30 v` -> `VA 0 t-1 W`, `mg x N30 t v` -> `VA 0 t30 W`).
+#[test]
+fn ttl_follows_flag_order() {
+    let vivified = ItemMeta {
+        ttl: Some(30),
+        created: true,
+        win: true,
+        ..item(b"x")
+    };
+    let mut out = Vec::new();
+    reply::get_hit(&mut out, &get_of(b"mg x t N30 v\r\n"), &vivified, b"");
+    reply::get_hit(&mut out, &get_of(b"mg x N30 t v\r\n"), &vivified, b"");
+    assert_eq!(out, b"VA 0 t-1 W\r\n\r\nVA 0 t30 W\r\n\r\n");
+
+    // `N` on an item that was there changes nothing; `T` does.
+    let touched = ItemMeta {
+        ttl: Some(30),
+        ttl_before: Some(100),
+        ..item(b"x")
+    };
+    out.clear();
+    reply::get_hit(&mut out, &get_of(b"mg x t N5 T30\r\n"), &touched, b"");
+    reply::get_hit(&mut out, &get_of(b"mg x N5 T30 t\r\n"), &touched, b"");
+    assert_eq!(out, b"HD t100\r\nHD t30\r\n");
 }
 
 /// Meta lines built from parts the parser accepts.

@@ -17,7 +17,9 @@ use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 
-use super::{arith_reply, deleted_line, store_line, touched_line};
+use super::binary::{self, BinaryForm};
+use super::classic::{arith_reply, deleted_line, store_line, touched_line};
+use super::meta::{self, MetaForm};
 
 /// A stitching buffer grown past this (a large remote value) is given back after the turn.
 const KEEP_STITCHED_BYTES: usize = 64 * 1024;
@@ -29,6 +31,10 @@ pub(crate) enum Form {
     Value { cas: bool },
     /// The status line of a storage, arithmetic, delete or touch command.
     Status,
+    /// A meta reply, echoing the request as the form says.
+    Meta(MetaForm),
+    /// A binary response to a request encoded as a meta one.
+    Binary(BinaryForm),
 }
 
 /// Where one remote reply goes.
@@ -154,6 +160,16 @@ fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
             );
         }
         (Form::Value { .. }, Some(Outcome::Miss)) => {}
+        (Form::Meta(form), Some(Outcome::Meta(outcome))) => {
+            let key = batch.key(piece.op);
+            let result = outcome.view(key, |span| batch.value(span));
+            meta::encode(out, &form, key, result, batch.now);
+        }
+        (Form::Binary(form), Some(Outcome::Meta(outcome))) => {
+            let key = batch.key(piece.op);
+            let result = outcome.view(key, |span| batch.value(span));
+            binary::encode(out, &form, key, result);
+        }
         (Form::Status, Some(Outcome::Stored(outcome))) => reply::line(out, store_line(*outcome)),
         (Form::Status, Some(Outcome::Arith(outcome))) => arith_reply(out, *outcome),
         (Form::Status, Some(Outcome::Deleted(deleted))) => {
@@ -166,7 +182,15 @@ fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
             // The owner runs every op it is sent; a mismatch is a bug, and a reply line keeps
             // the client's count of replies right.
             log::error!("op {} came back as {outcome:?} for {form:?}", piece.op);
-            reply::line(out, b"SERVER_ERROR internal error");
+            match form {
+                Form::Binary(form) => rampart_proto::binary::reply::error(
+                    out,
+                    form.opcode.code(),
+                    form.opaque,
+                    rampart_proto::binary::Status::OutOfMemory,
+                ),
+                _ => reply::line(out, b"SERVER_ERROR internal error"),
+            }
         }
     }
 }
@@ -179,6 +203,7 @@ mod tests {
     use rampart_store::StoreConfig;
 
     use super::super::{Session, Stop};
+    use super::Form;
     use crate::authz::Identity;
     use crate::config::{Config, ProtocolChoice};
     use crate::mesh::Mesh;
@@ -255,5 +280,56 @@ mod tests {
             b"flush_all\r\nversion\r\n"
         );
         assert!(session.is_waiting());
+    }
+
+    #[test]
+    fn meta_requests_queue_with_a_reply_place_even_when_quiet() {
+        let worker = worker(2);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
+        let (remote, local) = (key(1, 2, 0), key(0, 2, 0));
+        // A quiet remote set still gets a place: it answers if it fails.
+        let input = format!("ms {remote} 1 q\r\nx\r\nmg {remote} v\r\nmg {local} v\r\nmn\r\n");
+        let mut out = Vec::new();
+        let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(
+            (progress.stop, progress.consumed),
+            (Stop::NeedInput, input.len())
+        );
+        let plan = &session.plan;
+        assert_eq!(plan.batches[1].as_ref().map(|b| b.len()), Some(2));
+        assert_eq!(plan.pieces.len(), 2);
+        assert!(plan.pieces.iter().all(|p| matches!(p.form, Form::Meta(_))));
+        assert_eq!(out, b"EN\r\nMN\r\n");
+    }
+
+    #[test]
+    fn binary_requests_queue_and_local_ones_answer_in_place() {
+        let worker = worker(2);
+        let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Auto);
+        let packet = |opcode: u8, key: &str| {
+            let mut p = vec![0x80, opcode, 0, key.len() as u8, 0, 0, 0, 0];
+            p.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            p.extend_from_slice(&[0; 12]);
+            p.extend_from_slice(key.as_bytes());
+            p
+        };
+        let mut input = packet(0x0d, &key(1, 2, 0)); // getkq, remote
+        input.extend(packet(0x0d, &key(0, 2, 0))); // getkq, local miss: nothing
+        input.extend(packet(0x0a, "")); // noop
+        let mut out = Vec::new();
+        let progress = session.process(&input, &worker, NOW, usize::MAX, &mut out);
+        assert_eq!(
+            (progress.stop, progress.consumed),
+            (Stop::NeedInput, input.len())
+        );
+        assert_eq!(session.plan.pieces.len(), 1);
+        assert!(matches!(session.plan.pieces[0].form, Form::Binary(_)));
+        // Only the noop's response so far, and the connection is binary from now on.
+        assert_eq!(out.len(), 24);
+        assert_eq!(&out[..2], &[0x81, 0x0a]);
+        assert_eq!(
+            session.state,
+            super::super::ReadState::Reading(super::super::Wire::Binary)
+        );
     }
 }

@@ -1,0 +1,251 @@
+//! Serving the binary protocol. The codec encodes each binary request onto the same logical
+//! request as a meta command (a `getk` is an `mg` returning flags, value and key), so keyed
+//! requests run exactly as meta ones do ([`super::meta::execute`]), inline or batched; only
+//! the response is written here, from the same results, echoing the request's opcode and
+//! opaque.
+//!
+//! Quiet opcodes leave out what memcached leaves out: a quiet get's miss, and a quiet
+//! update's, delete's, arithmetic's, flush's or quit's success. Errors are always answered.
+//! Since responses are written in request order, a `noop` (or any non-quiet request) after a
+//! run of quiet ones comes back after everything they produced.
+//!
+//! `flush` and `stat` need every shard: they go through [`Whole`] like their text forms, whose
+//! text reply is turned into binary responses here (one per statistic, then an empty one).
+
+use rampart_proto::Request;
+use rampart_proto::binary::{Frame, Opcode, Status, reply};
+use rampart_store::{DeleteOutcome, MetaArithOutcome, StoreOutcome};
+
+use crate::authz::{self, Decision};
+use crate::batch::meta::MetaResult;
+use crate::mesh::Gone;
+use crate::stats;
+use crate::worker::Worker;
+
+use super::whole::{StatsGroup, Whole};
+use super::{Flow, Session, Wire, meta};
+
+/// How a binary response echoes its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BinaryForm {
+    pub(crate) opcode: Opcode,
+    pub(crate) opaque: u32,
+}
+
+impl BinaryForm {
+    fn error(&self, out: &mut Vec<u8>, status: Status) {
+        reply::error(out, self.opcode.code(), self.opaque, status);
+    }
+
+    fn success(&self, out: &mut Vec<u8>, cas: u64) {
+        if !self.opcode.is_quiet() {
+            reply::success(out, self.opcode, self.opaque, cas);
+        }
+    }
+}
+
+/// A `flush` refused by `-F`: memcached answers `Auth failure.` (quiet or not) and counts it.
+fn flush_refused(request: &Request<'_>, worker: &Worker) -> bool {
+    let refused = matches!(request, Request::FlushAll(_)) && !worker.config().flush_enabled;
+    if refused {
+        worker
+            .router()
+            .invoke_local(|store| store.stats_mut().cmd_flush += 1);
+    }
+    refused
+}
+
+/// Whether `frame` must wait for [`Session::whole_cache`] (with more than one shard).
+pub(super) fn needs_every_shard(frame: &Frame<'_>, worker: &Worker) -> bool {
+    match frame {
+        // A refused flush is answered without the shards.
+        Frame::Request { request, .. } => {
+            Whole::of(request).is_some()
+                && (worker.config().flush_enabled || !matches!(request, Request::FlushAll(_)))
+        }
+        _ => false,
+    }
+}
+
+/// Handles one binary frame from [`Session::process`].
+pub(super) fn execute_frame(
+    session: &mut Session,
+    frame: Frame<'_>,
+    worker: &Worker,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Flow {
+    match frame {
+        Frame::Request {
+            opcode,
+            opaque,
+            request,
+        } => {
+            let form = BinaryForm { opcode, opaque };
+            if authz::authorize(&session.identity, &request) == Decision::Deny {
+                form.error(out, Status::AccessDenied);
+                return Flow::Continue;
+            }
+            if flush_refused(&request, worker) {
+                form.error(out, Status::AuthError);
+                return Flow::Continue;
+            }
+            if let Some(whole) = Whole::of(&request) {
+                // Only reached with a single shard: every shard is this one.
+                let mut text = Vec::new();
+                whole.run_here(worker, now, &mut text);
+                answer_whole(&whole, &text, &form, out);
+                return Flow::Continue;
+            }
+            if meta::execute(&mut session.plan, &request, Some(form), worker, now, out) {
+                return Flow::Continue;
+            }
+            match request {
+                Request::Version => reply::version(out, opaque, stats::VERSION.as_bytes()),
+                Request::MetaNoop => reply::success(out, opcode, opaque, 0),
+                Request::Quit => {
+                    form.success(out, 0);
+                    return Flow::Close;
+                }
+                // No SASL without `-S`, which rampart does not offer yet: as memcached.
+                _ => form.error(out, Status::UnknownCommand),
+            }
+            Flow::Continue
+        }
+        Frame::Reject {
+            opcode,
+            opaque,
+            status,
+            swallow,
+        } => {
+            reply::error(out, opcode, opaque, status);
+            session.swallow(swallow, Wire::Binary);
+            Flow::Continue
+        }
+        Frame::Fatal {
+            opcode,
+            opaque,
+            status,
+        } => {
+            reply::error(out, opcode, opaque, status);
+            Flow::Close
+        }
+        Frame::TooLarge {
+            opcode,
+            opaque,
+            key,
+            unlink,
+            swallow,
+        } => {
+            reply::error(out, opcode.code(), opaque, Status::TooLarge);
+            session.too_large(key, unlink, worker, now);
+            session.swallow(swallow, Wire::Binary);
+            Flow::Continue
+        }
+    }
+}
+
+/// Runs the whole-cache request of `frame` on every shard, waiting for the other cores.
+/// `false` when the frame is not one (the caller goes the ordinary way).
+pub(super) async fn whole_cache(
+    session: &mut Session,
+    frame: Frame<'_>,
+    worker: &Worker,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Result<bool, Gone> {
+    let Frame::Request {
+        opcode,
+        opaque,
+        request,
+    } = frame
+    else {
+        return Ok(false);
+    };
+    let Some(whole) = Whole::of(&request) else {
+        return Ok(false);
+    };
+    if flush_refused(&request, worker) {
+        return Ok(false);
+    }
+    let form = BinaryForm { opcode, opaque };
+    if authz::authorize(&session.identity, &request) == Decision::Deny {
+        form.error(out, Status::AccessDenied);
+    } else {
+        let mut text = Vec::new();
+        whole.run(worker, now, &mut text).await?;
+        answer_whole(&whole, &text, &form, out);
+    }
+    Ok(true)
+}
+
+/// Turns the text reply of a whole-cache request into binary responses.
+fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Vec<u8>) {
+    match whole {
+        Whole::Flush { .. } => form.success(out, 0),
+        Whole::Stats(StatsGroup::Unknown) => form.error(out, Status::NotFound),
+        Whole::Stats(_) => {
+            for line in text.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(stat) = line.strip_prefix(b"STAT ") {
+                    let space = memchr::memchr(b' ', stat).unwrap_or(stat.len());
+                    let value = stat.get(space + 1..).unwrap_or_default();
+                    reply::stat(out, form.opaque, &stat[..space], value);
+                }
+            }
+            reply::stat_end(out, form.opaque);
+        }
+        // `cache_memlimit` has no binary form.
+        Whole::Memlimit { .. } => form.error(out, Status::UnknownCommand),
+    }
+}
+
+/// Writes the binary response to a keyed request presented as `form` for `key` that came to
+/// `result`.
+pub(crate) fn encode(out: &mut Vec<u8>, form: &BinaryForm, key: &[u8], result: MetaResult<'_>) {
+    let BinaryForm { opcode, opaque } = *form;
+    match result {
+        MetaResult::Hit(hit) => reply::get_hit(
+            out,
+            opcode,
+            opaque,
+            hit.item.cas,
+            hit.item.flags,
+            key,
+            hit.item.value,
+        ),
+        MetaResult::Miss => {
+            if !opcode.is_quiet() {
+                reply::get_miss(out, opcode, opaque, key);
+            }
+        }
+        MetaResult::Stored(StoreOutcome::Stored, cas) => form.success(out, cas),
+        MetaResult::Stored(StoreOutcome::Exists, _) => form.error(out, Status::Exists),
+        MetaResult::Stored(StoreOutcome::NotFound, _) => form.error(out, Status::NotFound),
+        // memcached answers a refused store, or one without memory, by what the mode needed.
+        MetaResult::Stored(StoreOutcome::NotStored | StoreOutcome::OutOfMemory, _) => {
+            let status = match opcode {
+                Opcode::Add | Opcode::AddQ => Status::Exists,
+                Opcode::Replace | Opcode::ReplaceQ => Status::NotFound,
+                _ => Status::NotStored,
+            };
+            form.error(out, status);
+        }
+        MetaResult::Deleted(DeleteOutcome::Deleted) => form.success(out, 0),
+        MetaResult::Deleted(DeleteOutcome::NotFound) => form.error(out, Status::NotFound),
+        MetaResult::Deleted(DeleteOutcome::Exists) => form.error(out, Status::Exists),
+        MetaResult::Arith(MetaArithOutcome::Done { value, cas, .. }) => {
+            if !opcode.is_quiet() {
+                reply::arith(out, opcode, opaque, cas, value);
+            }
+        }
+        MetaResult::Arith(MetaArithOutcome::NotFound) => form.error(out, Status::NotFound),
+        MetaResult::Arith(MetaArithOutcome::Exists) => form.error(out, Status::Exists),
+        MetaResult::Arith(MetaArithOutcome::NonNumeric) => form.error(out, Status::NonNumeric),
+        MetaResult::Arith(MetaArithOutcome::OutOfMemory | MetaArithOutcome::VivifyOutOfMemory) => {
+            form.error(out, Status::OutOfMemory)
+        }
+        // `me` has no binary form.
+        MetaResult::Debug(_) => form.error(out, Status::UnknownCommand),
+    }
+}
