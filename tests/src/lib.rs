@@ -11,7 +11,10 @@
 //!   format, its step protocol, the one list of reply normalisations, and the mismatch report.
 //! - [`binary`]: the same for the binary protocol, with requests built as packets.
 //!
-//! Dependencies: std, `libc` (signals, euid) and `memchr`. It does not depend on any rampart
+//! - [`tls`]: a test PKI generated per test, and a bounded OpenSSL client.
+//!
+//! Dependencies: std, `libc` (signals, euid), `memchr`, and `openssl` (the TLS tests' PKI and
+//! client). It does not depend on any rampart
 //! crate on purpose: the binary is tested only from outside, through its sockets and exit
 //! status, so these tests hold for any implementation.
 //!
@@ -25,6 +28,7 @@ pub mod replay;
 pub mod report;
 pub mod server;
 pub mod tempdir;
+pub mod tls;
 pub mod transcript;
 
 pub use server::{Kind, Server};

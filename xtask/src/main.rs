@@ -30,6 +30,8 @@ use anyhow::{Context, Result, bail};
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("memcached", "memcached"),
     ("libmemcached-tools", "memccapable"),
+    // The TLS tests drive `openssl s_client` (the libraries come with libssl-dev).
+    ("openssl", "openssl"),
 ];
 /// PyPI packages the client tests need, and the module each provides.
 const PIP_PACKAGES: &[(&str, &str)] = &[
