@@ -11,6 +11,8 @@ Modes:
   bmemcached  python-binary-memcached's Client with tls_context (binary protocol)
   resume      a second connection resumes the first one's session (`session=`); needs a
               server with ssl_session_cache
+  resume_mtls a session from --port (no client certificate) offered to the mtls: listener
+              at --port2, without a certificate: must be refused, not resumed
 
 Usage: tls_clients.py MODE --port PORT --ca CA_FILE [--cert CRT --key KEY]
 """
@@ -144,11 +146,30 @@ def mode_resume(args):
     second.close()
 
 
+def mode_resume_mtls(args):
+    ctx = context(args)
+    first = connect(ctx)
+    show("first version", lambda: roundtrip(first, b"version\r\n").startswith(b"VERSION "))
+    session = first.session
+    print("first has a session -> %r" % (session is not None))
+    raw = socket.create_connection((HOST, args.port2), timeout=TIMEOUT_SECONDS)
+    try:
+        second = ctx.wrap_socket(raw, server_hostname=HOST, session=session)
+        reply = roundtrip(second, b"version\r\n")
+        refused = not reply.startswith(b"VERSION ")
+        print("resumed on mtls -> %r" % second.session_reused)
+    except (ssl.SSLError, OSError):
+        refused = True
+    print("mtls refused the certificate-less client -> %r" % refused)
+    first.close()
+
+
 MODES = {
     "ssl": mode_ssl,
     "pymemcache": mode_pymemcache,
     "bmemcached": mode_bmemcached,
     "resume": mode_resume,
+    "resume_mtls": mode_resume_mtls,
 }
 
 
@@ -157,6 +178,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=sorted(MODES))
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port2", type=int)
     parser.add_argument("--ca", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")

@@ -466,17 +466,3 @@ fn stat_groups_are_framed_as_memcached_frames_them() {
         }
     }
 }
-
-#[test]
-fn binary_only_with_dash_b_binary() {
-    let steps = vec![Step::new(
-        "-B binary serves binary requests",
-        vec![
-            set("b", "1"),
-            op::get(GETK, "b").opaque(2),
-            op::bare(VERSION),
-            op::bare(NOOP),
-        ],
-    )];
-    differential(&["-B", "binary"], &steps);
-}

@@ -45,21 +45,22 @@ fn handshake_errors(conn: &mut TlsConn) -> u64 {
         .unwrap_or_else(|_| panic!("ssl_handshake_errors is not a number: {value:?}"))
 }
 
-/// Rampart: polls (bounded) until `ssl_handshake_errors` reaches `at_least`. memcached:
-/// the line is there and numeric (its count is racy, see the module comment).
-fn assert_counted(kind: Kind, conn: &mut TlsConn, at_least: u64, what: &str) {
+/// Rampart: polls (bounded) until `ssl_handshake_errors` reaches `expected`, and requires it
+/// to be exactly that (each refusal counts once). memcached: the line is there and numeric
+/// (its count is racy, see the module comment).
+fn assert_counted(kind: Kind, conn: &mut TlsConn, expected: u64, what: &str) {
     if kind == Kind::Memcached {
         handshake_errors(conn);
         return;
     }
     let seen = poll(STATS_POLLS, STATS_POLL_INTERVAL, || {
-        (handshake_errors(conn) >= at_least).then_some(())
+        (handshake_errors(conn) >= expected).then_some(())
     });
+    let count = handshake_errors(conn);
     assert!(
-        seen.is_some(),
-        "{}: ssl_handshake_errors stayed at {} after {what} (expected at least {at_least})",
+        seen.is_some() && count == expected,
+        "{}: ssl_handshake_errors is {count} after {what} (expected {expected})",
         kind.name(),
-        handshake_errors(conn)
     );
 }
 

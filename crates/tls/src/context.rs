@@ -41,6 +41,17 @@ impl ListenerTls {
             ListenerTls::Btls => Some(VerifyMode::None.openssl()),
         }
     }
+
+    /// The session id context of its connections. A session resumes only where its context
+    /// matches, so one made on a `btls:` listener (no client certificate) can never be
+    /// resumed on an `mtls:` one, where a resumption would skip the certificate check.
+    pub(crate) fn session_id_context(self) -> &'static [u8] {
+        match self {
+            ListenerTls::Default => SESSION_ID_CONTEXT,
+            ListenerTls::Mtls => b"memcached/mtls",
+            ListenerTls::Btls => b"memcached/btls",
+        }
+    }
 }
 
 /// Builds a complete new server context from the files named in `settings`: ciphers, the

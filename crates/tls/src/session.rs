@@ -155,6 +155,7 @@ impl TlsSession {
         if let Some(mode) = listener.verify_override() {
             ssl.set_verify(mode);
         }
+        set_session_id_context(&mut ssl, listener.session_id_context()).map_err(setup)?;
         ssl.set_accept_state();
         let stream = SslStream::new(ssl, Duplex::default()).map_err(setup)?;
         Ok(TlsSession {
@@ -490,6 +491,31 @@ fn flush_staged(stream: &mut Stream, staged: &mut Vec<u8>) -> Result<Option<Next
         }
     }
     Ok(None)
+}
+
+unsafe extern "C" {
+    // libssl's per-connection form of SSL_CTX_set_session_id_context, which openssl-sys does
+    // not bind. <openssl/ssl.h>: int SSL_set_session_id_context(SSL *ssl,
+    // const unsigned char *sid_ctx, unsigned int sid_ctx_len).
+    fn SSL_set_session_id_context(
+        ssl: *mut openssl_sys::SSL,
+        sid_ctx: *const std::ffi::c_uchar,
+        sid_ctx_len: std::ffi::c_uint,
+    ) -> std::ffi::c_int;
+}
+
+/// Sets the connection's session id context (at most 32 bytes, as OpenSSL requires).
+fn set_session_id_context(ssl: &mut Ssl, context: &[u8]) -> Result<(), openssl::error::ErrorStack> {
+    use foreign_types::ForeignType;
+    let len = std::ffi::c_uint::try_from(context.len()).unwrap_or(std::ffi::c_uint::MAX);
+    // SAFETY: `ssl` is a live SSL owned by `Ssl`; OpenSSL copies `len` bytes from `context`,
+    // a valid slice, and refuses (returns 0) a length over SSL_MAX_SID_CTX_LENGTH.
+    let ok = unsafe { SSL_set_session_id_context(ssl.as_ptr(), context.as_ptr(), len) };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(openssl::error::ErrorStack::get())
+    }
 }
 
 /// A retryable stall, in its direction; `None` for a real failure.

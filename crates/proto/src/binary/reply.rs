@@ -43,7 +43,16 @@ pub fn response(
 
 /// An error response: `status` with its message as the body.
 pub fn error(out: &mut Vec<u8>, opcode: u8, opaque: u32, status: Status) {
-    response(out, opcode, status, opaque, 0, &[], &[], status.message());
+    error_with(out, opcode, opaque, status, status.message());
+}
+
+/// The body memcached sends with `OutOfMemory` when a store cannot allocate its item (other
+/// out-of-memory errors carry the status's own message).
+pub const OUT_OF_MEMORY_STORING: &[u8] = b"Out of memory allocating item";
+
+/// An error response with a body of its own.
+pub fn error_with(out: &mut Vec<u8>, opcode: u8, opaque: u32, status: Status, message: &[u8]) {
+    response(out, opcode, status, opaque, 0, &[], &[], message);
 }
 
 /// An empty success (noop, quit, flush, delete, and set/add/replace/append/prepend with the

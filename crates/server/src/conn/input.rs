@@ -55,11 +55,14 @@ impl InputBuffer {
         self.end += n;
     }
 
-    /// Lets `append` add bytes at the end (a TLS session decrypting into the buffer).
+    /// Lets `append` add bytes at the end (a TLS session decrypting into the buffer). Bytes
+    /// already consumed are dropped first, so a pipeline whose reads never end on a request
+    /// boundary does not grow the buffer.
     pub fn append_with<R>(&mut self, append: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        if self.start > 0 && self.start == self.end {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
-            self.end = 0;
         }
         self.buf.truncate(self.end);
         let result = append(&mut self.buf);
@@ -103,6 +106,19 @@ mod tests {
         assert_eq!(input.buf.capacity(), 0);
         input.append_with(|v| v.extend_from_slice(b"again"));
         assert_eq!(input.data(), b"again");
+    }
+
+    #[test]
+    fn appending_behind_a_partial_request_keeps_the_buffer_bounded() {
+        let mut input = InputBuffer::default();
+        for _ in 0..10_000 {
+            // A read that completes one request and starts the next.
+            input.append_with(|v| v.extend_from_slice(b"set k 0 0 1\r\nx\r\nset k"));
+            let complete = input.data().len() - b"set k".len();
+            input.consume(complete);
+        }
+        assert_eq!(input.data(), b"set k");
+        assert!(input.buf.capacity() < 1024, "{}", input.buf.capacity());
     }
 
     #[test]

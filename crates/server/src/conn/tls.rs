@@ -13,7 +13,7 @@ use futures_lite::AsyncWriteExt;
 use rampart_tls::{Next, PeerIdentity, TlsSession};
 
 use super::input::{InputBuffer, READ_BUF_BYTES};
-use super::{ReadBuffers, Transport, Wait, read_or_release};
+use super::{ReadBuffers, Transport, Wait, before, read_or_release};
 
 /// The socket side of one TLS session.
 #[derive(Debug)]
@@ -54,6 +54,18 @@ impl TlsLink {
         limit: Duration,
     ) -> Result<(), HandshakeFailure> {
         let deadline = Instant::now() + limit;
+        // The deadline bounds the writes too: a client that never reads cannot hold it open.
+        before(deadline, self.handshake_until(stream, input, deadline))
+            .await
+            .unwrap_or(Err(HandshakeFailure::TimedOut))
+    }
+
+    async fn handshake_until<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        input: &mut InputBuffer,
+        deadline: Instant,
+    ) -> Result<(), HandshakeFailure> {
         while self.session.is_handshaking() {
             match self.read(stream, input, Wait::Until(deadline)).await {
                 Ok(_) if !self.session.is_handshaking() => break,
@@ -110,26 +122,32 @@ impl TlsLink {
                 return Ok(0);
             }
             self.session.feed_ciphertext(&self.cipher[..n]);
+            let mut plaintext_bytes = 0;
             loop {
-                let progress = input.append_with(|plain| self.session.read_plaintext(plain));
-                // Handshake messages, tickets, alerts: whatever the session wants to send.
+                let progress = match input.append_with(|plain| self.session.read_plaintext(plain)) {
+                    Ok(progress) => progress,
+                    Err(err) => {
+                        // Refused (and counted by the session): the alert goes out if the
+                        // peer is still there to take it.
+                        let _ = self.flush(stream).await;
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+                    }
+                };
+                plaintext_bytes += progress.plaintext_bytes;
+                // Handshake messages, tickets: whatever the session wants to send.
                 self.flush(stream).await?;
-                let progress =
-                    progress.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 match progress.next {
                     // OpenSSL wanted the socket to take its output first: it has, go on.
                     Next::WantWrite => continue,
                     Next::PeerClosed | Next::Closed => {
                         self.peer_closed = true;
-                        return Ok(progress.plaintext_bytes);
+                        return Ok(plaintext_bytes);
                     }
                     Next::WantRead => {
                         // A finished handshake returns even without plaintext, so the caller
                         // learns the peer's identity before the first request runs.
-                        if progress.plaintext_bytes > 0
-                            || (handshaking && !self.session.is_handshaking())
-                        {
-                            return Ok(progress.plaintext_bytes);
+                        if plaintext_bytes > 0 || (handshaking && !self.session.is_handshaking()) {
+                            return Ok(plaintext_bytes);
                         }
                         break;
                     }
@@ -147,8 +165,16 @@ impl TlsLink {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             out = &out[progress.accepted..];
             self.flush(stream).await?;
-            if out.is_empty() && progress.blocked.is_none() {
-                return Ok(());
+            match progress.blocked {
+                None if out.is_empty() => return Ok(()),
+                None | Some(Next::WantWrite) => {}
+                // Only a renegotiation could make a write wait for input, and it is refused.
+                Some(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS write stalled waiting for {other:?}"),
+                    ));
+                }
             }
         }
     }

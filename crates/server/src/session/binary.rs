@@ -222,8 +222,16 @@ pub(crate) fn encode(out: &mut Vec<u8>, form: &BinaryForm, key: &[u8], result: M
         MetaResult::Stored(StoreOutcome::Stored, cas) => form.success(out, cas),
         MetaResult::Stored(StoreOutcome::Exists, _) => form.error(out, Status::Exists),
         MetaResult::Stored(StoreOutcome::NotFound, _) => form.error(out, Status::NotFound),
-        // memcached answers a refused store, or one without memory, by what the mode needed.
-        MetaResult::Stored(StoreOutcome::NotStored | StoreOutcome::OutOfMemory, _) => {
+        // memcached fails the item's allocation before looking at the mode.
+        MetaResult::Stored(StoreOutcome::OutOfMemory, _) => reply::error_with(
+            out,
+            opcode.code(),
+            opaque,
+            Status::OutOfMemory,
+            reply::OUT_OF_MEMORY_STORING,
+        ),
+        // memcached answers a refused store by what the mode needed.
+        MetaResult::Stored(StoreOutcome::NotStored, _) => {
             let status = match opcode {
                 Opcode::Add | Opcode::AddQ => Status::Exists,
                 Opcode::Replace | Opcode::ReplaceQ => Status::NotFound,

@@ -1,0 +1,108 @@
+//! Rampart-only TLS rules that close holes rather than match memcached (memcached 1.6.18 has
+//! neither `mtls:` listeners nor exact handshake accounting):
+//! - a session made where no client certificate was asked for cannot be resumed on an
+//!   `mtls:` listener, where resuming would skip the certificate check;
+//! - every refused handshake counts once in `ssl_handshake_errors`, including clients that
+//!   reset the connection instead of reading the alert.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use rampart_tests::server::{find_on_path, run_bounded};
+use rampart_tests::tls::{Pki, TlsConn, poll, second_port, start_tls, tcp_connect};
+use rampart_tests::{Kind, package_dir};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+const STATS_POLLS: u32 = 50;
+const STATS_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Connections in the reset test.
+const RESETTING_CLIENTS: u64 = 20;
+
+fn handshake_errors(conn: &mut TlsConn) -> u64 {
+    let stats = conn.stats("");
+    stats
+        .get("ssl_handshake_errors")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric ssl_handshake_errors in stats: {stats:?}"))
+}
+
+#[test]
+fn a_session_without_a_client_certificate_does_not_resume_on_mtls() {
+    let pki = Pki::new();
+    let ca = pki.ca_opts();
+    let server = start_tls(
+        Kind::Rampart,
+        &pki,
+        &[&ca, "ssl_session_cache"],
+        &["-l", "mtls:127.0.0.1:0"],
+    );
+    let python = std::env::var_os("PYTHON")
+        .map(Into::into)
+        .or_else(|| find_on_path("python3"))
+        .expect("python3 is not on PATH (set PYTHON to use another interpreter)");
+    let mut cmd = Command::new(python);
+    cmd.arg(package_dir().join("python/tls_clients.py"))
+        .arg("resume_mtls")
+        .args(["--port", &server.port().to_string()])
+        .args(["--port2", &second_port(&server).to_string()])
+        .arg("--ca")
+        .arg(&pki.ca.cert_path);
+    let done = run_bounded(cmd, SCRIPT_TIMEOUT);
+    assert!(
+        done.status.is_some_and(|s| s.success())
+            && done.stdout.contains("first has a session -> True")
+            && done
+                .stdout
+                .contains("mtls refused the certificate-less client -> True"),
+        "stdout:\n{}\nstderr:\n{}\n{}",
+        done.stdout,
+        done.stderr,
+        server.diagnostics()
+    );
+}
+
+#[test]
+fn a_refused_handshake_counts_once_even_when_the_client_resets() {
+    let pki = Pki::new();
+    let server = start_tls(Kind::Rampart, &pki, &[], &[]);
+    let mut observer = pki.client().open(&server);
+    let before = handshake_errors(&mut observer);
+    for _ in 0..RESETTING_CLIENTS {
+        let mut stream: TcpStream = tcp_connect(server.port()).expect("tcp connect");
+        // Not a TLS record: the server refuses it with an alert the client never reads.
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct; a
+        // zero linger makes the close below send RST.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(stream);
+    }
+    let expected = before + RESETTING_CLIENTS;
+    let seen = poll(STATS_POLLS, STATS_POLL_INTERVAL, || {
+        (handshake_errors(&mut observer) >= expected).then_some(())
+    });
+    // Give a double count time to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let count = handshake_errors(&mut observer);
+    assert!(
+        seen.is_some() && count == expected,
+        "ssl_handshake_errors is {count}, expected {expected}\n{}",
+        server.diagnostics()
+    );
+}
