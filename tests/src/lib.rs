@@ -12,6 +12,7 @@
 //! - [`binary`]: the same for the binary protocol, with requests built as packets.
 //!
 //! - [`tls`]: a test PKI generated per test, and a bounded OpenSSL client.
+//! - [`python`]: Python client scripts as drivers, and suites compared between the servers.
 //!
 //! Dependencies: std, `libc` (signals, euid), `memchr`, and `openssl` (the TLS tests' PKI and
 //! client). It does not depend on any rampart
@@ -24,6 +25,7 @@
 pub mod binary;
 pub mod io;
 pub mod normalise;
+pub mod python;
 pub mod replay;
 pub mod report;
 pub mod server;

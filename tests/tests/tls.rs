@@ -7,15 +7,17 @@
 //! freshly generated PKI ([`Pki`]). Handshake refusals are in `tls_handshake.rs`,
 //! `refresh_certs` in `tls_refresh.rs`.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::process::Command;
 use std::time::Duration;
 
 use rampart_tests::io::End;
+use rampart_tests::python;
 use rampart_tests::report::{escape, line_diff};
 use rampart_tests::server::{find_on_path, run_bounded};
 use rampart_tests::tls::{Pki, SERVER_SERIAL, parse_stats, second_port, start_tls, tcp_connect};
-use rampart_tests::{Kind, Server, for_both_servers, package_dir};
+use rampart_tests::{Kind, Server, for_both_servers};
 
 /// Each script mode makes a handful of calls with 10 s socket timeouts of its own.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,37 +28,21 @@ const LONG_REPLY: Duration = Duration::from_secs(30);
 /// Requests in the pipelining test: half `set`, half `get`.
 const PIPELINED_REQUESTS: usize = 1000;
 
-fn python() -> String {
-    if let Some(python) = std::env::var_os("PYTHON") {
-        return python.to_string_lossy().into_owned();
-    }
-    match find_on_path("python3") {
-        Some(path) => path.to_string_lossy().into_owned(),
-        None => panic!("python3 is not on PATH (set PYTHON to use another interpreter)"),
-    }
-}
-
 /// Runs `tls_clients.py <mode>` against `server` and returns its output; panics with the
 /// script's and the server's output unless it exits 0.
 fn run_script(server: &Server, pki: &Pki, mode: &str) -> String {
-    let mut cmd = Command::new(python());
-    cmd.arg(package_dir().join("python/tls_clients.py"))
-        .arg(mode)
-        .args(["--port", &server.port().to_string()])
-        .arg("--ca")
-        .arg(&pki.ca.cert_path);
-    let done = run_bounded(cmd, SCRIPT_TIMEOUT);
-    match done.status {
-        Some(status) if status.success() => done.stdout,
-        _ => panic!(
-            "tls_clients.py {mode} against {} ended with {:?}\n--- stdout:\n{}\n--- stderr:\n{}\n{}",
-            server.kind().name(),
-            done.status,
-            done.stdout,
-            done.stderr,
-            server.diagnostics()
-        ),
-    }
+    let args = [
+        OsStr::new(mode),
+        OsStr::new("--ca"),
+        pki.ca.cert_path.as_os_str(),
+    ];
+    python::run_script(
+        &python::python(),
+        "tls_clients.py",
+        server,
+        &args,
+        SCRIPT_TIMEOUT,
+    )
 }
 
 fn assert_output(server: &Server, mode: &str, expected: &str, actual: &str) {

@@ -36,13 +36,7 @@ const STATS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `ssl_handshake_errors` from `stats` over `conn`.
 fn handshake_errors(conn: &mut TlsConn) -> u64 {
-    let stats = conn.stats("");
-    let value = stats
-        .get("ssl_handshake_errors")
-        .unwrap_or_else(|| panic!("no ssl_handshake_errors in stats: {stats:?}"));
-    value
-        .parse()
-        .unwrap_or_else(|_| panic!("ssl_handshake_errors is not a number: {value:?}"))
+    conn.stat_number("ssl_handshake_errors")
 }
 
 /// Rampart: polls (bounded) until `ssl_handshake_errors` reaches `expected`, and requires it

@@ -5,15 +5,15 @@
 //! - every refused handshake counts once in `ssl_handshake_errors`, including clients that
 //!   reset the connection instead of reading the alert.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::Duration;
 
-use rampart_tests::server::{find_on_path, run_bounded};
+use rampart_tests::Kind;
+use rampart_tests::python;
 use rampart_tests::tls::{Pki, TlsConn, poll, second_port, start_tls, tcp_connect};
-use rampart_tests::{Kind, package_dir};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 const STATS_POLLS: u32 = 50;
@@ -22,11 +22,7 @@ const STATS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const RESETTING_CLIENTS: u64 = 20;
 
 fn handshake_errors(conn: &mut TlsConn) -> u64 {
-    let stats = conn.stats("");
-    stats
-        .get("ssl_handshake_errors")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no numeric ssl_handshake_errors in stats: {stats:?}"))
+    conn.stat_number("ssl_handshake_errors")
 }
 
 #[test]
@@ -39,27 +35,25 @@ fn a_session_without_a_client_certificate_does_not_resume_on_mtls() {
         &[&ca, "ssl_session_cache"],
         &["-l", "mtls:127.0.0.1:0"],
     );
-    let python = std::env::var_os("PYTHON")
-        .map(Into::into)
-        .or_else(|| find_on_path("python3"))
-        .expect("python3 is not on PATH (set PYTHON to use another interpreter)");
-    let mut cmd = Command::new(python);
-    cmd.arg(package_dir().join("python/tls_clients.py"))
-        .arg("resume_mtls")
-        .args(["--port", &server.port().to_string()])
-        .args(["--port2", &second_port(&server).to_string()])
-        .arg("--ca")
-        .arg(&pki.ca.cert_path);
-    let done = run_bounded(cmd, SCRIPT_TIMEOUT);
+    let port2 = second_port(&server).to_string();
+    let args = [
+        OsStr::new("resume_mtls"),
+        OsStr::new("--port2"),
+        OsStr::new(&port2),
+        OsStr::new("--ca"),
+        pki.ca.cert_path.as_os_str(),
+    ];
+    let out = python::run_script(
+        &python::python(),
+        "tls_clients.py",
+        &server,
+        &args,
+        SCRIPT_TIMEOUT,
+    );
     assert!(
-        done.status.is_some_and(|s| s.success())
-            && done.stdout.contains("first has a session -> True")
-            && done
-                .stdout
-                .contains("mtls refused the certificate-less client -> True"),
-        "stdout:\n{}\nstderr:\n{}\n{}",
-        done.stdout,
-        done.stderr,
+        out.contains("first has a session -> True")
+            && out.contains("mtls refused the certificate-less client -> True"),
+        "stdout:\n{out}\n{}",
         server.diagnostics()
     );
 }

@@ -34,11 +34,7 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// `time_since_server_cert_refresh` from `stats`.
 fn cert_age(conn: &mut TlsConn) -> u64 {
-    let stats = conn.stats("");
-    stats
-        .get("time_since_server_cert_refresh")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no numeric time_since_server_cert_refresh in {stats:?}"))
+    conn.stat_number("time_since_server_cert_refresh")
 }
 
 fn refresh(conn: &mut TlsConn) -> String {

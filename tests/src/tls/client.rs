@@ -268,6 +268,15 @@ impl TlsConn {
         parse_stats(&self.roundtrip(request.as_bytes(), b"END\r\n"))
     }
 
+    /// One numeric line of `stats`; panics when it is missing or not a number.
+    pub fn stat_number(&mut self, name: &str) -> u64 {
+        let stats = self.stats("");
+        stats
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {name} in stats: {stats:?}"))
+    }
+
     fn read_some(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Option<End> {
         let now = Instant::now();
         if now >= deadline {

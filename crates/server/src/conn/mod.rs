@@ -58,10 +58,7 @@ impl Transport for glommio::net::TcpStream {
 
     async fn readable(&self) -> io::Result<()> {
         let mut byte = [0u8; 1];
-        self.peek(&mut byte)
-            .await
-            .map(drop)
-            .map_err(io::Error::from)
+        peeked(self.peek(&mut byte).await)
     }
 }
 
@@ -76,11 +73,13 @@ impl Transport for glommio::net::UnixStream {
 
     async fn readable(&self) -> io::Result<()> {
         let mut byte = [0u8; 1];
-        self.peek(&mut byte)
-            .await
-            .map(drop)
-            .map_err(io::Error::from)
+        peeked(self.peek(&mut byte).await)
     }
+}
+
+/// A one-byte peek's outcome as a readiness wait's.
+fn peeked<E: Into<io::Error>>(result: Result<usize, E>) -> io::Result<()> {
+    result.map(drop).map_err(Into::into)
 }
 
 /// How long a read may wait for input.
