@@ -17,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod conns;
 pub mod doorbell;
+pub mod idle;
 pub mod listen;
 pub mod mesh;
 pub mod session;
@@ -49,6 +50,9 @@ use crate::worker::{Process, Tls, Worker};
 const IO_MEMORY_BYTES: usize = 256 * 1024;
 /// How often the executor looks for a shutdown request and reclaims expired items.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+/// Housekeeping turns per tick of the connections' idle clock (one release period).
+const IDLE_TICK_TURNS: u32 =
+    (conn::RELEASE_IDLE_AFTER.as_millis() / HOUSEKEEPING_INTERVAL.as_millis()) as u32;
 /// Expired items examined per housekeeping turn.
 const RECLAIM_VISITS_PER_TURN: usize = 1000;
 /// How long connections get to finish after a shutdown request before the process exits.
@@ -359,8 +363,13 @@ async fn executor_main(start: Start) {
         })
         .detach();
     }
+    let mut turns: u32 = 0;
     while !worker.shutting_down() {
         glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(IDLE_TICK_TURNS) {
+            worker.idle().tick();
+        }
         let now = stats::unix_now();
         worker.router().invoke_local(|store| {
             store.maintain(now, RECLAIM_VISITS_PER_TURN);

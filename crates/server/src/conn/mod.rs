@@ -2,7 +2,7 @@
 //! every reply of the batch with one send (one batch of TLS records on a TLS listener).
 //!
 //! A connection that has waited [`RELEASE_IDLE_AFTER`] for input gives its buffers back and
-//! sleeps on a one-byte peek until the socket is readable, so idle connections, TLS ones
+//! sleeps on a one-byte read until the socket is readable, so idle connections, TLS ones
 //! included, cost little memory.
 
 mod input;
@@ -21,6 +21,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::authz::Identity;
 use crate::config::Security;
 use crate::conns::{TlsDescription, tcp_addr};
+use crate::idle::IdleSlot;
 use crate::session::{Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
 use crate::worker::Worker;
@@ -40,9 +41,6 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// those connections are closed when the drain limit runs out).
     fn socket(&self) -> Option<RawFd>;
 
-    /// Waits until a read would not block (data or end of stream), without a buffer.
-    fn readable(&self) -> impl Future<Output = io::Result<()>>;
-
     /// The client's and the listener's addresses, for `stats conns` (TCP only).
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)>;
 }
@@ -55,11 +53,6 @@ impl Transport for glommio::net::TcpStream {
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         Some((self.peer_addr().ok()?, self.local_addr().ok()?))
     }
-
-    async fn readable(&self) -> io::Result<()> {
-        let mut byte = [0u8; 1];
-        peeked(self.peek(&mut byte).await)
-    }
 }
 
 impl Transport for glommio::net::UnixStream {
@@ -70,16 +63,6 @@ impl Transport for glommio::net::UnixStream {
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         None
     }
-
-    async fn readable(&self) -> io::Result<()> {
-        let mut byte = [0u8; 1];
-        peeked(self.peek(&mut byte).await)
-    }
-}
-
-/// A one-byte peek's outcome as a readiness wait's.
-fn peeked<E: Into<io::Error>>(result: Result<usize, E>) -> io::Result<()> {
-    result.map(drop).map_err(Into::into)
 }
 
 /// How long a read may wait for input.
@@ -97,10 +80,11 @@ impl Wait {
         timeout.map_or(Wait::Forever, Wait::For)
     }
 
-    fn deadline(self, from: Instant) -> Option<Instant> {
+    /// The read's deadline; the clock is read only for `For`.
+    fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Forever => None,
-            Wait::For(limit) => Some(from + limit),
+            Wait::For(limit) => Some(Instant::now() + limit),
             Wait::Until(deadline) => Some(deadline),
         }
     }
@@ -136,30 +120,51 @@ async fn before<T>(deadline: Instant, future: impl Future<Output = T>) -> Option
 }
 
 /// Reads once into `buffers`. After [`RELEASE_IDLE_AFTER`] without input the buffers are
-/// released and the wait goes on without them.
+/// released and the wait goes on without them (on a one-byte read). Without a deadline (the common case) idleness
+/// comes from the executor's coarse [`IdleSlot`] clock, so a read costs no timer; with one
+/// (`idle_timeout`, a handshake) a timer bounds the read anyway and also marks the release.
 async fn read_or_release<S: Transport, B: ReadBuffers>(
     stream: &mut S,
     buffers: &mut B,
     wait: Wait,
+    idle: &IdleSlot<'_>,
 ) -> io::Result<usize> {
-    let now = Instant::now();
-    let deadline = wait.deadline(now);
-    let release_at = now + RELEASE_IDLE_AFTER;
-    let first = deadline.map_or(release_at, |d| d.min(release_at));
-    if let Some(result) = before(first, stream.read(buffers.spare())).await {
+    let deadline = wait.deadline();
+    let read = stream.read(buffers.spare());
+    let first = match deadline {
+        None => idle.read_unless_idle(read).await,
+        Some(deadline) => {
+            let release_at = Instant::now() + RELEASE_IDLE_AFTER;
+            let result = before(deadline.min(release_at), read).await;
+            if result.is_none() && deadline <= release_at {
+                return Err(timed_out());
+            }
+            result
+        }
+    };
+    if let Some(result) = first {
         return result;
     }
-    if deadline.is_some_and(|d| d <= release_at) {
-        return Err(timed_out());
-    }
     buffers.release();
-    match deadline {
-        None => stream.readable().await?,
-        Some(deadline) => before(deadline, stream.readable())
+    // Wait for the next byte with a one-byte buffer (glommio waits for readiness without
+    // holding any buffer of its own), then take whatever else is already there.
+    let mut first_byte = [0u8; 1];
+    let n = match deadline {
+        None => stream.read(&mut first_byte).await?,
+        Some(deadline) => before(deadline, stream.read(&mut first_byte))
             .await
             .ok_or_else(timed_out)??,
+    };
+    if n == 0 {
+        return Ok(0);
     }
-    stream.read(buffers.spare()).await
+    let spare = buffers.spare();
+    spare[0] = first_byte[0];
+    match futures_lite::future::poll_once(stream.read(&mut spare[1..])).await {
+        Some(Ok(more)) => Ok(1 + more),
+        // Nothing more yet, or an error the next read will report again.
+        Some(Err(_)) | None => Ok(1),
+    }
 }
 
 /// The stream under a connection, plaintext or TLS.
@@ -176,14 +181,15 @@ impl Link {
         stream: &mut S,
         input: &mut InputBuffer,
         wait: Wait,
+        idle: &IdleSlot<'_>,
     ) -> io::Result<usize> {
         match self {
             Link::Plain => {
-                let n = read_or_release(stream, input, wait).await?;
+                let n = read_or_release(stream, input, wait, idle).await?;
                 input.filled(n);
                 Ok(n)
             }
-            Link::Tls(tls) => tls.read(stream, input, wait).await,
+            Link::Tls(tls) => tls.read(stream, input, wait, idle).await,
         }
     }
 
@@ -226,6 +232,7 @@ async fn establish<S: Transport>(
     worker: &Worker,
     security: Security,
     input: &mut InputBuffer,
+    idle: &IdleSlot<'_>,
 ) -> Option<(Link, Identity)> {
     let Security::Tls(mode) = security else {
         return Some((Link::Plain, Identity::Anonymous));
@@ -240,7 +247,7 @@ async fn establish<S: Transport>(
     };
     let mut link = TlsLink::new(session);
     let limit = tls.settings.handshake_timeout;
-    match link.handshake(stream, input, limit).await {
+    match link.handshake(stream, input, limit, idle).await {
         Ok(()) => {}
         Err(failure) => {
             let counters = tls.holder.counters();
@@ -271,7 +278,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let fd = stream.socket().unwrap_or(-1);
     let _registration = worker.register_connection(stream.socket());
     let mut input = InputBuffer::default();
-    let Some((mut link, identity)) = establish(&mut stream, &worker, security, &mut input).await
+    let idle = worker.idle().slot();
+    let Some((mut link, identity)) =
+        establish(&mut stream, &worker, security, &mut input, &idle).await
     else {
         return;
     };
@@ -296,7 +305,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             if let Some(listed) = &listed {
                 listed.entry.waiting();
             }
-            match link.read(&mut stream, &mut input, wait).await {
+            match link.read(&mut stream, &mut input, wait, &idle).await {
                 Ok(0) => break,
                 Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
                 Err(err) => {
@@ -305,15 +314,16 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                 }
             }
         }
+        // One clock reading per turn (memcached itself keeps a clock that ticks once a second).
+        let now = unix_now();
         if let Some(listed) = &listed {
-            listed.entry.working(unix_now());
+            listed.entry.working(now);
         }
         // One turn: everything this read completed. Requests for other cores' keys are
         // queued across the `-R` slices and exchanged once, when the turn ends (or when its
         // output or queue reaches OUT_FLUSH_BYTES).
         let stop = loop {
-            let mut progress =
-                session.process(input.data(), &worker, unix_now(), per_event, &mut out);
+            let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
             input.consume(progress.consumed);
             let budget_spent = progress.requests >= per_event;
             if progress.stop == Stop::WholeCache {

@@ -14,6 +14,7 @@ use rampart_tls::{Next, PeerIdentity, TlsSession};
 
 use super::input::{InputBuffer, READ_BUF_BYTES};
 use super::{ReadBuffers, Transport, Wait, before, read_or_release};
+use crate::idle::IdleSlot;
 
 /// The socket side of one TLS session.
 #[derive(Debug)]
@@ -52,12 +53,16 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         limit: Duration,
+        idle: &IdleSlot<'_>,
     ) -> Result<(), HandshakeFailure> {
         let deadline = Instant::now() + limit;
         // The deadline bounds the writes too: a client that never reads cannot hold it open.
-        before(deadline, self.handshake_until(stream, input, deadline))
-            .await
-            .unwrap_or(Err(HandshakeFailure::TimedOut))
+        before(
+            deadline,
+            self.handshake_until(stream, input, deadline, idle),
+        )
+        .await
+        .unwrap_or(Err(HandshakeFailure::TimedOut))
     }
 
     async fn handshake_until<S: Transport>(
@@ -65,9 +70,10 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         deadline: Instant,
+        idle: &IdleSlot<'_>,
     ) -> Result<(), HandshakeFailure> {
         while self.session.is_handshaking() {
-            match self.read(stream, input, Wait::Until(deadline)).await {
+            match self.read(stream, input, Wait::Until(deadline), idle).await {
                 Ok(_) if !self.session.is_handshaking() => break,
                 // End of stream before the handshake finished.
                 Ok(0) => return Err(HandshakeFailure::Closed),
@@ -106,6 +112,7 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         wait: Wait,
+        idle: &IdleSlot<'_>,
     ) -> io::Result<usize> {
         if self.peer_closed {
             return Ok(0);
@@ -117,7 +124,7 @@ impl TlsLink {
                 session: &mut self.session,
                 input: &mut *input,
             };
-            let n = read_or_release(stream, &mut buffers, wait).await?;
+            let n = read_or_release(stream, &mut buffers, wait, idle).await?;
             if n == 0 {
                 return Ok(0);
             }
