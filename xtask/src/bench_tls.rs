@@ -2,7 +2,9 @@
 //! same certificate, driven by `rampart-perf` pinned to the other CPUs (issue #7).
 //!
 //! Every measurement starts a fresh server, and the two servers take turns (memcached,
-//! rampart, memcached, ...) so that drifting background load hits both alike. Phase one is
+//! rampart, memcached, ...) so that drifting background load hits both alike. A preflight
+//! first checks that each server, given the same `-Z` flags and certificate, answers over
+//! TLS; one that does not sits out the TLS scenarios and fails the command. Phase one is
 //! closed loop (throughput, CPU per request, latency at saturation) for every round; phase
 //! two is open loop at half the lower server's median closed-loop throughput (latency
 //! without coordinated omission); phase three stores items and reads resident memory. The
@@ -18,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rampart_perf::{Config, Report, Stop, TlsConfig, Verify};
 
 use crate::{cargo, on_path, root, run_checked, step, target_dir};
 use report::{Failure, Meta, Results, Run};
-use server::{Certs, Kind, Launch, StartError};
+use server::{Certs, Kind, Launch};
 
 const CONNECTIONS: usize = 50;
 const GET_RATIO: f64 = 0.9;
@@ -31,9 +33,16 @@ const GET_RATIO: f64 = 0.9;
 const KEYS: u64 = 10_000;
 /// Random sets per key before measuring: 1 - e^-4, 98% of the keys are warm.
 const WARM_SETS_PER_KEY: u64 = 4;
+/// `--quick` warms with one set per key (63% of the keys): it checks for errors, not speed.
+const QUICK_WARM_SETS_PER_KEY: u64 = 1;
+/// The TLS preflight: a few requests on a couple of connections.
+const PREFLIGHT_CONNECTIONS: usize = 2;
+const PREFLIGHT_REQUESTS: u64 = 200;
 const MEMORY_LIMIT_MIB: usize = 1024;
 const MEMORY_VALUE_BYTES: usize = 100;
 const SERVER_CPU: usize = 0;
+/// Set for the optimized run that a dev-profile xtask starts, so that it never starts another.
+const REEXEC_ENV: &str = "RAMPART_BENCH_TLS_OPTIMIZED";
 /// Open-loop offered rate as a fraction of the lower closed-loop throughput.
 const OPEN_LOOP_FRACTION: f64 = 0.5;
 
@@ -44,6 +53,7 @@ pub struct Options {
     pub rounds: usize,
     pub seconds: f64,
     pub memory_items: u64,
+    pub warm_sets_per_key: u64,
     /// Where the report goes; default perf/results (full) or <target>/bench-tls (quick).
     pub out: Option<PathBuf>,
 }
@@ -74,14 +84,41 @@ impl Options {
         let options = Options {
             quick,
             rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
-            seconds: seconds.unwrap_or(if quick { 1.5 } else { 5.0 }),
+            seconds: seconds.unwrap_or(if quick { 1.0 } else { 5.0 }),
             memory_items: items.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            warm_sets_per_key: if quick {
+                QUICK_WARM_SETS_PER_KEY
+            } else {
+                WARM_SETS_PER_KEY
+            },
             out,
         };
         if options.rounds == 0 || options.seconds <= 0.0 || options.memory_items == 0 {
             bail!("--rounds, --seconds and --items must be positive");
         }
         Ok(options)
+    }
+}
+
+impl Options {
+    /// The command-line arguments that [`Options::parse`] turns into these options.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.quick {
+            args.push("--quick".to_string());
+        }
+        args.extend([
+            "--rounds".to_string(),
+            self.rounds.to_string(),
+            "--seconds".to_string(),
+            self.seconds.to_string(),
+            "--items".to_string(),
+            self.memory_items.to_string(),
+        ]);
+        if let Some(out) = &self.out {
+            args.extend(["--out".to_string(), out.display().to_string()]);
+        }
+        args
     }
 }
 
@@ -123,6 +160,29 @@ impl Scenario {
 pub fn bench_tls(options: &Options) -> Result<()> {
     let started = Instant::now();
     let root = root();
+    // The load generator runs in this process. Built in the dev profile (`cargo xtask` is
+    // `cargo run`), it cannot keep rampart busy at depth 16: about 600,000 ops/s at 1.1-1.5
+    // CPU-s per million against 1.1-1.26 million at 0.8-0.9 with the release build, on the
+    // same server. A full run therefore runs itself again built with --release; `--quick`
+    // only looks for errors and stays here, which saves CI the optimized build of xtask.
+    if cfg!(debug_assertions) && !options.quick && env::var_os(REEXEC_ENV).is_none() {
+        step("an optimized load generator: cargo run --release -p xtask -- bench-tls");
+        return run_checked(
+            Command::new(cargo())
+                .current_dir(&root)
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "xtask",
+                    "--",
+                    "bench-tls",
+                ])
+                .args(options.to_args())
+                .env(REEXEC_ENV, "1"),
+        );
+    }
     step("prerequisites");
     if !on_path("memcached") {
         crate::install_prerequisites()?;
@@ -182,8 +242,21 @@ pub fn bench_tls(options: &Options) -> Result<()> {
         svg.display(),
         started.elapsed().as_secs_f64()
     );
+    // In --quick (CI) only rampart's failures fail the command: memcached 1.6.18 has known
+    // TLS stalls of its own (docs/performance.md), which must not block rampart's CI.
+    let failing = results
+        .failures
+        .iter()
+        .filter(|f| !options.quick || f.kind == Kind::Rampart)
+        .count();
+    if failing > 0 {
+        bail!("{failing} run(s) failed (listed above)");
+    }
     if !results.failures.is_empty() {
-        bail!("{} run(s) failed (listed above)", results.failures.len());
+        eprintln!(
+            "warning: memcached failed {} run(s) (listed above); reported, not failing --quick",
+            results.failures.len()
+        );
     }
     Ok(())
 }
@@ -209,36 +282,36 @@ fn measure(
     let ticks = server::clock_ticks_per_s()?;
     let mut meta = Meta::collect(root, options, &client_cpus, SERVER_CPU, MEMORY_LIMIT_MIB)?;
 
-    step("does rampart speak TLS yet?");
-    meta.rampart_tls = match launch.start(Kind::Rampart, true) {
-        Ok(_) => None,
-        Err(StartError::TlsUnsupported(line)) => {
-            println!("no: {line}; rampart's TLS rows are marked not supported");
-            Some(line)
-        }
-        Err(StartError::Other(e)) => return Err(e),
-    };
-    if meta.rampart_tls.is_none() {
-        println!("yes");
-    }
-    let supported = |kind: Kind, scenario: &Scenario| {
-        !(kind == Kind::Rampart && scenario.tls && meta.rampart_tls.is_some())
-    };
-
-    let mut runs = Vec::new();
-    // A failed run is recorded and the rest still run, so that one stall does not lose the
-    // others' figures; any failure makes the whole command fail at the end.
-    let mut failures = Vec::new();
-    let scenarios = Scenario::all();
     let bench = Bench {
         launch: &launch,
         client_cpus: &client_cpus,
         ticks,
         seconds: options.seconds,
+        warm_sets_per_key: options.warm_sets_per_key,
     };
+    // A failed run is recorded and the rest still run, so that one stall does not lose the
+    // others' figures; any failure makes the whole command fail at the end.
+    let mut failures = Vec::new();
+    // Both servers get the same -Z flags and files; one that cannot serve a few TLS requests
+    // fails here, once, with its own output, and sits out the TLS scenarios.
+    let mut no_tls = Vec::new();
+    for kind in Kind::BOTH {
+        step(&format!("TLS preflight: {} with -Z", kind.name()));
+        match bench.preflight(kind) {
+            Ok(()) => println!("ok: served {PREFLIGHT_REQUESTS} requests over TLS"),
+            Err(e) => {
+                failures.push(failed(0, kind, "tls preflight", &e));
+                no_tls.push(kind);
+            }
+        }
+    }
+    let usable = |kind: &Kind, scenario: &Scenario| !(scenario.tls && no_tls.contains(kind));
+
+    let mut runs = Vec::new();
+    let scenarios = Scenario::all();
     for round in 1..=options.rounds {
         for scenario in &scenarios {
-            for kind in Kind::BOTH.into_iter().filter(|k| supported(*k, scenario)) {
+            for kind in Kind::BOTH.into_iter().filter(|k| usable(k, scenario)) {
                 step(&format!(
                     "round {round}/{}: {} closed loop, {}",
                     options.rounds,
@@ -247,7 +320,7 @@ fn measure(
                 ));
                 match bench.load(round, kind, scenario, None) {
                     Ok(run) => runs.push(run),
-                    Err(e) => failures.push(Failure::new(round, kind, &scenario.name(), &e)),
+                    Err(e) => failures.push(failed(round, kind, &scenario.name(), &e)),
                 }
             }
         }
@@ -255,7 +328,7 @@ fn measure(
     for scenario in &scenarios {
         let lower = Kind::BOTH
             .into_iter()
-            .filter(|k| supported(*k, scenario))
+            .filter(|k| usable(k, scenario))
             .filter_map(|kind| {
                 report::median(
                     runs.iter()
@@ -275,7 +348,7 @@ fn measure(
         }
         let rate = (lower * OPEN_LOOP_FRACTION).max(1.0).round();
         for round in 1..=options.rounds {
-            for kind in Kind::BOTH.into_iter().filter(|k| supported(*k, scenario)) {
+            for kind in Kind::BOTH.into_iter().filter(|k| usable(k, scenario)) {
                 step(&format!(
                     "round {round}/{}: {} open loop at {rate} req/s, {}",
                     options.rounds,
@@ -284,7 +357,7 @@ fn measure(
                 ));
                 match bench.load(round, kind, scenario, Some(rate)) {
                     Ok(run) => runs.push(run),
-                    Err(e) => failures.push(Failure::new(round, kind, &scenario.name(), &e)),
+                    Err(e) => failures.push(failed(round, kind, &scenario.name(), &e)),
                 }
             }
         }
@@ -300,7 +373,7 @@ fn measure(
             ));
             match bench.memory(round, kind, options.memory_items) {
                 Ok(m) => memory.push(m),
-                Err(e) => failures.push(Failure::new(round, kind, "memory", &e)),
+                Err(e) => failures.push(failed(round, kind, "memory", &e)),
             }
         }
     }
@@ -333,6 +406,7 @@ struct Bench<'a> {
     client_cpus: &'a [usize],
     ticks: u64,
     seconds: f64,
+    warm_sets_per_key: u64,
 }
 
 impl Bench<'_> {
@@ -352,6 +426,24 @@ impl Bench<'_> {
         }
     }
 
+    /// A few requests over TLS to a fresh `kind` started with `-Z`: a server whose TLS does
+    /// not start or does not answer fails here with its own output.
+    fn preflight(&self, kind: Kind) -> Result<()> {
+        let mut server = self.launch.start(kind, true)?;
+        let config = Config {
+            connections: PREFLIGHT_CONNECTIONS,
+            threads: 1,
+            keys: PREFLIGHT_REQUESTS,
+            get_ratio: 0.5,
+            stop: Stop::Requests(PREFLIGHT_REQUESTS),
+            ..self.config(server.addr(), true)
+        };
+        let result = rampart_perf::run(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|report| check_clean(kind, "TLS preflight", &report));
+        with_exit(result, kind, &mut server)
+    }
+
     /// One closed-loop (`rate` None) or open-loop run against a fresh server.
     fn load(
         &self,
@@ -360,7 +452,19 @@ impl Bench<'_> {
         scenario: &Scenario,
         rate: Option<f64>,
     ) -> Result<Run> {
-        let server = start(self.launch, kind, scenario.tls)?;
+        let mut server = self.launch.start(kind, scenario.tls)?;
+        let result = self.load_on(&server, round, kind, scenario, rate);
+        with_exit(result, kind, &mut server)
+    }
+
+    fn load_on(
+        &self,
+        server: &server::Server,
+        round: usize,
+        kind: Kind,
+        scenario: &Scenario,
+        rate: Option<f64>,
+    ) -> Result<Run> {
         let base = Config {
             keys: KEYS,
             value_size: scenario.value_size,
@@ -371,7 +475,7 @@ impl Bench<'_> {
         // left inside OpenSSL while it waits for the socket), a bug rampart must not hide.
         let warm = Config {
             get_ratio: 0.0,
-            stop: Stop::Requests(WARM_SETS_PER_KEY * KEYS),
+            stop: Stop::Requests(self.warm_sets_per_key * KEYS),
             ..base.clone()
         };
         let warmed = rampart_perf::run(&warm)
@@ -406,7 +510,18 @@ impl Bench<'_> {
 
     /// Stores `items` values and reports resident memory per item.
     fn memory(&self, round: usize, kind: Kind, items: u64) -> Result<report::Memory> {
-        let server = start(self.launch, kind, false)?;
+        let mut server = self.launch.start(kind, false)?;
+        let result = self.memory_on(&server, round, kind, items);
+        with_exit(result, kind, &mut server)
+    }
+
+    fn memory_on(
+        &self,
+        server: &server::Server,
+        round: usize,
+        kind: Kind,
+        items: u64,
+    ) -> Result<report::Memory> {
         let before = server.sample()?;
         let config = Config {
             keys: items,
@@ -437,10 +552,17 @@ impl Bench<'_> {
     }
 }
 
-fn start(launch: &Launch, kind: Kind, tls: bool) -> Result<server::Server> {
-    launch.start(kind, tls).map_err(|e| match e {
-        StartError::TlsUnsupported(line) => anyhow!("{} refused TLS: {line}", kind.name()),
-        StartError::Other(e) => e,
+/// Prints a failed run's whole error (the report keeps its beginning) and records it.
+fn failed(round: usize, kind: Kind, scenario: &str, error: &anyhow::Error) -> Failure {
+    eprintln!("FAILED: {} {scenario}: {error:#}", kind.name());
+    Failure::new(round, kind, scenario, error)
+}
+
+/// A failed run's error, plus the server's exit status and output if it died meanwhile.
+fn with_exit<T>(result: Result<T>, kind: Kind, server: &mut server::Server) -> Result<T> {
+    result.map_err(|e| match server.exited() {
+        Some(exit) => e.context(format!("{} {exit}", kind.name())),
+        None => e,
     })
 }
 
@@ -472,8 +594,14 @@ mod tests {
     fn quick_is_one_short_round_and_flags_override_it() {
         let quick = Options::parse(&args(&["--quick"])).expect("parses");
         assert_eq!((quick.rounds, quick.memory_items), (1, 100_000));
+        assert_eq!((quick.seconds, quick.warm_sets_per_key), (1.0, 1));
         let full = Options::parse(&args(&["--rounds", "5", "--seconds", "2"])).expect("parses");
         assert_eq!((full.rounds, full.seconds), (5, 2.0));
+        let again = Options::parse(&full.to_args()).expect("parses its own arguments");
+        assert_eq!(
+            (again.rounds, again.seconds, again.memory_items, again.quick),
+            (5, 2.0, full.memory_items, false)
+        );
         assert!(Options::parse(&args(&["--rounds", "0"])).is_err());
         assert!(Options::parse(&args(&["--bogus"])).is_err());
     }

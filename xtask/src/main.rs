@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
 //!
 //! - `cargo xtask ci`: install missing test prerequisites (as root), then fmt, clippy, build
-//!   and the whole workspace's tests with `RAMPART_BIN` pointing at the fresh binary. Stops
-//!   at the first failing step with a non-zero exit status.
+//!   and the whole workspace's tests with `RAMPART_BIN` pointing at the fresh binary, then
+//!   `bench-tls --quick` (errors only, never speed). Stops at the first failing step with a
+//!   non-zero exit status.
 //! - `cargo xtask fuzz [TARGET] [--seconds N]`: run a cargo-fuzz target (in `fuzz/`, its
 //!   own workspace; default every target in turn) for N seconds, installing cargo-fuzz
 //!   first if needed.
@@ -46,7 +47,7 @@ usage: cargo xtask <command>
 commands:
   ci                               install missing test prerequisites (as root), then
                                    fmt --check, clippy -D warnings, check the fuzz
-                                   targets, build, test
+                                   targets, build, test, bench-tls --quick
   fuzz [TARGET] [--seconds N]      run a cargo-fuzz target in fuzz/ for N seconds
                                    (default: every target, 60 s each)
   bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
@@ -216,6 +217,13 @@ fn ci() -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("RAMPART_BIN", &binary),
     )?;
+
+    // Last, so that a benchmark problem never hides a test failure. Every scenario against
+    // both servers for a second; it fails on errors only (a server that does not start, an
+    // error reply, a run that does not complete), never on speed. Its report goes under the
+    // target dir, so the committed perf/results/ stay as they are.
+    step("cargo xtask bench-tls --quick");
+    bench_tls::bench_tls(&bench_tls::Options::parse(&["--quick".to_string()])?)?;
 
     println!("\nxtask ci: all steps passed");
     Ok(())

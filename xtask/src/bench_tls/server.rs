@@ -15,8 +15,8 @@ use serde::Serialize;
 /// How long a server may take to write its port file.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// rampart's (and sysexits') EX_USAGE: how a build without TLS refuses `-Z`.
-const EXIT_USAGE: i32 = 64;
+/// How much of a server's output an error quotes.
+const MAX_LOG_CHARS: usize = 2000;
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which server.
@@ -59,19 +59,13 @@ pub struct Certs {
     pub key: PathBuf,
 }
 
-/// A server that did not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// rampart refused the TLS flags with EX_USAGE: this build has no TLS yet.
-    TlsUnsupported(String),
-    Other(anyhow::Error),
-}
-
 /// A running server; killed on drop.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// Its stdout and stderr.
+    log: PathBuf,
 }
 
 /// CPU time and memory of a process at one instant.
@@ -180,15 +174,14 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 impl Launch {
     /// Starts `kind` pinned to the server CPU with one thread, the memory limit, and TLS when
-    /// asked; returns once it listens.
-    pub fn start(&self, kind: Kind, tls: bool) -> Result<Server, StartError> {
+    /// asked (the same flags and files for both servers); returns once it listens. An error
+    /// quotes the command line and the server's output.
+    pub fn start(&self, kind: Kind, tls: bool) -> Result<Server> {
         let name = format!("{}-{}", kind.name(), std::process::id());
         let port_file = self.dir.join(format!("{name}.port"));
         let log_file = self.dir.join(format!("{name}.log"));
         let _ = fs::remove_file(&port_file);
-        let log = fs::File::create(&log_file)
-            .and_then(|f| Ok((f.try_clone()?, f)))
-            .map_err(|e| StartError::Other(e.into()))?;
+        let log = fs::File::create(&log_file).and_then(|f| Ok((f.try_clone()?, f)))?;
         let binary = match kind {
             Kind::Memcached => &self.memcached,
             Kind::Rampart => &self.rampart,
@@ -217,31 +210,29 @@ impl Launch {
         let rendered = crate::render(&cmd);
         let child = cmd
             .spawn()
-            .with_context(|| format!("cannot run {rendered}"))
-            .map_err(StartError::Other)?;
-        let mut server = Server { child, port: 0 };
+            .with_context(|| format!("cannot run {rendered}"))?;
+        let mut server = Server {
+            child,
+            port: 0,
+            log: log_file,
+        };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(port) = read_port_file(&port_file) {
                 server.port = port;
                 return Ok(server);
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let output = fs::read_to_string(&log_file).unwrap_or_default();
-                let mentions_tls = ["TLS", "ssl", "-Z"].iter().any(|w| output.contains(w));
-                if tls && status.code() == Some(EXIT_USAGE) && mentions_tls {
-                    let line = output.lines().next().unwrap_or("").trim().to_string();
-                    return Err(StartError::TlsUnsupported(line));
-                }
-                return Err(StartError::Other(anyhow::anyhow!(
-                    "`{rendered}` exited with {status} before listening:\n{output}"
-                )));
+            if let Some(exit) = server.exited() {
+                bail!("{} did not start: `{rendered}` {exit}", kind.name());
             }
             if Instant::now() >= deadline {
-                return Err(StartError::Other(anyhow::anyhow!(
-                    "`{rendered}` did not write {} within {READY_TIMEOUT:?}",
-                    port_file.display()
-                )));
+                bail!(
+                    "{} did not start: `{rendered}` did not write {} within {READY_TIMEOUT:?}; \
+                     its output:\n{}",
+                    kind.name(),
+                    port_file.display(),
+                    server.output()
+                );
             }
             thread::sleep(POLL_INTERVAL);
         }
@@ -263,6 +254,22 @@ impl Server {
 
     pub fn sample(&self) -> Result<Sample> {
         sample(self.child.id())
+    }
+
+    /// `Some("exited with <status>; its output: ...")` once the process has ended.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!(
+            "exited with {status}; its output:\n{}",
+            self.output()
+        ))
+    }
+
+    /// The end of what the server printed.
+    fn output(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let skip = text.chars().count().saturating_sub(MAX_LOG_CHARS);
+        text.chars().skip(skip).collect()
     }
 
     /// `curr_items` from a plaintext `stats` command.
@@ -340,6 +347,42 @@ pub fn clock_ticks_per_s() -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_exits_at_once_is_an_error_quoting_its_output() {
+        if !crate::on_path("taskset") {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("bench-tls-start-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let refuses = dir.join("refuses");
+        fs::write(
+            &refuses,
+            "#!/bin/sh\necho 'cannot load the certificate' >&2\nexit 64\n",
+        )
+        .expect("script");
+        set_mode(&refuses, 0o755).expect("chmod");
+        let launch = Launch {
+            memcached: refuses.clone(),
+            rampart: refuses,
+            server_cpu: 0,
+            memory_mib: 64,
+            certs: Certs {
+                ca: dir.join("ca.pem"),
+                chain: dir.join("server.pem"),
+                key: dir.join("server.key"),
+            },
+            dir: dir.clone(),
+        };
+        let error = format!(
+            "{:#}",
+            launch.start(Kind::Rampart, true).expect_err("exits")
+        );
+        let _ = fs::remove_dir_all(&dir);
+        assert!(error.contains("rampart did not start"), "{error}");
+        assert!(error.contains("-Z -o ssl_chain_cert="), "{error}");
+        assert!(error.contains("cannot load the certificate"), "{error}");
+    }
 
     #[test]
     fn our_own_process_can_be_sampled() {
