@@ -153,9 +153,16 @@ for_both_servers!(
     super::bmemcached_binary_protocol_with_tls_context
 );
 
+/// With the server-side cache, and without it (stateless tickets, as memcached 1.6.18).
 fn session_resumption_reports_session_reused(kind: Kind) {
+    for opts in [&["ssl_session_cache"][..], &[]] {
+        resumption(kind, opts);
+    }
+}
+
+fn resumption(kind: Kind, opts: &[&str]) {
     let pki = Pki::new();
-    let server = start_tls(kind, &pki, &["ssl_session_cache"], &[]);
+    let server = start_tls(kind, &pki, opts, &[]);
     let out = run_script(&server, &pki, "resume");
     let expected = "\
 first version -> True

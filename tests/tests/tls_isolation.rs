@@ -27,35 +27,35 @@ fn handshake_errors(conn: &mut TlsConn) -> u64 {
 
 #[test]
 fn a_session_without_a_client_certificate_does_not_resume_on_mtls() {
-    let pki = Pki::new();
-    let ca = pki.ca_opts();
-    let server = start_tls(
-        Kind::Rampart,
-        &pki,
-        &[&ca, "ssl_session_cache"],
-        &["-l", "mtls:127.0.0.1:0"],
-    );
-    let port2 = second_port(&server).to_string();
-    let args = [
-        OsStr::new("resume_mtls"),
-        OsStr::new("--port2"),
-        OsStr::new(&port2),
-        OsStr::new("--ca"),
-        pki.ca.cert_path.as_os_str(),
-    ];
-    let out = python::run_script(
-        &python::python(),
-        "tls_clients.py",
-        &server,
-        &args,
-        SCRIPT_TIMEOUT,
-    );
-    assert!(
-        out.contains("first has a session -> True")
-            && out.contains("mtls refused the certificate-less client -> True"),
-        "stdout:\n{out}\n{}",
-        server.diagnostics()
-    );
+    // Tickets resume sessions with or without the server-side cache.
+    for cache in [&["ssl_session_cache"][..], &[]] {
+        let pki = Pki::new();
+        let ca = pki.ca_opts();
+        let mut opts = vec![ca.as_str()];
+        opts.extend_from_slice(cache);
+        let server = start_tls(Kind::Rampart, &pki, &opts, &["-l", "mtls:127.0.0.1:0"]);
+        let port2 = second_port(&server).to_string();
+        let args = [
+            OsStr::new("resume_mtls"),
+            OsStr::new("--port2"),
+            OsStr::new(&port2),
+            OsStr::new("--ca"),
+            pki.ca.cert_path.as_os_str(),
+        ];
+        let out = python::run_script(
+            &python::python(),
+            "tls_clients.py",
+            &server,
+            &args,
+            SCRIPT_TIMEOUT,
+        );
+        assert!(
+            out.contains("first has a session -> True")
+                && out.contains("mtls refused the certificate-less client -> True"),
+            "{cache:?}: stdout:\n{out}\n{}",
+            server.diagnostics()
+        );
+    }
 }
 
 #[test]

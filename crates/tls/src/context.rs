@@ -56,7 +56,7 @@ impl ListenerTls {
 
 /// Builds a complete new server context from the files named in `settings`: ciphers, the
 /// certificate chain, the key (`ssl_keyformat`), the key/certificate check, the client CA,
-/// verify mode, minimum version, session cache and tickets. Renegotiation is refused and idle
+/// verify mode, minimum version, the session cache (tickets are always on). Renegotiation is refused and idle
 /// connections release their buffers. New sessions are counted into `counters`.
 ///
 /// Nothing is shared with a previous context, so a failure leaves whatever is serving intact.
@@ -81,18 +81,19 @@ pub fn build_context(
     ctx.set_options(SslOptions::NO_RENEGOTIATION);
     // The batch writer keeps its buffer still while a write is retried, but be tolerant.
     ctx.set_mode(SslMode::RELEASE_BUFFERS | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+    // Each listener kind overrides it per connection (ListenerTls::session_id_context).
+    ctx.set_session_id_context(SESSION_ID_CONTEXT)
+        .map_err(internal)?;
     if settings.session_cache {
         ctx.set_session_cache_mode(SslSessionCacheMode::SERVER);
-        ctx.set_session_id_context(SESSION_ID_CONTEXT)
-            .map_err(internal)?;
         let counters = Arc::clone(counters);
         ctx.set_new_session_callback(move |_ssl, _session| {
             counters.new_sessions.fetch_add(1, Ordering::Relaxed);
         });
     } else {
-        // No cache and no tickets: nothing to resume from.
+        // No server-side cache; stateless tickets still resume sessions, as in memcached
+        // 1.6.18 without ssl_session_cache (checked live, TLS 1.2 and 1.3).
         ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
-        ctx.set_options(SslOptions::NO_TICKET);
     }
     Ok(ctx.build())
 }

@@ -611,6 +611,36 @@ fn sessions_resume_from_tickets_and_are_counted() {
 }
 
 #[test]
+fn tickets_resume_without_the_session_cache() {
+    let pki = Pki::new();
+    let holder = ContextHolder::new(&settings(&pki)).unwrap();
+    for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
+        let c = client(&pki, Some(max), false);
+        let _first = Conn::established(&holder, &c);
+        let session = c
+            .sessions
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a ticket");
+        let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
+        second.pump().unwrap();
+        assert!(second.server.ssl().unwrap().session_reused(), "{max:?}");
+    }
+    // memcached reports ssl_new_sessions only with the cache.
+    let mut stats = Vec::new();
+    holder.stats(&mut stats, |out, name, value| {
+        out.extend_from_slice(format!("STAT {name} {value}\r\n").as_bytes())
+    });
+    assert!(
+        !String::from_utf8(stats)
+            .unwrap()
+            .contains("ssl_new_sessions")
+    );
+}
+
+#[test]
 fn startup_errors_match_memcached() {
     let pki = Pki::new();
     let good = settings(&pki);
