@@ -14,43 +14,11 @@ import hashlib
 
 import bmemcached
 
+from suite_common import CAS, gets_shape, show
+
 SOCKET_TIMEOUT_SECONDS = 5
 CORE_STATS = ["pid", "uptime", "version", "curr_items", "total_items", "cmd_get",
               "cmd_set", "get_hits", "get_misses", "curr_connections", "bytes"]
-
-
-class CasLabels:
-    """Maps real CAS uniques to C1, C2... in order of first appearance."""
-
-    def __init__(self):
-        self.labels = {}
-
-    def label(self, unique):
-        if unique is None:
-            return None
-        if unique not in self.labels:
-            self.labels[unique] = "C%d" % (len(self.labels) + 1)
-        return self.labels[unique]
-
-
-CAS = CasLabels()
-
-
-def show(description, call, shape=None):
-    """Run call(), print `description -> result`, return the raw result (None on error)."""
-    try:
-        result = call()
-    except Exception as exc:  # the exception type and message are the observable result
-        print("%s -> raised %s: %s" % (description, type(exc).__name__, exc))
-        return None
-    shown = shape(result) if shape else result
-    print("%s -> %r" % (description, shown))
-    return result
-
-
-def gets_shape(result):
-    value, unique = result
-    return (value, CAS.label(unique))
 
 
 def sorted_dict(result):

@@ -22,6 +22,8 @@ import socket
 import ssl
 import sys
 
+from suite_common import show
+
 TIMEOUT_SECONDS = 10
 HOST = "127.0.0.1"
 
@@ -31,16 +33,6 @@ def context(args):
     if args.cert:
         ctx.load_cert_chain(args.cert, args.key)
     return ctx
-
-
-def show(description, call):
-    try:
-        result = call()
-    except Exception as exc:  # the exception type and message are the observable result
-        print("%s -> raised %s: %s" % (description, type(exc).__name__, exc))
-        return None
-    print("%s -> %r" % (description, result))
-    return result
 
 
 def read_until(sock, terminator):
