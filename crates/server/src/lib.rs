@@ -280,6 +280,7 @@ async fn executor_main(start: Start) {
         ready,
         go,
     } = start;
+    let activity = bell.activity();
     bell.listen();
     // glommio's unix listener cannot be made from a descriptor, so the first executor binds
     // it, before the main thread drops privileges; its connections are served on that core.
@@ -322,7 +323,8 @@ async fn executor_main(start: Start) {
             Rc::new(Mesh::new(core, connected.requests_out)),
         )
     };
-    let worker = Rc::new(Worker::new(config, process, router, stats::unix_now()));
+    let worker =
+        Rc::new(Worker::new(config, process, router, stats::unix_now()).with_activity(activity));
     mesh::spawn_services(&worker, connected.service);
     let _ = ready.send(Ok(()));
     if go.recv().is_err() {

@@ -93,6 +93,8 @@ pub struct Worker {
     open: Cell<usize>,
     /// Which waiting connections have been idle long enough to give their buffers back.
     idle: crate::idle::IdleClock,
+    /// Tells the heartbeat this executor is serving (none in tests without one).
+    activity: Option<crate::doorbell::Activity>,
 }
 
 /// Keeps a connection's socket registered with its worker while it is served.
@@ -132,6 +134,7 @@ impl Worker {
             connections: RefCell::new(HashSet::new()),
             open: Cell::new(0),
             idle: crate::idle::IdleClock::default(),
+            activity: None,
         }
     }
 
@@ -165,6 +168,19 @@ impl Worker {
 
     pub fn process(&self) -> &ProcessCounters {
         &self.process.counters
+    }
+
+    /// Reports this executor's connection activity to the heartbeat.
+    pub fn with_activity(mut self, activity: crate::doorbell::Activity) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    /// A connection read something (see [`crate::doorbell`]).
+    pub fn note_activity(&self) {
+        if let Some(activity) = &self.activity {
+            activity.note();
+        }
     }
 
     /// The idle clock of this executor's connections.

@@ -307,7 +307,10 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             }
             match link.read(&mut stream, &mut input, wait, &idle).await {
                 Ok(0) => break,
-                Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
+                Ok(n) => {
+                    WorkerCounters::add(&worker.counters().bytes_read, n as u64);
+                    worker.note_activity();
+                }
                 Err(err) => {
                     log::debug!("connection fd {fd}: read failed: {err}");
                     break;
