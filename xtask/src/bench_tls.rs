@@ -187,7 +187,7 @@ pub fn bench_tls(options: &Options) -> Result<()> {
     if !on_path("memcached") {
         crate::install_prerequisites()?;
     }
-    let memcached = find_on_path("memcached").context("memcached is not on PATH")?;
+    let memcached = crate::find_on_path("memcached").context("memcached is not on PATH")?;
     for tool in ["taskset", "openssl", "getconf"] {
         if !on_path(tool) {
             bail!("{tool} is not on PATH");
@@ -390,14 +390,6 @@ fn client_cpus() -> Vec<usize> {
     } else {
         cpus
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    env::var_os("PATH").and_then(|path| {
-        env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// What every measurement shares.

@@ -147,8 +147,16 @@ fn render(cmd: &Command) -> String {
 }
 
 fn on_path(name: &str) -> bool {
-    env::var_os("PATH")
-        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    find_on_path(name).is_some()
+}
+
+/// The first `name` on `PATH`.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    env::var_os("PATH").and_then(|path| {
+        env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 fn is_root() -> bool {
