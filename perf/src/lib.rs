@@ -22,6 +22,7 @@ mod config;
 mod conn;
 mod driver;
 mod error;
+pub mod floor;
 pub mod reply;
 mod run;
 mod stats;

@@ -1,5 +1,6 @@
 //! The few Linux calls the generator needs and std does not offer: CPU pinning, a timer with
-//! nanosecond resolution for open-loop send times, and the thread's timer slack.
+//! nanosecond resolution for open-loop send times, and the thread's timer slack; and for
+//! `rampart-floor`, the one OpenSSL call the `openssl` crate does not wrap.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -100,4 +101,17 @@ impl Timer {
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+unsafe extern "C" {
+    /// OpenSSL 1.1.0 and later: whether `ssl` holds any unread input, processed or not.
+    fn SSL_has_pending(ssl: *const openssl_sys::SSL) -> libc::c_int;
+}
+
+/// Whether OpenSSL holds input not yet returned by a read: plaintext of a record begun, or
+/// whole records pulled in by read-ahead (which `SslRef::pending` does not count).
+pub(crate) fn tls_has_pending(ssl: &openssl::ssl::SslRef) -> bool {
+    use foreign_types::ForeignTypeRef;
+    // SAFETY: `ssl` is a live SSL object borrowed for the call; SSL_has_pending only reads it.
+    unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
 }

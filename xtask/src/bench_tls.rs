@@ -2,7 +2,9 @@
 //! same certificate, driven by `rampart-perf` pinned to the other CPUs (issue #7).
 //!
 //! Every measurement starts a fresh server, and the two servers take turns (memcached,
-//! rampart, memcached, ...) so that drifting background load hits both alike. A preflight
+//! rampart, floor, memcached, ...) so that drifting background load hits all alike. The floor
+//! is `rampart-floor` (`rampart_perf::floor`), the smallest correct server for the workload:
+//! it runs the closed loop only, to show what any server must spend. A preflight
 //! first checks that each server, given the same `-Z` flags and certificate, answers over
 //! TLS; one that does not sits out the TLS scenarios and fails the command. Phase one is
 //! closed loop (throughput, CPU per request, latency at saturation) for every round; phase
@@ -194,23 +196,37 @@ pub fn bench_tls(options: &Options) -> Result<()> {
         }
     }
 
-    step("cargo build --release -p rampart");
+    step("cargo build --release -p rampart -p rampart-perf --bin rampart --bin rampart-floor");
     run_checked(Command::new(cargo()).current_dir(&root).args([
         "build",
         "--release",
         "-p",
         "rampart",
+        "-p",
+        "rampart-perf",
+        "--bin",
+        "rampart",
+        "--bin",
+        "rampart-floor",
     ]))?;
-    let rampart = target_dir(&root).join("release").join("rampart");
-    if !rampart.is_file() {
-        bail!("the build did not produce {}", rampart.display());
+    let release = target_dir(&root).join("release");
+    let (rampart, floor) = (release.join("rampart"), release.join("rampart-floor"));
+    for binary in [&rampart, &floor] {
+        if !binary.is_file() {
+            bail!("the build did not produce {}", binary.display());
+        }
     }
 
     let dir = env::temp_dir().join(format!("rampart-bench-tls-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     // The servers drop to `nobody` as root and must still write their port files here.
     server::set_mode(&dir, 0o777)?;
-    let result = measure(options, &root, memcached, rampart, &dir);
+    let binaries = Binaries {
+        memcached,
+        rampart,
+        floor,
+    };
+    let result = measure(options, &root, binaries, &dir);
     let _ = fs::remove_dir_all(&dir);
     let results = result?;
 
@@ -261,18 +277,20 @@ pub fn bench_tls(options: &Options) -> Result<()> {
     Ok(())
 }
 
-fn measure(
-    options: &Options,
-    root: &Path,
+/// The programs under test.
+struct Binaries {
     memcached: PathBuf,
     rampart: PathBuf,
-    dir: &Path,
-) -> Result<Results> {
+    floor: PathBuf,
+}
+
+fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Result<Results> {
     step("throwaway CA and server certificate (openssl)");
     let certs = Certs::generate(dir)?;
     let launch = Launch {
-        memcached,
-        rampart,
+        memcached: binaries.memcached,
+        rampart: binaries.rampart,
+        floor: binaries.floor,
         server_cpu: SERVER_CPU,
         memory_mib: MEMORY_LIMIT_MIB,
         certs,
@@ -295,8 +313,8 @@ fn measure(
     // Both servers get the same -Z flags and files; one that cannot serve a few TLS requests
     // fails here, once, with its own output, and sits out the TLS scenarios.
     let mut no_tls = Vec::new();
-    for kind in Kind::BOTH {
-        step(&format!("TLS preflight: {} with -Z", kind.name()));
+    for kind in Kind::WITH_FLOOR {
+        step(&format!("TLS preflight: {}", kind.name()));
         match bench.preflight(kind) {
             Ok(()) => println!("ok: served {PREFLIGHT_REQUESTS} requests over TLS"),
             Err(e) => {
@@ -311,7 +329,7 @@ fn measure(
     let scenarios = Scenario::all();
     for round in 1..=options.rounds {
         for scenario in &scenarios {
-            for kind in Kind::BOTH.into_iter().filter(|k| usable(k, scenario)) {
+            for kind in Kind::WITH_FLOOR.into_iter().filter(|k| usable(k, scenario)) {
                 step(&format!(
                     "round {round}/{}: {} closed loop, {}",
                     options.rounds,

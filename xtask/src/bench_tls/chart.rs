@@ -1,5 +1,6 @@
 //! The SVG chart: per scenario, server CPU per request (top) and open-loop latency
-//! percentiles on a log scale (bottom), memcached beside rampart.
+//! percentiles on a log scale (bottom), memcached beside rampart; the floor server's CPU per
+//! request is a black line across each scenario's CPU bars.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ const WIDTH_PX: u32 = 1100;
 const HEIGHT_PX: u32 = 820;
 const MEMCACHED: RGBColor = RGBColor(0x4c, 0x72, 0xb0);
 const RAMPART: RGBColor = RGBColor(0xdd, 0x84, 0x52);
+const FLOOR: RGBColor = RGBColor(0x20, 0x20, 0x20);
 /// Bar width as a fraction of a scenario's slot.
 const BAR: f64 = 0.36;
 
@@ -25,6 +27,7 @@ fn color(kind: Kind) -> RGBColor {
     match kind {
         Kind::Memcached => MEMCACHED,
         Kind::Rampart => RAMPART,
+        Kind::Floor => FLOOR,
     }
 }
 
@@ -39,6 +42,7 @@ fn value(row: Option<&Row>, kind: Kind) -> Option<f64> {
     row.and_then(|r| match kind {
         Kind::Memcached => r.memcached,
         Kind::Rampart => r.rampart,
+        Kind::Floor => r.floor,
     })
 }
 
@@ -101,6 +105,26 @@ fn draw_inner(results: &Results, path: &Path) -> Result<(), Box<dyn std::error::
                 Rectangle::new([(x, y - 5), (x + 12, y + 5)], color(kind).filled())
             });
     }
+    let floor: Vec<(usize, f64)> = (0..n)
+        .filter_map(|i| {
+            value(find(results, &scenarios[i], "server CPU"), Kind::Floor).map(|v| (i, v))
+        })
+        .collect();
+    chart
+        .draw_series(floor.iter().map(|&(i, v)| {
+            let x = i as f64 + 0.5;
+            PathElement::new(
+                vec![(x - BAR - 0.04, v), (x + BAR + 0.04, v)],
+                color(Kind::Floor).stroke_width(2),
+            )
+        }))?
+        .label("floor: the least any server spends here")
+        .legend(move |(x, y)| {
+            PathElement::new(
+                vec![(x, y), (x + 12, y)],
+                color(Kind::Floor).stroke_width(2),
+            )
+        });
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

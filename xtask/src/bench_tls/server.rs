@@ -1,5 +1,6 @@
-//! The two servers under test as child processes: started pinned with identical flags, ready
-//! once their port file names a port, and sampled through `/proc/<pid>/{stat,status}`.
+//! The two servers under test, and the floor server that measures what any server must spend,
+//! as child processes: started pinned (the two servers with identical flags), ready once
+//! their port file names a port, and sampled through `/proc/<pid>/{stat,status}`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -25,15 +26,21 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Kind {
     Memcached,
     Rampart,
+    /// `rampart-floor` (`rampart_perf::floor`): the smallest correct server for the workload.
+    Floor,
 }
 
 impl Kind {
+    /// The servers compared.
     pub const BOTH: [Kind; 2] = [Kind::Memcached, Kind::Rampart];
+    /// Everything the closed loop measures: the servers and the floor.
+    pub const WITH_FLOOR: [Kind; 3] = [Kind::Memcached, Kind::Rampart, Kind::Floor];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Memcached => "memcached",
             Kind::Rampart => "rampart",
+            Kind::Floor => "floor",
         }
     }
 }
@@ -43,6 +50,7 @@ impl Kind {
 pub struct Launch {
     pub memcached: PathBuf,
     pub rampart: PathBuf,
+    pub floor: PathBuf,
     /// CPU list for `taskset -c`.
     pub server_cpu: usize,
     pub memory_mib: usize,
@@ -174,8 +182,9 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 impl Launch {
     /// Starts `kind` pinned to the server CPU with one thread, the memory limit, and TLS when
-    /// asked (the same flags and files for both servers); returns once it listens. An error
-    /// quotes the command line and the server's output.
+    /// asked (the same flags and files for both servers; the floor gets the same certificate
+    /// and nothing else); returns once it listens. An error quotes the command line and the
+    /// server's output.
     pub fn start(&self, kind: Kind, tls: bool) -> Result<Server> {
         let name = format!("{}-{}", kind.name(), std::process::id());
         let port_file = self.dir.join(format!("{name}.port"));
@@ -185,23 +194,32 @@ impl Launch {
         let binary = match kind {
             Kind::Memcached => &self.memcached,
             Kind::Rampart => &self.rampart,
+            Kind::Floor => &self.floor,
         };
         let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(self.server_cpu.to_string())
-            .arg(binary)
-            .args(["-t", "1", "-U", "0", "-l", "127.0.0.1:0"])
-            .arg("-m")
-            .arg(self.memory_mib.to_string());
-        if crate::is_root() {
-            cmd.args(["-u", "nobody"]);
-        }
-        if tls {
-            cmd.arg("-Z").arg("-o").arg(format!(
-                "ssl_chain_cert={},ssl_key={}",
-                self.certs.chain.display(),
-                self.certs.key.display()
-            ));
+        cmd.arg("-c").arg(self.server_cpu.to_string()).arg(binary);
+        if kind == Kind::Floor {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+            if tls {
+                cmd.arg("--cert")
+                    .arg(&self.certs.chain)
+                    .arg("--key")
+                    .arg(&self.certs.key);
+            }
+        } else {
+            cmd.args(["-t", "1", "-U", "0", "-l", "127.0.0.1:0"])
+                .arg("-m")
+                .arg(self.memory_mib.to_string());
+            if crate::is_root() {
+                cmd.args(["-u", "nobody"]);
+            }
+            if tls {
+                cmd.arg("-Z").arg("-o").arg(format!(
+                    "ssl_chain_cert={},ssl_key={}",
+                    self.certs.chain.display(),
+                    self.certs.key.display()
+                ));
+            }
         }
         cmd.env("MEMCACHED_PORT_FILENAME", &port_file)
             .stdin(Stdio::null())
@@ -364,7 +382,8 @@ mod tests {
         set_mode(&refuses, 0o755).expect("chmod");
         let launch = Launch {
             memcached: refuses.clone(),
-            rampart: refuses,
+            rampart: refuses.clone(),
+            floor: refuses,
             server_cpu: 0,
             memory_mib: 64,
             certs: Certs {

@@ -1,0 +1,96 @@
+//! `rampart-floor` (`rampart_perf::floor`), the benchmark's floor server: the generator runs
+//! clean against it over plaintext and TLS, pipelined, and a transcript of the commands it
+//! serves gets the same bytes from it as from upstream memcached.
+
+// Tests may unwrap: a failure is a panic with the error in it either way.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use rampart_perf::floor::{Floor, FloorCerts, FloorConfig};
+use rampart_perf::{Config, TlsConfig, Verify};
+
+use common::{Memcached, TempDir, assert_clean_with_hits, config, self_signed_cert};
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A floor server on an ephemeral loopback port, serving from a thread until the test
+/// process ends; returns its address.
+fn start_floor(tls: Option<FloorCerts>) -> String {
+    let floor = Floor::bind(&FloorConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls,
+        port_file: None,
+    })
+    .unwrap();
+    let address = format!("127.0.0.1:{}", floor.port().unwrap());
+    std::thread::spawn(move || floor.run());
+    address
+}
+
+#[test]
+fn the_generator_runs_clean_against_the_floor() {
+    let report = rampart_perf::run(&config(start_floor(None))).unwrap();
+    assert_clean_with_hits(&report);
+}
+
+#[test]
+fn the_generator_runs_clean_against_the_floor_over_tls() {
+    let certs = TempDir::new();
+    let (cert, key) = self_signed_cert(certs.path());
+    let address = start_floor(Some(FloorCerts {
+        chain: cert.clone(),
+        key,
+    }));
+    let report = rampart_perf::run(&Config {
+        tls: Some(TlsConfig {
+            verify: Verify::Ca(cert),
+            cert: None,
+            key: None,
+            server_name: None,
+        }),
+        connections: 3,
+        pipeline: 16,
+        ..config(address)
+    })
+    .unwrap();
+    assert_clean_with_hits(&report);
+}
+
+/// Sends `transcript` in one write and reads until the reply is `expected_len` bytes long.
+fn exchange(address: &str, transcript: &[u8], expected_len: usize) -> Vec<u8> {
+    let mut conn = TcpStream::connect(address).unwrap();
+    conn.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    conn.write_all(transcript).unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while reply.len() < expected_len {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    reply
+}
+
+#[test]
+fn the_floor_answers_its_commands_as_memcached_does() {
+    let transcript: &[u8] = b"set a 5 0 3\r\nabc\r\nget a\r\nget missing a\r\n\
+        set b 0 0 0 noreply\r\n\r\nset a 7 0 2\r\nxy\r\nget b a\r\nget missing\r\n";
+    let expected: &[u8] = b"STORED\r\nVALUE a 5 3\r\nabc\r\nEND\r\nVALUE a 5 3\r\nabc\r\nEND\r\n\
+        STORED\r\nVALUE b 0 0\r\n\r\nVALUE a 7 2\r\nxy\r\nEND\r\nEND\r\n";
+    let memcached = Memcached::start(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&exchange(&memcached.address(), transcript, expected.len())),
+        String::from_utf8_lossy(expected),
+        "memcached itself"
+    );
+    let floor = start_floor(None);
+    assert_eq!(
+        String::from_utf8_lossy(&exchange(&floor, transcript, expected.len())),
+        String::from_utf8_lossy(expected)
+    );
+}
