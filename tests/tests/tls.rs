@@ -328,6 +328,54 @@ for_both_servers!(
     super::thousand_pipelined_requests_in_one_tls_write
 );
 
+/// Longer than rampart waits before an idle connection gives its buffers back (its own, and
+/// OpenSSL's record buffers): 1 s, checked once a second.
+const PAST_IDLE_RELEASE: Duration = Duration::from_millis(2500);
+
+/// A 10 KB value, stored and fetched before and after the connection has sat idle past
+/// rampart's buffer release: the session picks up where it was. (One record each way:
+/// memcached 1.6.18 stalls on a request that spans records, the bug described in
+/// docs/performance.md.)
+fn a_connection_idle_past_the_buffer_release_still_serves(kind: Kind) {
+    let pki = Pki::new();
+    let server = start_tls(kind, &pki, &[], &[]);
+    let mut conn = pki.client().open(&server);
+    let value: String = (0..10_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let exchange = |conn: &mut rampart_tests::tls::TlsConn, round: usize| {
+        let request = format!(
+            "set idle:{round} 0 0 {len}\r\n{value}\r\nget idle:{round}\r\nversion\r\n",
+            len = value.len()
+        );
+        conn.send(request.as_bytes()).expect("send");
+        let reply = conn.read_until(b"VERSION ", LONG_REPLY);
+        let expected = format!(
+            "STORED\r\nVALUE idle:{round} 0 {len}\r\n{value}\r\nEND\r\nVERSION ",
+            len = value.len()
+        );
+        assert_eq!(reply.end, End::Terminator, "{}: round {round}", kind.name());
+        assert!(
+            reply.bytes == expected.as_bytes(),
+            "{}: round {round}: {} bytes back, {} expected",
+            kind.name(),
+            reply.bytes.len(),
+            expected.len()
+        );
+        // The rest of the version line.
+        conn.read_until(b"\r\n", LONG_REPLY);
+    };
+    exchange(&mut conn, 1);
+    std::thread::sleep(PAST_IDLE_RELEASE);
+    exchange(&mut conn, 2);
+    std::thread::sleep(PAST_IDLE_RELEASE);
+    exchange(&mut conn, 3);
+}
+for_both_servers!(
+    a_connection_idle_past_the_buffer_release_still_serves,
+    super::a_connection_idle_past_the_buffer_release_still_serves
+);
+
 /// Names of the TLS lines in a `stats` reply.
 fn tls_stat_names(stats: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     stats

@@ -80,7 +80,14 @@ pub fn build_context(
     ctx.set_verify(settings.verify_mode.openssl());
     ctx.set_options(SslOptions::NO_RENEGOTIATION);
     // The batch writer keeps its buffer still while a write is retried, but be tolerant.
-    ctx.set_mode(SslMode::RELEASE_BUFFERS | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+    // OpenSSL's record buffers (about 34 KiB) are given back when a connection goes idle
+    // (`TlsSession::shrink_idle`); only where that call is unsafe are they released after
+    // every record instead, which costs a malloc and a free of each per request.
+    let mut mode = SslMode::ACCEPT_MOVING_WRITE_BUFFER;
+    if !crate::session::idle_release_is_safe() {
+        mode |= SslMode::RELEASE_BUFFERS;
+    }
+    ctx.set_mode(mode);
     // Each listener kind overrides it per connection (ListenerTls::session_id_context).
     ctx.set_session_id_context(SESSION_ID_CONTEXT)
         .map_err(internal)?;

@@ -17,7 +17,8 @@
 //! The connection driver's turn, for a connection accepted on a TLS listener
 //! (`holder.new_session(listener)`):
 //!
-//! 1. read the socket once, `feed_ciphertext(bytes)`;
+//! 1. read the socket once into `ciphertext_room(n)`, then `ciphertext_added(read)` (or
+//!    `feed_ciphertext(bytes)` to copy bytes in);
 //! 2. `read_plaintext(&mut rbuf)`: `Err` closes (after writing `take_ciphertext()`);
 //!    `Next::WantRead` waits for the socket, `Next::WantWrite` flushes first,
 //!    `Next::PeerClosed` answers what was read and then `shutdown()`s;

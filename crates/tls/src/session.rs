@@ -1,7 +1,9 @@
 //! One connection's TLS: a state machine over in-memory ciphertext buffers.
 //!
-//! The connection driver owns the socket. Per turn it feeds what one read returned
-//! ([`TlsSession::feed_ciphertext`]), drains every decryptable byte
+//! The connection driver owns the socket. Per turn it reads the socket straight into the
+//! session's ciphertext room ([`TlsSession::ciphertext_room`], then
+//! [`TlsSession::ciphertext_added`]; [`TlsSession::feed_ciphertext`] copies bytes in instead),
+//! drains every decryptable byte
 //! ([`TlsSession::read_plaintext`], which keeps reading while OpenSSL holds buffered records,
 //! so pipelined requests never wait for another socket read), hands the turn's replies to
 //! [`TlsSession::write_plaintext_batch`], and writes [`TlsSession::take_ciphertext`] out,
@@ -24,7 +26,7 @@ use crate::holder::TlsCounters;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Ciphertext not yet taken by the socket above which OpenSSL is told to wait (`WantWrite`).
 const CIPHERTEXT_HIGH_WATER_BYTES: usize = 4 * 1024 * 1024;
-/// Emptied ciphertext buffers larger than this are shrunk back, so one big reply does not pin
+/// Emptied outgoing ciphertext buffers larger than this are shrunk back, so one big reply does not pin
 /// its size for the connection's lifetime.
 const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -76,25 +78,53 @@ pub struct PeerIdentity {
 /// Ciphertext in both directions, standing in for the socket under OpenSSL.
 #[derive(Debug, Default)]
 struct Duplex {
+    /// Ciphertext not yet taken by OpenSSL is `incoming[in_pos..in_end]`; the bytes after
+    /// `in_end` are room for the next socket read (initialised once, when the room grows).
     incoming: Vec<u8>,
     in_pos: usize,
+    in_end: usize,
     outgoing: Vec<u8>,
     out_pos: usize,
 }
 
+impl Duplex {
+    /// Whether OpenSSL has taken every ciphertext byte fed to it.
+    fn is_drained(&self) -> bool {
+        self.in_pos == self.in_end
+    }
+
+    /// At least `at_least` bytes of room after the unread ciphertext, which moves to the
+    /// front first.
+    fn room(&mut self, at_least: usize) -> &mut [u8] {
+        if self.in_pos > 0 {
+            self.incoming.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
+            self.in_pos = 0;
+        }
+        if self.incoming.len() - self.in_end < at_least {
+            self.incoming.resize(self.in_end + at_least, 0);
+        }
+        &mut self.incoming[self.in_end..]
+    }
+
+    fn added(&mut self, n: usize) {
+        self.in_end = (self.in_end + n).min(self.incoming.len());
+    }
+}
+
 impl Read for Duplex {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = &self.incoming[self.in_pos..];
+        let available = &self.incoming[self.in_pos..self.in_end];
         if available.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = available.len().min(buf.len());
         buf[..n].copy_from_slice(&available[..n]);
         self.in_pos += n;
-        if self.in_pos == self.incoming.len() {
-            self.incoming.clear();
-            self.incoming.shrink_to(KEEP_BUFFER_BYTES);
+        if self.in_pos == self.in_end {
+            // The room stays for the next read; an idle connection frees it (`shrink_idle`).
             self.in_pos = 0;
+            self.in_end = 0;
         }
         Ok(n)
     }
@@ -165,20 +195,28 @@ impl TlsSession {
         })
     }
 
-    /// Queues the bytes one socket read returned.
-    pub fn feed_ciphertext(&mut self, bytes: &[u8]) {
-        let duplex = match &mut self.state {
+    /// Room for at least `at_least` bytes of ciphertext: read the socket into it, then call
+    /// [`TlsSession::ciphertext_added`] with the count. A closed session still offers room;
+    /// what lands there is never read.
+    pub fn ciphertext_room(&mut self, at_least: usize) -> &mut [u8] {
+        self.state.duplex_mut().room(at_least)
+    }
+
+    /// Queues the first `n` bytes of the last [`TlsSession::ciphertext_room`].
+    pub fn ciphertext_added(&mut self, n: usize) {
+        match &mut self.state {
             State::Handshaking { stream }
             | State::Established { stream, .. }
-            | State::ShuttingDown { stream } => stream.get_mut(),
+            | State::ShuttingDown { stream } => stream.get_mut().added(n),
             // Nothing is read any more.
-            State::Closed { .. } => return,
-        };
-        if duplex.in_pos > 0 {
-            duplex.incoming.drain(..duplex.in_pos);
-            duplex.in_pos = 0;
+            State::Closed { .. } => {}
         }
-        duplex.incoming.extend_from_slice(bytes);
+    }
+
+    /// Queues a copy of `bytes` (for callers that did not read into the room).
+    pub fn feed_ciphertext(&mut self, bytes: &[u8]) {
+        self.ciphertext_room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.ciphertext_added(bytes.len());
     }
 
     /// Drives the handshake and then decrypts everything available into `out`, including
@@ -247,19 +285,27 @@ impl TlsSession {
         }
     }
 
-    /// Frees the buffers an idle connection does not need (the batch writer's staging buffer
-    /// and emptied ciphertext buffers); call it before a connection waits for its next request.
-    /// OpenSSL's own record buffers are already released (`SSL_MODE_RELEASE_BUFFERS`).
+    /// Frees the buffers an idle connection does not need (the batch writer's staging buffer,
+    /// emptied ciphertext buffers, and OpenSSL's record buffers when it holds nothing in
+    /// them); call it before a connection waits for its next request. The next read or write
+    /// allocates them again.
     pub fn shrink_idle(&mut self) {
-        if let State::Established { staged, .. } = &mut self.state
-            && staged.is_empty()
-        {
-            *staged = Vec::new();
+        if let State::Established { stream, staged, .. } = &mut self.state {
+            if staged.is_empty() {
+                *staged = Vec::new();
+            }
+            if idle_release_is_safe() && stream.get_ref().is_drained() && !has_pending(stream.ssl())
+            {
+                // Refused (0) while a record is half read; the buffers then stay until the
+                // next idle period.
+                free_buffers(stream.ssl());
+            }
         }
         let d = self.state.duplex_mut();
-        if d.in_pos == d.incoming.len() {
+        if d.is_drained() {
             d.incoming = Vec::new();
             d.in_pos = 0;
+            d.in_end = 0;
         }
         if d.out_pos == d.outgoing.len() {
             d.outgoing = Vec::new();
@@ -463,7 +509,10 @@ fn closed() -> Progress {
 }
 
 /// Reads until OpenSSL has nothing more to give: `SSL_read` returns buffered (`SSL_pending`)
-/// records before it asks the transport, so looping to `WANT_READ` drains them all.
+/// records before it asks the transport, so looping to `WANT_READ` drains them all. Once
+/// the fed ciphertext is used up and OpenSSL holds nothing (`SSL_has_pending`), the next
+/// `SSL_read` could only fail with `WANT_READ`, so it is not made: at depth 1 that failing
+/// call (OpenSSL's error queue, the BIO's retry flags) is a tenth of a request's TLS work.
 fn drain(stream: &mut Stream, out: &mut Vec<u8>) -> Result<Next, String> {
     loop {
         out.reserve(READ_CHUNK_BYTES);
@@ -473,6 +522,9 @@ fn drain(stream: &mut Stream, out: &mut Vec<u8>) -> Result<Next, String> {
                 // SAFETY: ssl_read_uninit initialised the first `n` bytes of the spare
                 // capacity, and `n` is at most the spare capacity it was given.
                 unsafe { out.set_len(len + n) };
+                if stream.get_ref().is_drained() && !has_pending(stream.ssl()) {
+                    return Ok(Next::WantRead);
+                }
             }
             Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(Next::PeerClosed),
             Err(e) => return stall(&e).ok_or_else(|| detail(&e)),
@@ -502,6 +554,58 @@ unsafe extern "C" {
         sid_ctx: *const std::ffi::c_uchar,
         sid_ctx_len: std::ffi::c_uint,
     ) -> std::ffi::c_int;
+}
+
+unsafe extern "C" {
+    // OpenSSL 1.1.0 and later, not bound by openssl-sys. <openssl/ssl.h>:
+    // int SSL_has_pending(const SSL *s).
+    fn SSL_has_pending(ssl: *const openssl_sys::SSL) -> std::ffi::c_int;
+}
+
+/// Whether OpenSSL holds input not yet returned: plaintext of a record begun, or ciphertext
+/// read from the BIO but not yet processed (`SslRef::pending` counts only the former).
+fn has_pending(ssl: &SslRef) -> bool {
+    use foreign_types::ForeignTypeRef;
+    // SAFETY: `ssl` is a live SSL borrowed for the call; SSL_has_pending only reads it.
+    unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
+}
+
+unsafe extern "C" {
+    // OpenSSL 1.1.0 and later, not bound by openssl-sys. <openssl/ssl.h>:
+    // int SSL_free_buffers(SSL *ssl). Returns 0, freeing nothing, while the buffers hold data.
+    fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> std::ffi::c_int;
+}
+
+/// Whether `SSL_free_buffers` is safe in the OpenSSL we run on. Before 3.0.14, 3.1.6, 3.2.2
+/// and 3.3.1 it could free a buffer still holding part of a record (CVE-2024-4741); there,
+/// and in any library that is not OpenSSL 3, contexts release the buffers after every record
+/// (`SSL_MODE_RELEASE_BUFFERS`) instead.
+pub(crate) fn idle_release_is_safe() -> bool {
+    free_buffers_is_safe_in(openssl::version::number())
+}
+
+/// [`idle_release_is_safe`] for an `OPENSSL_VERSION_NUMBER` (`0xMNN00PP0` in OpenSSL 3).
+fn free_buffers_is_safe_in(version: i64) -> bool {
+    const FIXED: [(i64, i64); 4] = [
+        (0x3000_00e0, 0x3010_0000), // 3.0.14
+        (0x3010_0060, 0x3020_0000), // 3.1.6
+        (0x3020_0020, 0x3030_0000), // 3.2.2
+        (0x3030_0010, i64::MAX),    // 3.3.1 and later
+    ];
+    FIXED
+        .iter()
+        .any(|&(fixed, next_minor)| (fixed..next_minor).contains(&version))
+}
+
+/// Gives OpenSSL's read and write buffers back (they are allocated again when needed).
+fn free_buffers(ssl: &SslRef) {
+    use foreign_types::ForeignTypeRef;
+    // SAFETY: `ssl` is a live SSL borrowed for the call. Called only where
+    // idle_release_is_safe() holds, where SSL_free_buffers refuses (returns 0) while its
+    // buffers hold data, and only with no ciphertext pending in OpenSSL or our BIO.
+    unsafe {
+        SSL_free_buffers(ssl.as_ptr());
+    }
 }
 
 /// Sets the connection's session id context (at most 32 bytes, as OpenSSL requires).
@@ -564,4 +668,34 @@ fn peer_identity(ssl: &SslRef) -> Option<PeerIdentity> {
         }
     }
     Some(id)
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::free_buffers_is_safe_in;
+
+    #[test]
+    fn free_buffers_is_used_only_where_cve_2024_4741_is_fixed() {
+        for safe in [
+            0x3000_00e0,
+            0x3000_0130,
+            0x3010_0060,
+            0x3020_0020,
+            0x3030_0010,
+            0x3050_0000,
+        ] {
+            assert!(free_buffers_is_safe_in(safe), "{safe:#x}");
+        }
+        // 1.1.1w, 3.0.13, 3.1.5, 3.2.1, 3.3.0, and LibreSSL's fixed 2.0.0.
+        for unsafe_ in [
+            0x1010_117f,
+            0x3000_00d0,
+            0x3010_0050,
+            0x3020_0010,
+            0x3030_0000,
+            0x2000_0000,
+        ] {
+            assert!(!free_buffers_is_safe_in(unsafe_), "{unsafe_:#x}");
+        }
+    }
 }

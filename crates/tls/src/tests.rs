@@ -701,3 +701,37 @@ fn startup_errors_match_memcached() {
     };
     assert!(ContextHolder::new(&s).is_ok());
 }
+
+#[test]
+fn going_idle_in_the_middle_of_a_record_loses_nothing() {
+    let pki = Pki::new();
+    let holder = ContextHolder::new(&settings(&pki)).unwrap();
+    let mut conn = Conn::established(&holder, &client(&pki, None, false));
+    let request = b"get a-key-long-enough-to-split\r\n".repeat(100);
+    conn.client.ssl_write(&request).unwrap();
+    let wire = std::mem::take(&mut conn.client.get_mut().outgoing);
+    // Half a record: OpenSSL holds it (read but not decryptable) when the connection idles.
+    let (first, rest) = wire.split_at(wire.len() / 2);
+    conn.server.feed_ciphertext(first);
+    let progress = conn.server.read_plaintext(&mut conn.server_plain).unwrap();
+    assert_eq!(
+        (progress.plaintext_bytes, progress.next),
+        (0, Next::WantRead)
+    );
+    conn.server.shrink_idle();
+    conn.server.feed_ciphertext(rest);
+    let progress = conn.server.read_plaintext(&mut conn.server_plain).unwrap();
+    assert_eq!(progress.plaintext_bytes, request.len());
+    assert_eq!(conn.server_plain, request);
+    // Idle again with nothing held: OpenSSL's buffers go, and both directions still work.
+    conn.server.shrink_idle();
+    conn.server.write_plaintext_batch(&[b"END\r\n"]).unwrap();
+    conn.flush_server();
+    conn.client_step();
+    assert!(conn.client_plain.ends_with(b"END\r\n"));
+    conn.client.ssl_write(b"version\r\n").unwrap();
+    let wire = std::mem::take(&mut conn.client.get_mut().outgoing);
+    conn.server.feed_ciphertext(&wire);
+    conn.server.read_plaintext(&mut conn.server_plain).unwrap();
+    assert!(conn.server_plain.ends_with(b"version\r\n"));
+}

@@ -16,12 +16,11 @@ use super::input::{InputBuffer, READ_BUF_BYTES};
 use super::{ReadBuffers, Transport, Wait, before, read_or_release};
 use crate::idle::IdleSlot;
 
-/// The socket side of one TLS session.
+/// The socket side of one TLS session. Socket reads land in the session's own ciphertext
+/// room: no copy, and no second ciphertext buffer.
 #[derive(Debug)]
 pub struct TlsLink {
     session: TlsSession,
-    /// Ciphertext read from the socket, before the session takes it; empty while idle.
-    cipher: Vec<u8>,
     /// The peer sent close_notify: what was decrypted is answered, then nothing more is read.
     peer_closed: bool,
 }
@@ -41,7 +40,6 @@ impl TlsLink {
     pub fn new(session: TlsSession) -> Self {
         TlsLink {
             session,
-            cipher: Vec::new(),
             peer_closed: false,
         }
     }
@@ -120,7 +118,6 @@ impl TlsLink {
         loop {
             let handshaking = self.session.is_handshaking();
             let mut buffers = TlsBuffers {
-                cipher: &mut self.cipher,
                 session: &mut self.session,
                 input: &mut *input,
             };
@@ -128,7 +125,7 @@ impl TlsLink {
             if n == 0 {
                 return Ok(0);
             }
-            self.session.feed_ciphertext(&self.cipher[..n]);
+            self.session.ciphertext_added(n);
             let mut plaintext_bytes = 0;
             loop {
                 let progress = match input.append_with(|plain| self.session.read_plaintext(plain)) {
@@ -205,23 +202,19 @@ impl TlsLink {
     }
 }
 
-/// What a TLS connection reads into and gives back while idle.
+/// What a TLS connection reads into (the session's ciphertext room) and gives back while
+/// idle.
 struct TlsBuffers<'a> {
-    cipher: &'a mut Vec<u8>,
     session: &'a mut TlsSession,
     input: &'a mut InputBuffer,
 }
 
 impl ReadBuffers for TlsBuffers<'_> {
     fn spare(&mut self) -> &mut [u8] {
-        if self.cipher.is_empty() {
-            *self.cipher = vec![0; READ_BUF_BYTES];
-        }
-        self.cipher
+        self.session.ciphertext_room(READ_BUF_BYTES)
     }
 
     fn release(&mut self) {
-        *self.cipher = Vec::new();
         self.session.shrink_idle();
         self.input.release();
     }
