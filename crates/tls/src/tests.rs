@@ -143,6 +143,12 @@ impl Conn {
         }
     }
 
+    /// The client encrypts `plain`; returns the records, not yet given to the server.
+    fn client_records(&mut self, plain: &[u8]) -> Vec<u8> {
+        self.client.ssl_write(plain).unwrap();
+        std::mem::take(&mut self.client.get_mut().outgoing)
+    }
+
     fn flush_server(&mut self) -> usize {
         let out = self.server.take_ciphertext().to_vec();
         self.server.consume_ciphertext(out.len());
@@ -307,8 +313,7 @@ fn pipelined_requests_in_one_write_all_come_out_of_one_read() {
     for i in 0..1000 {
         requests.extend_from_slice(format!("set key{i} 0 0 10\r\n0123456789\r\n").as_bytes());
     }
-    conn.client.ssl_write(&requests).unwrap();
-    let wire = std::mem::take(&mut conn.client.get_mut().outgoing);
+    let wire = conn.client_records(&requests);
     assert!(
         app_data_records(&wire) > 1,
         "several records in one socket read"
@@ -336,8 +341,7 @@ fn requests_arriving_with_the_client_finished_are_read_at_once() {
     assert_eq!(p.next, Next::WantRead);
     conn.flush_server();
     conn.client.do_handshake().unwrap(); // Finished
-    conn.client.ssl_write(b"get a\r\n").unwrap();
-    let flight = std::mem::take(&mut conn.client.get_mut().outgoing);
+    let flight = conn.client_records(b"get a\r\n");
     conn.server.feed_ciphertext(&flight);
     let p = conn.server.read_plaintext(&mut conn.server_plain).unwrap();
     assert!(conn.server.is_established());
@@ -708,8 +712,7 @@ fn going_idle_in_the_middle_of_a_record_loses_nothing() {
     let holder = ContextHolder::new(&settings(&pki)).unwrap();
     let mut conn = Conn::established(&holder, &client(&pki, None, false));
     let request = b"get a-key-long-enough-to-split\r\n".repeat(100);
-    conn.client.ssl_write(&request).unwrap();
-    let wire = std::mem::take(&mut conn.client.get_mut().outgoing);
+    let wire = conn.client_records(&request);
     // Half a record: OpenSSL holds it (read but not decryptable) when the connection idles.
     let (first, rest) = wire.split_at(wire.len() / 2);
     conn.server.feed_ciphertext(first);
@@ -729,8 +732,7 @@ fn going_idle_in_the_middle_of_a_record_loses_nothing() {
     conn.flush_server();
     conn.client_step();
     assert!(conn.client_plain.ends_with(b"END\r\n"));
-    conn.client.ssl_write(b"version\r\n").unwrap();
-    let wire = std::mem::take(&mut conn.client.get_mut().outgoing);
+    let wire = conn.client_records(b"version\r\n");
     conn.server.feed_ciphertext(&wire);
     conn.server.read_plaintext(&mut conn.server_plain).unwrap();
     assert!(conn.server_plain.ends_with(b"version\r\n"));

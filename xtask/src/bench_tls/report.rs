@@ -267,22 +267,26 @@ impl Results {
                 });
             let no_goal = None;
             let equal = Some((1.0, "≤ 1.0×".to_string()));
-            let metrics: [(String, RunMetric, bool, &Goal); 8] = [
+            // (metric, figure, open loop?, floor figure beside it?, goal)
+            let metrics: [(String, RunMetric, bool, bool, &Goal); 8] = [
                 (
                     "throughput, ops/s".into(),
                     &|r| r.ops_per_s,
                     false,
+                    true,
                     &no_goal,
                 ),
                 (
                     "server CPU, s per M requests".into(),
                     &|r| r.cpu_s_per_mreq,
                     false,
+                    true,
                     &cpu_goal,
                 ),
                 (
                     "closed-loop p50, µs".into(),
                     &|r| r.report.latency_us.p50,
+                    false,
                     false,
                     &no_goal,
                 ),
@@ -290,34 +294,39 @@ impl Results {
                     "closed-loop p99, µs".into(),
                     &|r| r.report.latency_us.p99,
                     false,
+                    false,
                     &no_goal,
                 ),
                 (
                     format!("open-loop p99 at {rate:.0}/s, µs"),
                     &|r| r.report.latency_us.p99,
                     true,
+                    false,
                     &equal,
                 ),
                 (
                     format!("open-loop p99.9 at {rate:.0}/s, µs"),
                     &|r| r.report.latency_us.p999,
                     true,
+                    false,
                     &no_goal,
                 ),
                 (
                     "open-loop requests never sent (server behind)".into(),
                     &|r| r.report.unsent as f64,
                     true,
+                    false,
                     &no_goal,
                 ),
                 (
                     "peak RSS, MiB".into(),
                     &|r| r.peak_rss_kib as f64 / KIB_PER_MIB,
                     false,
+                    false,
                     &no_goal,
                 ),
             ];
-            for (metric, f, is_open, goal) in metrics {
+            for (metric, f, is_open, with_floor, goal) in metrics {
                 let pick = |kind| {
                     if is_open {
                         open(kind, f)
@@ -332,7 +341,7 @@ impl Results {
                     pick(Kind::Rampart),
                     goal,
                 );
-                if row.metric.starts_with("throughput") || row.metric.starts_with("server CPU") {
+                if with_floor {
                     row.set_floor(closed(Kind::Floor, f));
                 }
                 summary.push(row);
