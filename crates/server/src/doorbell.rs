@@ -2,26 +2,26 @@
 //! milliseconds.
 //!
 //! A sleeping glommio executor waits in `io_uring_enter` for a completion on its main ring.
-//! On the kernels we run on (6.x in a microVM) that wait occasionally misses its wake-up under
-//! heavy CPU oversubscription: the completion that should end it (a socket becoming readable,
-//! a timer, another core's eventfd) is left as pending task work that only runs once the
-//! thread takes a signal, and the executor sleeps on, for seconds, with a cross-core reply
-//! waiting for it. Stopping and continuing the process ends the stall at once, which is how
-//! it was diagnosed.
+//! Executors were seen to sleep on with work waiting: for seconds under heavy CPU
+//! oversubscription, and at half of capacity until the next ring of this heartbeat, which put a
+//! 14 ms p99 on requests that otherwise take 0.1-0.3 ms. Any signal ended such a sleep.
+//!
+//! One cause is found and fixed: glommio 0.9.0 parked an executor whose scheduling pass was
+//! preempted before it ran a task, so it slept with runnable tasks until something else woke
+//! it (third_party/glommio/PATCHES.md). The heartbeat stays, because it still pays: without the
+//! busy rings below, plaintext at half of capacity had a p50 of 0.5-0.7 ms instead of 0.12 ms
+//! after the fix (docs/performance.md). What it covers there is not yet understood.
 //!
 //! So each executor listens to one end of a socket pair (its *doorbell*), and a heartbeat
 //! thread writes a byte to every doorbell every [`HEARTBEAT_INTERVAL`]. An executor that is
 //! healthy reads it (a normal wake-up, which also runs its due timers and looks at its shared
 //! channels). An executor that has not read its last byte by the next beat is sent a no-op
-//! signal, which makes the kernel run its pending task work and so ends the stall. In the
-//! common case this costs one tiny write and read per executor per interval and no signal.
+//! signal, which ends any sleep in `io_uring_enter`. In the common case this costs one tiny
+//! write and read per executor per interval and no signal.
 //!
-//! Missed wake-ups are not rare under ordinary load either: at half of its capacity, an
-//! executor whose connections wait for the next request sometimes sleeps through the
-//! readiness of a socket until the next ring, which put a 14 ms p99 on requests that
-//! otherwise take 0.1-0.3 ms. So an executor whose connections have read anything since the
-//! last [`BUSY_RING_INTERVAL`] is rung that often; an idle one only every
-//! [`HEARTBEAT_INTERVAL`], and the kick still waits for a full heartbeat without a read.
+//! An executor whose connections have read anything since the last [`BUSY_RING_INTERVAL`] is
+//! rung that often; an idle one only every [`HEARTBEAT_INTERVAL`], and the kick still waits
+//! for a full heartbeat without a read.
 
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
