@@ -8,9 +8,9 @@
 //!
 //! One cause is found and fixed: glommio 0.9.0 parked an executor whose scheduling pass was
 //! preempted before it ran a task, so it slept with runnable tasks until something else woke
-//! it (third_party/glommio/PATCHES.md). The heartbeat stays, because it still pays: without the
-//! busy rings below, plaintext at half of capacity had a p50 of 0.5-0.7 ms instead of 0.12 ms
-//! after the fix (docs/performance.md). What it covers there is not yet understood.
+//! it (third_party/glommio/PATCHES.md). Since the fix, the busy rings below make no measurable
+//! difference to the tails at half of capacity (docs/performance.md). The heartbeat stays as
+//! the bound on any other cause: it costs nothing measurable.
 //!
 //! So each executor listens to one end of a socket pair (its *doorbell*), and a heartbeat
 //! thread writes a byte to every doorbell every [`HEARTBEAT_INTERVAL`]. An executor that is
