@@ -4,6 +4,7 @@
 //! `-c` counting exactly the client connections) run against rampart alone. Replies that
 //! memcached shares (`-A`, `-F`, `idle_timeout`) are in the differential suite instead.
 
+use std::os::unix::process::CommandExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -66,6 +67,37 @@ fn unknown_flag_exits_with_usage_status_naming_it() {
     assert!(
         done.stderr.contains("--no-such-flag"),
         "the error should name the flag\n{report}"
+    );
+}
+
+/// An executor that glommio cannot build (here: too little locked memory for its rings) ends
+/// the start-up with an error that says why. It used to leave the process waiting, silently
+/// and for ever, for a report that executor would never send.
+#[test]
+fn an_executor_that_cannot_start_fails_the_start_up_and_says_why() {
+    const LIMIT: libc::rlim_t = 256 * 1024;
+    let args = ["-l", "127.0.0.1:0", "-U", "0"];
+    let mut cmd = Kind::Rampart.command();
+    cmd.args(args);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let done = run_bounded(cmd, STARTUP_BOUND);
+    let report = describe(Kind::Rampart, &args, &done);
+    assert_eq!(code(done.status), Some(1), "{report}");
+    assert!(
+        done.stderr.contains("could not start") && done.stderr.contains("ulimit -l: 256 KiB"),
+        "the error should say which executor failed and show the memlock limit\n{report}"
     );
 }
 

@@ -22,6 +22,7 @@ pub mod listen;
 pub mod mesh;
 pub mod session;
 pub mod shard;
+mod startup;
 pub mod stats;
 pub mod worker;
 
@@ -124,12 +125,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
     let process = Arc::new(Process::with_tls(executors, tls));
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServerError>>();
+    let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
         .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;
     let mut go = Vec::with_capacity(executors);
     let mut handles = Vec::with_capacity(executors);
-    for ((ends, bell), &cpu) in mesh::build(executors).into_iter().zip(bells).zip(&cpus) {
+    let cores = mesh::build(executors).into_iter().zip(bells).zip(reports);
+    for (((ends, bell), report), &cpu) in cores.zip(&cpus) {
         let (go_tx, go_rx) = mpsc::channel::<()>();
         go.push(go_tx);
         let start = Start {
@@ -147,7 +149,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 .collect(),
             ends,
             bell,
-            ready: ready_tx.clone(),
+            report,
             go: go_rx,
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -161,12 +163,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     doorbells
         .start_heartbeat()
         .map_err(|e| ServerError::Executor(format!("cannot start the heartbeat: {e}")))?;
-    for _ in 0..executors {
-        let started = ready_rx
-            .recv()
-            .map_err(|_| ServerError::Executor("executor exited during start-up".into()))?;
-        started?;
-    }
+    started.wait(&mut handles)?;
     if let Some((path, mask)) = &config.unix_socket {
         use std::os::unix::fs::PermissionsExt;
         let permissions = std::fs::Permissions::from_mode(*mask);
@@ -264,7 +261,8 @@ struct Start {
     ends: Ends,
     /// Its end of the heartbeat.
     bell: Doorbell,
-    ready: mpsc::Sender<Result<(), ServerError>>,
+    /// Sent once the executor is ready to serve, or why it is not.
+    report: startup::Report,
     go: mpsc::Receiver<()>,
 }
 
@@ -277,7 +275,7 @@ async fn executor_main(start: Start) {
         listeners,
         ends,
         bell,
-        ready,
+        report,
         go,
     } = start;
     let activity = bell.activity();
@@ -291,10 +289,10 @@ async fn executor_main(start: Start) {
             match UnixListener::bind(path) {
                 Ok(listener) => Some(listener),
                 Err(source) => {
-                    let _ = ready.send(Err(ServerError::BindUnix {
+                    report.failed(ServerError::BindUnix {
                         path: path.display().to_string(),
                         source: std::io::Error::other(source.to_string()),
-                    }));
+                    });
                     return;
                 }
             }
@@ -310,7 +308,7 @@ async fn executor_main(start: Start) {
         item_size_max: config.item_size_max,
     };
     if let Err(err) = store_config.validate() {
-        let _ = ready.send(Err(ServerError::Executor(err.to_string())));
+        report.failed(ServerError::Executor(err.to_string()));
         return;
     }
     let shard = Rc::new(Shard::new(core, store_config));
@@ -326,7 +324,7 @@ async fn executor_main(start: Start) {
     let worker =
         Rc::new(Worker::new(config, process, router, stats::unix_now()).with_activity(activity));
     mesh::spawn_services(&worker, connected.service);
-    let _ = ready.send(Ok(()));
+    report.ready();
     if go.recv().is_err() {
         return;
     }
