@@ -56,15 +56,6 @@ fn key_on(shard: usize, prefix: &str, n: usize) -> String {
         .unwrap_or_default()
 }
 
-/// Whether this machine lets a process run two threads on two CPUs.
-fn two_cpus() -> bool {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < SHARDS {
-        println!("only {cpus} CPU available: -t 2 cannot start here; nothing to check");
-    }
-    cpus >= SHARDS
-}
-
 /// `STAT <name> <value>` lines of a stats reply.
 fn stats(conn: &mut Conn, group: &str) -> Vec<(String, u64)> {
     let request = if group.is_empty() {
@@ -132,10 +123,8 @@ fn more_threads_than_cpus_is_refused_with_usage_status() {
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn pipelined_requests_for_both_cores_keep_reply_order() {
-    if !two_cpus() {
-        return;
-    }
     let server = Server::start(Kind::Rampart, THREADS_ARG);
     for (n, conn) in conns_on_every_core(&server).iter_mut().enumerate() {
         let (a, b) = (
@@ -173,10 +162,8 @@ fn pipelined_requests_for_both_cores_keep_reply_order() {
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn multi_get_across_cores_answers_in_key_order_with_unique_cas() {
-    if !two_cpus() {
-        return;
-    }
     let server = Server::start(Kind::Rampart, THREADS_ARG);
     let mut conns = conns_on_every_core(&server);
     // Interleave the two cores' keys, with misses among them.
@@ -231,10 +218,8 @@ fn multi_get_across_cores_answers_in_key_order_with_unique_cas() {
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn one_read_of_requests_for_another_core_is_one_message() {
-    if !two_cpus() {
-        return;
-    }
     let server = Server::start(Kind::Rampart, THREADS_ARG);
     let mut conn = server.conn();
     // 16 gets for each core's keys in one write: whichever core the connection is on, the 16
@@ -270,10 +255,8 @@ fn one_read_of_requests_for_another_core_is_one_message() {
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn flush_all_and_stats_cover_every_core() {
-    if !two_cpus() {
-        return;
-    }
     let server = Server::start(Kind::Rampart, THREADS_ARG);
     let mut conns = conns_on_every_core(&server);
     let keys: Vec<String> = (0..10).map(|i| key_on(i % 2, "flush", i / 2)).collect();
@@ -350,10 +333,8 @@ fn counting_client(port_conn: impl Fn() -> Conn, counters: &[String], cas_key: &
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn concurrent_incr_and_cas_loops_on_both_cores_end_with_exact_totals() {
-    if !two_cpus() {
-        return;
-    }
     const CLIENTS: usize = 4;
     const CONNS_PER_CLIENT: usize = 2;
     const ROUNDS: u32 = 250;
@@ -521,10 +502,8 @@ fn finish(received: &[u8], expects: &[Expect]) -> Result<(usize, usize), String>
 }
 
 #[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn sigterm_during_cross_core_pipelines_answers_or_closes_and_exits_zero() {
-    if !two_cpus() {
-        return;
-    }
     const CLIENTS: usize = 8;
     let mut server = Server::start(Kind::Rampart, THREADS_ARG);
     let sending = Arc::new(AtomicBool::new(true));
