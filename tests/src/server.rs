@@ -106,6 +106,14 @@ fn find_rampart() -> Result<PathBuf, String> {
         })
 }
 
+/// `VmRSS` of process `pid`, in bytes.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn find_memcached() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("MEMCACHED_BIN") {
         let path = PathBuf::from(path);
@@ -203,6 +211,28 @@ impl Server {
     /// Like [`Server::start`], returning the failure (with the server's output) instead.
     pub fn try_start(kind: Kind, extra_args: &[&str]) -> Result<Server, String> {
         Server::try_start_from(kind, kind.command(), extra_args)
+    }
+
+    /// Like [`Server::start`], under `prlimit --as=<address_space_bytes>`: a server whose
+    /// memory runs away fails its allocation (and the test) at once instead of exhausting the
+    /// machine.
+    pub fn start_limited(kind: Kind, address_space_bytes: u64, extra_args: &[&str]) -> Server {
+        let prlimit = find_on_path("prlimit")
+            .unwrap_or_else(|| panic!("prlimit is not on PATH (Debian package util-linux)"));
+        let mut cmd = Command::new(prlimit);
+        cmd.arg(format!("--as={address_space_bytes}"))
+            .arg("--")
+            .arg(kind.binary());
+        if crate::running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.stdin(Stdio::null());
+        Server::try_start_from(kind, cmd, extra_args).unwrap_or_else(|msg| panic!("{msg}"))
+    }
+
+    /// Resident memory of the server process now (`VmRSS`), in bytes; `None` once it is gone.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        resident_bytes(self.pid())
     }
 
     /// Like [`Server::start`] but without the `-u nobody` the harness adds as root: the

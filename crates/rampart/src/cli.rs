@@ -70,7 +70,8 @@ pub struct Args {
     /// verbose: -v debug detail, -vv trace (the verbosity command changes it later)
     #[argh(switch, short = 'v')]
     pub verbose: u32,
-    /// comma separated extended options: idle_timeout=<seconds>, ssl_chain_cert, ssl_key,
+    /// comma separated extended options: idle_timeout=<seconds>,
+    /// read_buf_mem_limit=<MB> (default -m; 0 no limit), ssl_chain_cert, ssl_key,
     /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
     /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout, and
     /// memcached's tuning options
@@ -186,7 +187,6 @@ const IGNORED_SUBOPTIONS: &[&str] = &[
     "modern",
     "no_modern",
     "no_inline_ascii_resp",
-    "read_buf_mem_limit",
     "hash_algorithm",
     "drop_privileges",
     "no_drop_privileges",
@@ -299,6 +299,7 @@ pub fn to_config(
             ))
         })?;
     let mut idle_timeout = None;
+    let mut read_buf_mem_limit = None;
     let mut tls = TlsSettings {
         enabled: args.enable_ssl,
         ..TlsSettings::default()
@@ -316,6 +317,17 @@ pub fn to_config(
                     usage(format!("-o idle_timeout={value}: not a number of seconds"))
                 })?;
                 idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
+            "read_buf_mem_limit" => {
+                let megabytes: usize = value.parse().map_err(|_| {
+                    usage(format!(
+                        "-o read_buf_mem_limit={value}: not a number of megabytes"
+                    ))
+                })?;
+                let bytes = megabytes
+                    .checked_mul(1024 * 1024)
+                    .ok_or_else(|| usage(format!("-o read_buf_mem_limit={value}: too large")))?;
+                read_buf_mem_limit = Some(bytes);
             }
             "" => {}
             name if IGNORED_SUBOPTIONS.contains(&name) => {
@@ -371,6 +383,7 @@ pub fn to_config(
         protocol,
         verbosity: args.verbose,
         idle_timeout,
+        read_buf_mem_limit,
         port_file,
         run_as: run_as(args.user)?,
         tls,
@@ -549,5 +562,15 @@ mod tests {
                 .idle_timeout
                 .is_some()
         );
+    }
+
+    #[test]
+    fn read_buf_mem_limit_is_megabytes_defaulting_to_the_memory_limit() {
+        let limit = |line: &str| config(line).unwrap().read_buf_limit_bytes();
+        assert_eq!(limit("-m 100"), Some(100 << 20));
+        assert_eq!(limit("-o read_buf_mem_limit=8"), Some(8 << 20));
+        assert_eq!(limit("-o read_buf_mem_limit=0"), None);
+        let err = config("-o read_buf_mem_limit=lots").unwrap_err();
+        assert!(err.0.contains("read_buf_mem_limit=lots"), "{}", err.0);
     }
 }

@@ -23,6 +23,11 @@ use self::meta::{MetaCall, MetaOutcome};
 /// Arenas and descriptor lists above this are dropped after a turn instead of kept, so one
 /// huge pipeline does not pin memory for the rest of a connection's life.
 const KEEP_BYTES: usize = 256 * 1024;
+/// The owner stops running a batch's ops once the values it is bringing back reach this, and
+/// sends the batch back answered so far; the origin writes those replies and sends the rest
+/// again. A batch's reply arena therefore holds at most this plus one value (`-I`), however
+/// many gets it carries.
+pub const REPLY_PIECE_BYTES: usize = 64 * 1024;
 /// Same, for the descriptor lists.
 const KEEP_OPS: usize = 4096;
 
@@ -74,11 +79,12 @@ pub enum Op {
         data: Span,
         call: MetaCall,
     },
-    /// A storage command refused as larger than `-I`: count it, and drop the old value when
-    /// memcached would.
+    /// A storage command refused, as larger than `-I` (`counted` in `store_too_large`) or
+    /// for want of read budget: drop the old value when memcached would.
     TooLarge {
         key: Span,
         unlink: bool,
+        counted: bool,
     },
     /// `flush_all`; `counted` on exactly one shard, so `cmd_flush` goes up once per command.
     Flush {
@@ -150,9 +156,13 @@ pub struct Batch {
     ops: Vec<Op>,
     /// Keys and data blocks of `ops`.
     request: Vec<u8>,
-    /// Outcomes, one per op once run.
+    /// Ops run so far, over every trip to the owner: `ops[..ran]` have run.
+    ran: usize,
+    /// The first op whose outcome is in `outcomes`: the last trip ran `ops[base..ran]`.
+    base: usize,
+    /// Outcomes of `ops[base..ran]`.
     outcomes: Vec<Outcome>,
-    /// Values of hits.
+    /// Values of those ops' hits.
     values: Vec<u8>,
 }
 
@@ -172,6 +182,21 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Whether some ops have not run yet: the batch must go (again) to its owner.
+    pub fn has_unrun(&self) -> bool {
+        self.ran < self.ops.len()
+    }
+
+    /// Whether op `index` ran on the batch's last trip, so its outcome is here.
+    pub fn is_answered(&self, index: u32) -> bool {
+        (self.base..self.ran).contains(&(index as usize))
+    }
+
+    /// Bytes of values brought back by the last trip.
+    pub fn reply_bytes(&self) -> usize {
+        self.values.len()
     }
 
     /// Bytes held in the request arena (what the message carries besides descriptors).
@@ -212,9 +237,11 @@ impl Batch {
         }
     }
 
-    /// The outcome of op `index`, once the batch has run.
+    /// The outcome of op `index`, when it ran on the batch's last trip.
     pub fn outcome(&self, index: u32) -> Option<&Outcome> {
-        self.outcomes.get(index as usize)
+        (index as usize)
+            .checked_sub(self.base)
+            .and_then(|i| self.outcomes.get(i))
     }
 
     /// Takes the outcomes out (for whole-shard operations, whose outcomes are owned data).
@@ -233,6 +260,8 @@ impl Batch {
         self.request.clear();
         self.outcomes.clear();
         self.values.clear();
+        self.ran = 0;
+        self.base = 0;
         if self.request.capacity() > KEEP_BYTES {
             self.request = Vec::new();
         }
@@ -247,20 +276,29 @@ impl Batch {
         }
     }
 
-    /// Runs every op in order on `worker`'s shard, on the core that owns it.
-    pub fn run(&mut self, worker: &Worker) {
+    /// Runs the ops not run yet, in order, on `worker`'s shard, on the core that owns it,
+    /// until the values brought back reach [`REPLY_PIECE_BYTES`] (at least one op runs).
+    /// Returns how many ran; the outcomes of earlier trips are dropped.
+    pub fn run(&mut self, worker: &Worker) -> usize {
         let Batch {
             now,
             ops,
             request,
+            ran,
+            base,
             outcomes,
             values,
             ..
         } = self;
         outcomes.clear();
         values.clear();
+        *base = *ran;
         let now = *now;
-        for op in ops.iter() {
+        for op in &ops[*ran..] {
+            if values.len() >= REPLY_PIECE_BYTES {
+                break;
+            }
+            *ran += 1;
             let outcome = match *op {
                 Op::Snapshot => Outcome::Snapshot(Box::new(worker.snapshot(now))),
                 Op::ResetStats => {
@@ -273,6 +311,7 @@ impl Batch {
             };
             outcomes.push(outcome);
         }
+        *ran - *base
     }
 }
 
@@ -316,8 +355,14 @@ fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: 
             let result = meta::run(store, bytes(key), call, bytes(data), now);
             Outcome::Meta(MetaOutcome::own(result, values))
         }
-        Op::TooLarge { key, unlink } => {
-            store.stats_mut().store_too_large += 1;
+        Op::TooLarge {
+            key,
+            unlink,
+            counted,
+        } => {
+            if counted {
+                store.stats_mut().store_too_large += 1;
+            }
             if unlink {
                 // memcached drops the old value so that a failed `set` cannot leave stale
                 // data behind.

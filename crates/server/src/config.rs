@@ -80,6 +80,9 @@ pub struct Config {
     pub verbosity: u32,
     /// `-o idle_timeout`: close connections idle this long; `None` never.
     pub idle_timeout: Option<Duration>,
+    /// `-o read_buf_mem_limit` in bytes, for the read buffers of requests still arriving
+    /// (`crate::budget`): `None` means the default, `-m`; `Some(0)` no limit.
+    pub read_buf_mem_limit: Option<usize>,
     /// `MEMCACHED_PORT_FILENAME`.
     pub port_file: Option<PathBuf>,
     /// `-u`: the user to switch to after binding, when started as root.
@@ -87,6 +90,18 @@ pub struct Config {
     /// `-Z` and `-o ssl_*`; the files are loaded when the server starts (and on
     /// `refresh_certs`/SIGHUP), not when the command line is read.
     pub tls: TlsSettings,
+}
+
+impl Config {
+    /// The read budget's limit in bytes, `None` for none: `-o read_buf_mem_limit`, else
+    /// `-m`.
+    pub fn read_buf_limit_bytes(&self) -> Option<usize> {
+        match self.read_buf_mem_limit {
+            None => Some(self.memory_limit_bytes),
+            Some(0) => None,
+            Some(bytes) => Some(bytes),
+        }
+    }
 }
 
 impl Default for Config {
@@ -106,6 +121,7 @@ impl Default for Config {
             protocol: ProtocolChoice::Auto,
             verbosity: 0,
             idle_timeout: None,
+            read_buf_mem_limit: None,
             port_file: None,
             run_as: None,
             tls: TlsSettings::default(),

@@ -13,6 +13,7 @@
 pub mod affinity;
 pub mod authz;
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod conns;
@@ -124,7 +125,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     };
     let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
-    let process = Arc::new(Process::with_tls(executors, tls));
+    let process =
+        Arc::new(Process::with_tls(executors, tls).with_read_budget(config.read_buf_limit_bytes()));
     let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
         .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;

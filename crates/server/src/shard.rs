@@ -129,9 +129,10 @@ impl Router {
         f(&mut store)
     }
 
-    /// Sends each non-empty batch in `batches` (indexed by shard) to its core, one message per
-    /// core, then waits for every reply and puts each batch back in its place with its
-    /// outcomes. `tickets` is scratch space, kept by the caller so this does not allocate.
+    /// Sends each batch in `batches` (indexed by shard) that has ops not run yet to its core,
+    /// one message per core, then waits for every reply and puts each batch back in its place
+    /// with its outcomes (the owner may answer only some of the ops: see
+    /// [`Batch::run`]). `tickets` is scratch space, kept by the caller so this does not allocate.
     pub async fn invoke_batches_await(
         &self,
         batches: &mut [Option<Box<Batch>>],
@@ -144,7 +145,7 @@ impl Router {
         tickets.resize(batches.len(), None);
         let mut failed = None;
         for (shard, slot) in batches.iter_mut().enumerate() {
-            if slot.as_ref().is_none_or(|batch| batch.is_empty()) {
+            if slot.as_ref().is_none_or(|batch| !batch.has_unrun()) {
                 continue;
             }
             let Some(batch) = slot.take() else { continue };

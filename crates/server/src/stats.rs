@@ -98,6 +98,8 @@ pub struct StatsView<'a> {
     /// With `-Z`: its counters and settings.
     pub tls: Option<&'a Tls>,
     pub shards: &'a [ShardSnapshot],
+    /// `-o read_buf_mem_limit`'s budget.
+    pub read_budget: &'a crate::budget::ReadBudget,
     pub started_at: u64,
     pub now: u64,
 }
@@ -171,15 +173,12 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
             "response_obj_bytes",
         ],
     );
-    zeros(
-        out,
-        &[
-            "read_buf_count",
-            "read_buf_bytes",
-            "read_buf_bytes_free",
-            "read_buf_oom",
-        ],
-    );
+    // Read buffers beyond each connection's first 16 KiB, and the requests refused because
+    // the budget could not cover them (memcached: allocations of read buffers that failed).
+    zeros(out, &["read_buf_count"]);
+    reply::stat_u64(out, "read_buf_bytes", view.read_budget.used_bytes() as u64);
+    zeros(out, &["read_buf_bytes_free"]);
+    reply::stat_u64(out, "read_buf_oom", view.read_budget.refusals());
     zeros(out, &["reserved_fds"]);
     reply::stat_u64(out, "cmd_get", store.cmd_get);
     reply::stat_u64(out, "cmd_set", store.cmd_set);
@@ -287,6 +286,11 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat(out, "auth_enabled_sasl", b"no");
     reply::stat(out, "auth_enabled_ascii", b"no");
     reply::stat_u64(out, "item_size_max", config.item_size_max as u64);
+    reply::stat_u64(
+        out,
+        "read_buf_mem_limit",
+        view.read_budget.limit_bytes().unwrap_or(0) as u64,
+    );
     reply::stat(out, "flush_enabled", yes_no(config.flush_enabled));
     reply::stat_u64(
         out,

@@ -13,6 +13,7 @@ use rampart_proto::text::Limits;
 use rampart_tls::{ContextHolder, TlsSettings};
 
 use crate::batch::{Batch, Op, Outcome, ShardSnapshot};
+use crate::budget::ReadBudget;
 use crate::config::Config;
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
@@ -39,6 +40,8 @@ pub struct Process {
     pub tls: Option<Tls>,
     /// Open client connections, for `stats conns`.
     pub conns: crate::conns::ConnTable,
+    /// `-o read_buf_mem_limit`: what all connections' growing read buffers may hold.
+    pub read_budget: Arc<ReadBudget>,
 }
 
 /// `refresh_certs` without `-Z`, in memcached's words.
@@ -57,6 +60,12 @@ impl Process {
             tls,
             ..Process::default()
         }
+    }
+
+    /// The same process with a read budget of `limit_bytes` (`None`: no limit).
+    pub fn with_read_budget(mut self, limit_bytes: Option<usize>) -> Process {
+        self.read_budget = Arc::new(ReadBudget::new(limit_bytes));
+        self
     }
 
     /// `refresh_certs` and SIGHUP: rebuilds the TLS context from the configured files and

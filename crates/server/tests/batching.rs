@@ -15,7 +15,7 @@ use rampart_server::batch::{Op, Outcome};
 use rampart_server::config::{Config, ProtocolChoice};
 use rampart_server::doorbell::{self, Doorbell};
 use rampart_server::mesh::{self, Ends, Mesh};
-use rampart_server::session::{Session, Stop};
+use rampart_server::session::{Exchanged, Session, Stop};
 use rampart_server::shard::{Router, Shard, ShardId, shard_for};
 use rampart_server::worker::{Process, Worker};
 use rampart_store::StoreConfig;
@@ -186,5 +186,136 @@ fn flush_all_reaches_every_shard_and_counts_once() {
         session.process(input.as_bytes(), &worker, NOW + 1, usize::MAX, &mut out);
         session.exchange(&worker, &mut out).await.unwrap();
         assert_eq!(out, b"END\r\n");
+    });
+}
+
+/// A small deterministic generator (xorshift64*), so that a failing case can be replayed from
+/// its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A pipeline of text requests over both cores' keys whose replies do not depend on the
+/// store's clock or CAS counter: sets of values up to 8 KB, multi-gets with repeats and
+/// misses, meta gets, deletes and arithmetic.
+fn random_pipeline(rng: &mut Rng) -> Vec<u8> {
+    let key = |rng: &mut Rng| key(rng.below(CORES), rng.below(6));
+    let mut input = Vec::new();
+    for _ in 0..5 + rng.below(40) {
+        match rng.below(6) {
+            0 | 1 => {
+                let len = rng.below(8000);
+                let fill = b'a' + rng.below(26) as u8;
+                input.extend(format!("set {} {} 0 {len}\r\n", key(rng), rng.below(9)).bytes());
+                input.extend(std::iter::repeat_n(fill, len));
+                input.extend(b"\r\n");
+            }
+            2 => {
+                input.extend(b"get");
+                for _ in 0..1 + rng.below(24) {
+                    input.extend(format!(" {}", key(rng)).bytes());
+                }
+                input.extend(b"\r\n");
+            }
+            3 => input.extend(format!("mg {} v f k\r\n", key(rng)).bytes()),
+            4 => input.extend(format!("delete {}\r\n", key(rng)).bytes()),
+            _ => input.extend(format!("incr {} 1\r\n", key(rng)).bytes()),
+        }
+    }
+    input
+}
+
+/// Feeds `input` to a fresh session in the pieces `rng` picks, with an output high-water mark
+/// of `high_water` and `-R` of 1 to 4, writing (collecting) the output whenever the driver
+/// would: at each stop, and at each piece of an exchange.
+async fn serve_in_pieces(
+    worker: &Worker,
+    input: &[u8],
+    high_water: usize,
+    rng: &mut Rng,
+) -> Vec<u8> {
+    let mut session =
+        Session::new(Identity::Anonymous, ProtocolChoice::Ascii).with_high_water(high_water);
+    let (mut buffered, mut fed) = (Vec::new(), 0);
+    let (mut out, mut written) = (Vec::new(), Vec::new());
+    loop {
+        let per_event = 1 + rng.below(4);
+        let progress = session.process(&buffered, worker, NOW, per_event, &mut out);
+        buffered.drain(..progress.consumed);
+        while session.is_waiting() {
+            let exchanged = session.exchange(worker, &mut out).await.unwrap();
+            assert!(
+                out.len() <= high_water + 2 * 9000,
+                "an exchange piece of {} bytes",
+                out.len()
+            );
+            written.append(&mut out);
+            if exchanged == Exchanged::Done {
+                break;
+            }
+        }
+        written.append(&mut out);
+        match progress.stop {
+            Stop::Budget | Stop::OutputFull => {}
+            Stop::NeedInput if fed == input.len() => return written,
+            Stop::NeedInput => {
+                let piece = (1 + rng.below(3000)).min(input.len() - fed);
+                buffered.extend_from_slice(&input[fed..fed + piece]);
+                fed += piece;
+            }
+            stop => panic!("unexpected {stop:?}"),
+        }
+    }
+}
+
+/// The resumable reply path: whatever the high-water mark, however the input is split and
+/// however often the output is written in between, the client gets exactly the bytes of one
+/// unbounded pass over the whole input.
+#[test]
+fn replies_in_bounded_pieces_are_the_bytes_of_an_unbounded_run() {
+    with_two_cores(async |worker: Rc<Worker>| {
+        for seed in 1..=150u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let input = random_pipeline(&mut rng);
+            let flush = |_| Op::Flush {
+                delay: 0,
+                counted: false,
+            };
+            worker.invoke_on_all_await(NOW, flush).await.unwrap();
+            let unbounded = {
+                let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii)
+                    .with_high_water(usize::MAX);
+                let mut out = Vec::new();
+                let progress = session.process(&input, &worker, NOW, usize::MAX, &mut out);
+                assert_eq!(progress.consumed, input.len(), "seed {seed}");
+                let done = session.exchange(&worker, &mut out).await.unwrap();
+                assert_eq!(done, Exchanged::Done);
+                out
+            };
+            worker.invoke_on_all_await(NOW, flush).await.unwrap();
+            let high_water = 1 + rng.below(20_000);
+            let pieces = serve_in_pieces(&worker, &input, high_water, &mut rng).await;
+            if pieces != unbounded {
+                let at = pieces.iter().zip(&unbounded).position(|(a, b)| a != b);
+                panic!(
+                    "seed {seed}, high-water mark {high_water}: {} bytes against {}, first \
+                     difference at {at:?}\ninput: {}",
+                    pieces.len(),
+                    unbounded.len(),
+                    String::from_utf8_lossy(&input[..input.len().min(2000)])
+                );
+            }
+        }
     });
 }

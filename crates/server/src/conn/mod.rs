@@ -22,16 +22,16 @@ use crate::authz::Identity;
 use crate::config::Security;
 use crate::conns::{TlsDescription, tcp_addr};
 use crate::idle::IdleSlot;
-use crate::session::{Session, Stop};
+use crate::session::{Exchanged, Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
 use crate::worker::Worker;
 
 use self::input::{InputBuffer, SHRINK_ABOVE_BYTES};
 use self::tls::{HandshakeFailure, TlsLink};
 
-/// Replies accumulated past this are written before more requests run, bounding a
-/// connection's output memory under a deep pipeline.
-const OUT_FLUSH_BYTES: usize = 1024 * 1024;
+/// Requests queued for other cores past this many bytes of keys and data are exchanged
+/// before more requests run.
+const QUEUED_FLUSH_BYTES: usize = 1024 * 1024;
 /// How long a connection waits for input before giving its buffers back.
 pub const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -277,7 +277,7 @@ async fn establish<S: Transport>(
 pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Security) {
     let fd = stream.socket().unwrap_or(-1);
     let _registration = worker.register_connection(stream.socket());
-    let mut input = InputBuffer::default();
+    let mut input = InputBuffer::new(worker.process_state().read_budget.clone());
     let idle = worker.idle().slot();
     let Some((mut link, identity)) =
         establish(&mut stream, &worker, security, &mut input, &idle).await
@@ -302,6 +302,28 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let mut arrived_early = !input.is_empty();
     'reading: loop {
         if !std::mem::take(&mut arrived_early) {
+            if matches!(link, Link::Plain) {
+                input.make_room();
+            }
+            if input.settle().is_err() {
+                // The request being received needs more buffer than the read budget has.
+                let progress =
+                    session.refuse_unbuffered(input.data(), &worker, unix_now(), &mut out);
+                input.clear();
+                if let Err(err) =
+                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
+                {
+                    err.log(fd);
+                    break;
+                }
+                if let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await {
+                    log::debug!("connection fd {fd}: write failed: {err}");
+                    break;
+                }
+                if progress.stop == Stop::Close {
+                    break;
+                }
+            }
             if let Some(listed) = &listed {
                 listed.entry.waiting();
             }
@@ -323,16 +345,19 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             listed.entry.working(now);
         }
         // One turn: everything this read completed. Requests for other cores' keys are
-        // queued across the `-R` slices and exchanged once, when the turn ends (or when its
-        // output or queue reaches OUT_FLUSH_BYTES).
+        // queued across the `-R` slices and exchanged once, when the turn ends (or when the
+        // output reaches the session's high-water mark or the queue QUEUED_FLUSH_BYTES). A
+        // full output is written before any more requests run.
         let stop = loop {
             let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
             input.consume(progress.consumed);
             let budget_spent = progress.requests >= per_event;
             if progress.stop == Stop::WholeCache {
                 // Everything before it has run first, so its view includes them.
-                if let Err(gone) = session.exchange(&worker, &mut out).await {
-                    log::warn!("connection fd {fd}: {gone}; closing");
+                if let Err(err) =
+                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
+                {
+                    err.log(fd);
                     break 'reading;
                 }
                 match session
@@ -349,23 +374,26 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     }
                 }
             }
-            let more = matches!(progress.stop, Stop::Budget | Stop::WholeCache);
-            let flush =
-                !more || out.len() >= OUT_FLUSH_BYTES || session.queued_bytes() >= OUT_FLUSH_BYTES;
-            if flush
-                && session.is_waiting()
-                && let Err(gone) = session.exchange(&worker, &mut out).await
-            {
-                log::warn!("connection fd {fd}: {gone}; closing");
-                break 'reading;
-            }
-            if flush && !out.is_empty() {
-                if let Err(err) = link.write(&mut stream, &out).await {
+            let more = matches!(
+                progress.stop,
+                Stop::Budget | Stop::WholeCache | Stop::OutputFull
+            );
+            let flush = !more
+                || out.len() >= session.high_water()
+                || session.queued_bytes() >= QUEUED_FLUSH_BYTES;
+            if flush {
+                if let Err(err) =
+                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
+                {
+                    err.log(fd);
+                    break 'reading;
+                }
+                if !out.is_empty()
+                    && let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await
+                {
                     log::debug!("connection fd {fd}: write failed: {err}");
                     break 'reading;
                 }
-                WorkerCounters::add(&worker.counters().bytes_written, out.len() as u64);
-                out.clear();
             }
             if !more {
                 break progress.stop;
@@ -384,6 +412,56 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         }
     }
     link.close(&mut stream).await;
+}
+
+/// Why a connection stops in the middle of answering.
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error("write failed: {0}")]
+    Write(#[from] io::Error),
+    #[error(transparent)]
+    Gone(#[from] crate::mesh::Gone),
+}
+
+impl Broken {
+    fn log(&self, fd: RawFd) {
+        match self {
+            Broken::Write(err) => log::debug!("connection fd {fd}: write failed: {err}"),
+            Broken::Gone(gone) => log::warn!("connection fd {fd}: {gone}; closing"),
+        }
+    }
+}
+
+/// Writes `out` and empties it.
+async fn send<S: Transport>(
+    worker: &Worker,
+    link: &mut Link,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    link.write(stream, out).await?;
+    WorkerCounters::add(&worker.counters().bytes_written, out.len() as u64);
+    out.clear();
+    Ok(())
+}
+
+/// Answers everything queued for other cores. The replies come in pieces bounded by the
+/// output's high-water mark, and each full piece is written before the next is asked for,
+/// so what a turn asked for never sits in memory whole; what fits is left in `out`.
+async fn drain<S: Transport>(
+    session: &mut Session,
+    worker: &Worker,
+    link: &mut Link,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+) -> Result<(), Broken> {
+    while session.is_waiting() {
+        if session.exchange(worker, out).await? == Exchanged::Done {
+            break;
+        }
+        send(worker, link, stream, out).await?;
+    }
+    Ok(())
 }
 
 /// Refuses a connection over `-c` the way memcached does.

@@ -288,9 +288,9 @@ async fn serve_peer(
     worker: Rc<Worker>,
 ) {
     while let Some(mut batch) = requests.recv().await {
-        batch.run(&worker);
+        let ran = batch.run(&worker);
         if let Some(mesh) = worker.router().mesh()
-            && !batch.is_empty()
+            && ran > 0
         {
             let counters = &mesh.counters;
             counters
@@ -298,7 +298,7 @@ async fn serve_peer(
                 .set(counters.batches_served.get() + 1);
             counters
                 .ops_served
-                .set(counters.ops_served.get() + batch.len() as u64);
+                .set(counters.ops_served.get() + ran as u64);
         }
         if replies.send(batch).await.is_err() {
             break;

@@ -53,10 +53,13 @@ pub(super) fn touched_line(touched: bool) -> &'static [u8] {
 }
 
 /// Runs one authorized request: inline for this core's keys, queued in `plan` for the
-/// others'. Replies go to `out`, or their place in it is remembered.
+/// others'. Replies go to `out`, or their place in it is remembered. A multi-get skips its
+/// first `resume.0` keys (answered before a pause) and pauses once `out` reaches `resume.1`
+/// bytes with keys left.
 pub(super) fn execute(
     plan: &mut Plan,
     request: Request<'_>,
+    resume: (usize, usize),
     worker: &Worker,
     now: u64,
     out: &mut Vec<u8>,
@@ -81,7 +84,12 @@ pub(super) fn execute(
         // SASL is binary-only; not served yet.
         Request::Sasl(_) => reply::line(out, reply::ERROR),
         Request::Get(get) => {
-            for key in get.keys.iter() {
+            let (keys_done, high_water) = resume;
+            for (n, key) in get.keys.iter().enumerate().skip(keys_done) {
+                if out.len() >= high_water && n > keys_done {
+                    // The rest waits until the socket has taken what is here.
+                    return Flow::Paused { keys_done: n };
+                }
                 let owner = router.owner(key);
                 if router.is_local(owner) {
                     router.invoke_local(|store| {

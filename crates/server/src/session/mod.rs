@@ -30,10 +30,13 @@ use crate::config::ProtocolChoice;
 use crate::mesh::Gone;
 use crate::worker::Worker;
 
+pub use self::plan::Exchanged;
 use self::plan::Plan;
 use self::whole::Whole;
 
 const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
+/// memcached's line when it cannot grow a connection's read buffer.
+const OUT_OF_MEMORY_READING: &[u8] = b"SERVER_ERROR out of memory reading request";
 
 /// The first byte of every binary-protocol request.
 const BINARY_REQUEST_MAGIC: u8 = 0x80;
@@ -55,6 +58,9 @@ enum ReadState {
     Negotiating,
     /// The start of a request in this encoding.
     Reading(Wire),
+    /// Part-way through the text multi-get at the front of the input: its first `keys_done`
+    /// keys are answered, and the output reached its high-water mark before the rest.
+    ResumingGet { keys_done: usize },
     /// Discarding the rest of a refused data block, then reading `then` again.
     Swallowing { remaining: usize, then: Wire },
 }
@@ -63,6 +69,11 @@ enum ReadState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Continue,
+    /// A multi-get stopped at the output's high-water mark with `keys_done` keys answered:
+    /// the request is not consumed, and resumes after the output is written.
+    Paused {
+        keys_done: usize,
+    },
     /// Write what is in the output buffer, then close (`quit`, a line too long).
     Close,
 }
@@ -80,6 +91,10 @@ pub enum Stop {
     /// Write what is in the output buffer (after exchanging what is queued), then close
     /// (`quit`, a line too long).
     Close,
+    /// The output reached its high-water mark: exchange what is queued, write the output,
+    /// then call [`Session::process`] again, which goes on where this stopped (part-way
+    /// through a multi-get, if need be).
+    OutputFull,
 }
 
 /// The result of [`Session::process`].
@@ -92,6 +107,11 @@ pub struct Progress {
     pub stop: Stop,
 }
 
+/// Replies pending for one connection stop its requests at this many bytes until the socket
+/// takes them. A single value may carry the output past it (by at most `-I`), and so may
+/// one remote reply per core during an exchange; nothing else does.
+pub const OUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+
 /// Per-connection protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -99,6 +119,8 @@ pub struct Session {
     state: ReadState,
     /// Requests for other cores' keys, waiting for [`Session::exchange`].
     plan: Plan,
+    /// [`OUT_HIGH_WATER_BYTES`], or a test's smaller mark.
+    high_water: usize,
 }
 
 impl Session {
@@ -112,7 +134,19 @@ impl Session {
             identity,
             state,
             plan: Plan::default(),
+            high_water: OUT_HIGH_WATER_BYTES,
         }
+    }
+
+    /// The same session with another output high-water mark (tests of the resumable path).
+    pub fn with_high_water(mut self, bytes: usize) -> Self {
+        self.high_water = bytes.max(1);
+        self
+    }
+
+    /// The output's high-water mark: the driver writes the output once it holds this much.
+    pub fn high_water(&self) -> usize {
+        self.high_water
     }
 
     /// Handles up to `max_requests` complete requests from the front of `input`.
@@ -134,10 +168,14 @@ impl Session {
             stop,
         };
         loop {
+            if out.len() >= self.high_water {
+                return progress(consumed, requests, Stop::OutputFull);
+            }
             if requests >= max_requests {
                 return progress(consumed, requests, Stop::Budget);
             }
             let rest = &input[consumed..];
+            let mut keys_done = 0;
             let wire = match self.state {
                 ReadState::Swallowing { remaining, then } => {
                     let skipped = remaining.min(rest.len());
@@ -162,6 +200,11 @@ impl Session {
                     wire
                 }
                 ReadState::Reading(wire) => wire,
+                ReadState::ResumingGet { keys_done: done } => {
+                    keys_done = done;
+                    self.state = ReadState::Reading(Wire::Text);
+                    Wire::Text
+                }
             };
             let (n, flow) = match wire {
                 Wire::Text => match text::parse(rest, &limits) {
@@ -174,7 +217,7 @@ impl Session {
                         {
                             return progress(consumed, requests, Stop::WholeCache);
                         }
-                        (n, self.execute_frame(frame, worker, now, out))
+                        (n, self.execute_frame(frame, keys_done, worker, now, out))
                     }
                 },
                 Wire::Binary => match rampart_proto::binary::parse(rest, &limits) {
@@ -190,11 +233,16 @@ impl Session {
                     }
                 },
             };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => return progress(consumed + n, requests + 1, Stop::Close),
+                Flow::Paused { keys_done } => {
+                    self.state = ReadState::ResumingGet { keys_done };
+                    return progress(consumed, requests, Stop::OutputFull);
+                }
+            }
             consumed += n;
             requests += 1;
-            if flow == Flow::Close {
-                return progress(consumed, requests, Stop::Close);
-            }
         }
     }
 
@@ -210,10 +258,18 @@ impl Session {
     }
 
     /// Sends every queued request to its core (one message per core), waits for the outcomes
-    /// and puts their replies in place in `out`. On `Err` a peer has stopped (the very end of
-    /// a shutdown) and `out` is incomplete: the connection must close without writing it.
-    pub async fn exchange(&mut self, worker: &Worker, out: &mut Vec<u8>) -> Result<(), Gone> {
-        self.plan.exchange(worker.router(), out).await
+    /// and writes the replies in request order into `out`, up to the high-water mark. On
+    /// [`Exchanged::More`] the caller writes `out`, empties it and calls again. On `Err` a
+    /// peer has stopped (the very end of a shutdown) and `out` is incomplete: the connection
+    /// must close without writing it.
+    pub async fn exchange(
+        &mut self,
+        worker: &Worker,
+        out: &mut Vec<u8>,
+    ) -> Result<Exchanged, Gone> {
+        self.plan
+            .exchange(worker.router(), out, self.high_water)
+            .await
     }
 
     /// Runs the request at the front of `input`, which needs every shard (after
@@ -260,9 +316,11 @@ impl Session {
         Ok(self.process(input, worker, now, 1, out))
     }
 
+    /// Runs one text frame; `keys_done` keys of a resumed multi-get are already answered.
     fn execute_frame(
         &mut self,
         frame: Frame<'_>,
+        keys_done: usize,
         worker: &Worker,
         now: u64,
         out: &mut Vec<u8>,
@@ -287,7 +345,15 @@ impl Session {
                     reply::line(out, ACCESS_DENIED);
                     return Flow::Continue;
                 }
-                classic::execute(&mut self.plan, request, worker, now, out)
+                let high_water = self.high_water;
+                classic::execute(
+                    &mut self.plan,
+                    request,
+                    (keys_done, high_water),
+                    worker,
+                    now,
+                    out,
+                )
             }
             Frame::Reject { error, noreply } => {
                 if !noreply {
@@ -331,11 +397,26 @@ impl Session {
     /// Counts a store refused as larger than `-I` on the key's owner, and drops the old value
     /// when `unlink`.
     fn too_large(&mut self, key: &[u8], unlink: bool, worker: &Worker, now: u64) {
+        self.refused_store(key, unlink, true, worker, now);
+    }
+
+    /// A store refused: drops the old value on the key's owner when `unlink`, and counts it
+    /// in `store_too_large` when `counted`.
+    fn refused_store(
+        &mut self,
+        key: &[u8],
+        unlink: bool,
+        counted: bool,
+        worker: &Worker,
+        now: u64,
+    ) {
         let router = worker.router();
         let owner = router.owner(key);
         if router.is_local(owner) {
             router.invoke_local(|store| {
-                store.stats_mut().store_too_large += 1;
+                if counted {
+                    store.stats_mut().store_too_large += 1;
+                }
                 if unlink {
                     // memcached drops the old value so that a failed `set` cannot leave stale
                     // data behind.
@@ -347,7 +428,117 @@ impl Session {
                 .queue(router, owner, now, None, |batch| Op::TooLarge {
                     key: batch.copy(key),
                     unlink,
+                    counted,
                 });
+        }
+    }
+
+    /// Refuses the request at the front of `input`, which needs more read buffer than the
+    /// server's read budget can give (`crate::budget`), and uses up all of `input`.
+    ///
+    /// A storage request gets memcached's reply to an item it cannot allocate,
+    /// `SERVER_ERROR out of memory storing object` (binary: `Out of memory`), its old value is
+    /// dropped as memcached drops it, and the rest of its data block is discarded as it
+    /// arrives: the stream stays in sync and nothing more is buffered. Anything else (a
+    /// multi-get line longer than the read buffer) gets `SERVER_ERROR out of memory reading
+    /// request` and the connection closes, as in memcached.
+    pub fn refuse_unbuffered(
+        &mut self,
+        input: &[u8],
+        worker: &Worker,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        worker.process_state().read_budget.refused();
+        // With no room for any value, the parsers answer a storage request's header alone
+        // (as "too large"), whatever of its data block has arrived.
+        let limits = rampart_proto::text::Limits {
+            item_size_max: 0,
+            ..worker.limits()
+        };
+        let binary = match self.state {
+            ReadState::Reading(wire) | ReadState::Swallowing { then: wire, .. } => {
+                wire == Wire::Binary
+            }
+            ReadState::ResumingGet { .. } => false,
+            ReadState::Negotiating => input.first() == Some(&BINARY_REQUEST_MAGIC),
+        };
+        let refused = if binary {
+            self.state = ReadState::Reading(Wire::Binary);
+            match rampart_proto::binary::parse(input, &limits) {
+                AnyParsed::Complete {
+                    consumed,
+                    frame:
+                        rampart_proto::binary::Frame::TooLarge {
+                            opcode,
+                            opaque,
+                            key,
+                            unlink,
+                            swallow,
+                        },
+                } => {
+                    rampart_proto::binary::reply::error(
+                        out,
+                        opcode.code(),
+                        opaque,
+                        rampart_proto::binary::Status::OutOfMemory,
+                    );
+                    self.refused_store(key, unlink, false, worker, now);
+                    Some((consumed + swallow, Wire::Binary))
+                }
+                _ => None,
+            }
+        } else {
+            self.state = ReadState::Reading(Wire::Text);
+            match text::parse(input, &limits) {
+                Parsed::Complete {
+                    consumed,
+                    frame:
+                        Frame::TooLarge {
+                            key,
+                            unlink,
+                            swallow,
+                            noreply,
+                        },
+                } => {
+                    if !noreply {
+                        reply::line(out, reply::OUT_OF_MEMORY_STORING);
+                    }
+                    self.refused_store(key, unlink, false, worker, now);
+                    Some((consumed + swallow, Wire::Text))
+                }
+                Parsed::Complete {
+                    consumed,
+                    frame: Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }),
+                } => {
+                    reply::line(out, reply::OUT_OF_MEMORY_STORING);
+                    let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
+                    self.refused_store(key.decode(&mut scratch), true, false, worker, now);
+                    Some((consumed + swallow, Wire::Text))
+                }
+                _ => None,
+            }
+        };
+        match refused {
+            Some((end, wire)) => {
+                // The request was incomplete, so its end lies beyond what has arrived.
+                self.swallow(end.saturating_sub(input.len()), wire);
+                Progress {
+                    consumed: input.len(),
+                    requests: 1,
+                    stop: Stop::NeedInput,
+                }
+            }
+            None => {
+                if !binary {
+                    reply::line(out, OUT_OF_MEMORY_READING);
+                }
+                Progress {
+                    consumed: input.len(),
+                    requests: 1,
+                    stop: Stop::Close,
+                }
+            }
         }
     }
 }

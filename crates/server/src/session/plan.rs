@@ -21,7 +21,7 @@ use super::binary::{self, BinaryForm};
 use super::classic::{arith_reply, deleted_line, store_line, touched_line};
 use super::meta::{self, MetaForm};
 
-/// A stitching buffer grown past this (a large remote value) is given back after the turn.
+/// A local-reply buffer grown past this (a large value) is given back after the turn.
 const KEEP_STITCHED_BYTES: usize = 64 * 1024;
 
 /// How a remote outcome is written.
@@ -47,15 +47,41 @@ struct Piece {
     form: Form,
 }
 
+/// Whether an exchange has answered everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchanged {
+    /// Every queued request is answered and its reply is in the output.
+    Done,
+    /// The output holds the replies so far, up to its high-water mark: write it, then call
+    /// the exchange again for the rest.
+    More,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     /// One batch per core, by shard id; `None` before a core is first needed.
     batches: Vec<Option<Box<Batch>>>,
     /// Scratch for the exchange.
     tickets: Vec<Option<Ticket>>,
+    /// Batches kept back from a trip because they hold replies not yet written.
+    parked: Vec<(ShardId, Box<Batch>)>,
     pieces: Vec<Piece>,
-    stitched: Vec<u8>,
-    waiting: bool,
+    /// While answering: the local replies, as the pass wrote them; otherwise an empty buffer
+    /// kept for the next turn.
+    local: Vec<u8>,
+    /// Where the queued requests are in being answered.
+    phase: Phase,
+}
+
+/// A plan's phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Idle,
+    /// Requests are queued; the output holds only the local replies.
+    Queued,
+    /// The exchange has started: `local[..from]` and the first `next` pieces are written.
+    Answering { from: usize, next: usize },
 }
 
 impl Plan {
@@ -69,6 +95,7 @@ impl Plan {
         answer: Option<(usize, Form)>,
         build: impl FnOnce(&mut Batch) -> Op,
     ) {
+        debug_assert!(!matches!(self.phase, Phase::Answering { .. }));
         if self.batches.len() < router.shard_count() {
             self.batches.resize_with(router.shard_count(), || None);
         }
@@ -86,11 +113,11 @@ impl Plan {
                 form,
             });
         }
-        self.waiting = true;
+        self.phase = Phase::Queued;
     }
 
     pub(crate) fn is_waiting(&self) -> bool {
-        self.waiting
+        self.phase != Phase::Idle
     }
 
     pub(crate) fn queued_bytes(&self) -> usize {
@@ -101,40 +128,92 @@ impl Plan {
             .sum()
     }
 
-    /// Sends each core its batch, waits for all of them, and writes the remote replies into
-    /// their places in `out`.
+    /// Sends each core its batch, waits for the outcomes, and writes the replies, local and
+    /// remote, in request order into `out` until it reaches `high_water` bytes.
+    ///
+    /// `out` holds the pass's local replies when the exchange starts; they are moved aside
+    /// and copied back between the remote ones. An owner answers a batch in pieces of about
+    /// [`crate::batch::REPLY_PIECE_BYTES`], so neither the output nor any batch grows with
+    /// the size of what was asked for: on [`Exchanged::More`] the caller writes `out`, empties
+    /// it and calls again, and the exchange goes on where it stopped.
     pub(crate) async fn exchange(
         &mut self,
         router: &Router,
         out: &mut Vec<u8>,
-    ) -> Result<(), Gone> {
-        if !self.waiting {
-            return Ok(());
+        high_water: usize,
+    ) -> Result<Exchanged, Gone> {
+        if self.phase == Phase::Queued {
+            // The pass's output becomes `local`; `out` continues in the kept empty buffer.
+            std::mem::swap(out, &mut self.local);
+            out.clear();
+            self.phase = Phase::Answering { from: 0, next: 0 };
         }
-        router
-            .invoke_batches_await(&mut self.batches, &mut self.tickets)
-            .await?;
-        self.stitched.clear();
-        let mut from = 0;
-        for piece in &self.pieces {
-            self.stitched.extend_from_slice(&out[from..piece.at]);
-            from = piece.at;
-            match self.batches.get(piece.shard).and_then(Option::as_deref) {
-                Some(batch) => encode(&mut self.stitched, batch, piece),
-                None => log::error!("no batch came back from core {}", piece.shard),
+        loop {
+            let Phase::Answering { from, next } = &mut self.phase else {
+                return Ok(Exchanged::Done);
+            };
+            // Write every reply that is here, in order, up to the high-water mark.
+            while *next < self.pieces.len() && out.len() < high_water {
+                let piece = &self.pieces[*next];
+                let Some(batch) = self.batches.get(piece.shard).and_then(Option::as_deref) else {
+                    log::error!("no batch came back from core {}", piece.shard);
+                    *next += 1;
+                    continue;
+                };
+                if !batch.is_answered(piece.op) {
+                    break;
+                }
+                out.extend_from_slice(&self.local[*from..piece.at]);
+                *from = piece.at;
+                encode(out, batch, piece);
+                *next += 1;
+            }
+            if *next == self.pieces.len() && !self.batches.iter().flatten().any(|b| b.has_unrun()) {
+                out.extend_from_slice(&self.local[*from..]);
+                self.finish();
+                return Ok(Exchanged::Done);
+            }
+            if out.len() >= high_water {
+                return Ok(Exchanged::More);
+            }
+            let next = *next;
+            self.run_unanswered(router, next).await?;
+        }
+    }
+
+    /// Sends again every batch that has ops not yet run, except those holding replies not
+    /// yet written (from `pieces[next..]`): a trip would replace them. The first unwritten
+    /// piece's batch always goes, so every call makes progress.
+    async fn run_unanswered(&mut self, router: &Router, next: usize) -> Result<(), Gone> {
+        for piece in &self.pieces[next..] {
+            let Some(slot) = self.batches.get_mut(piece.shard) else {
+                continue;
+            };
+            // A batch is decided by its first unwritten piece; a parked one is decided.
+            if let Some(batch) = slot.take_if(|batch| batch.is_answered(piece.op)) {
+                self.parked.push((piece.shard, batch));
             }
         }
-        self.stitched.extend_from_slice(&out[from..]);
-        std::mem::swap(out, &mut self.stitched);
+        let result = router
+            .invoke_batches_await(&mut self.batches, &mut self.tickets)
+            .await;
+        for (shard, batch) in self.parked.drain(..) {
+            self.batches[shard] = Some(batch);
+        }
+        result
+    }
+
+    /// Back to idle, keeping buffers of a reasonable size for the next turn.
+    fn finish(&mut self) {
         self.pieces.clear();
         for batch in self.batches.iter_mut().flatten() {
             batch.clear();
         }
-        if self.stitched.capacity() > KEEP_STITCHED_BYTES {
-            self.stitched = Vec::new();
+        self.local.clear();
+        if self.local.capacity() > KEEP_STITCHED_BYTES {
+            self.local = Vec::new();
         }
-        self.waiting = false;
-        Ok(())
+        self.phase = Phase::Idle;
     }
 }
 

@@ -166,6 +166,7 @@ impl Whole {
                     process: worker.process(),
                     tls: worker.tls(),
                     shards: &shards,
+                    read_budget: &worker.process_state().read_budget,
                     started_at: worker.started_at(),
                     now,
                 };
