@@ -15,6 +15,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use rampart_tests::io::{Conn, End};
+use rampart_tests::tls::{Pki, TlsConn, second_port, tcp_connect};
 use rampart_tests::{Kind, Server};
 
 /// rampart's `session::OUT_HIGH_WATER_BYTES`.
@@ -47,6 +48,12 @@ fn start(kind: Kind, threads: &str, extra: &[&str]) -> Server {
     Server::start_limited(kind, ADDRESS_SPACE_BYTES, &args)
 }
 
+/// A plaintext connection to 127.0.0.1:`port`.
+fn plain_conn(port: u16) -> Conn {
+    let stream = tcp_connect(port).unwrap_or_else(|e| panic!("connect to {port}: {e}"));
+    Conn::new(stream)
+}
+
 /// Stores `big` (a [`BIG_BYTES`] value) and the small keys that must survive.
 fn store_keys(conn: &mut Conn) {
     let mut request = format!("set big 0 0 {BIG_BYTES}\r\n").into_bytes();
@@ -61,7 +68,12 @@ fn store_keys(conn: &mut Conn) {
 
 /// Every kept key, and `big`, still hold what [`store_keys`] stored.
 fn assert_keys_intact(server: &Server) {
-    let mut conn = server.conn();
+    assert_keys_intact_at(server, server.port());
+}
+
+/// [`assert_keys_intact`] through the plaintext listener on `port`.
+fn assert_keys_intact_at(server: &Server, port: u16) {
+    let mut conn = plain_conn(port);
     for i in 0..KEPT_KEYS {
         let reply = conn.roundtrip(format!("get kept{i}\r\n").as_bytes(), b"END\r\n");
         let expected = format!("VALUE kept{i} {i} 6\r\nkept{i:02}\r\nEND\r\n");
@@ -127,7 +139,12 @@ fn push(stream: &mut TcpStream, bytes: &[u8]) -> usize {
 /// Runs probes for [`HOSTILE_RUN`]: a get of a kept key, answered within [`PROBE_BOUND`],
 /// with the server's resident memory sampled between them. Returns the peak.
 fn probe_while_hostile(server: &Server) -> u64 {
-    let mut conn = server.conn();
+    probe_while_hostile_at(server, server.port())
+}
+
+/// [`probe_while_hostile`] through the plaintext listener on `port`.
+fn probe_while_hostile_at(server: &Server, port: u16) -> u64 {
+    let mut conn = plain_conn(port);
     let mut peak = 0;
     let end = Instant::now() + HOSTILE_RUN;
     let mut n = 0;
@@ -228,6 +245,46 @@ fn a_multi_get_that_is_never_read_stays_within_the_output_bound_on_two_cores() {
 #[test]
 fn memcached_also_survives_a_multi_get_that_is_never_read() {
     multi_get_never_read(Kind::Memcached, "1");
+}
+
+/// Case 1 over TLS: the replies are encrypted as they go, one output's worth at a time.
+/// rampart used to reach 3.1-3.7 GB here.
+#[test]
+fn a_multi_get_over_tls_that_is_never_read_stays_within_the_output_bound() {
+    let pki = Pki::new();
+    let opts = pki.cert_opts();
+    let server = start(
+        Kind::Rampart,
+        "1",
+        &["-Z", "-o", &opts, "-l", "notls:127.0.0.1:0"],
+    );
+    let plain = second_port(&server);
+    store_keys(&mut plain_conn(plain));
+    let base = server.resident_bytes().unwrap_or(0);
+    let mut line = b"get".to_vec();
+    for _ in 0..12_000 {
+        line.extend_from_slice(b" big");
+    }
+    line.extend_from_slice(b"\r\n");
+    let client = pki.client();
+    let mut clients: Vec<TlsConn> = (0..3).map(|_| client.open(&server)).collect();
+    for conn in &mut clients {
+        conn.send(&line).expect("send the get line");
+    }
+    let peak = probe_while_hostile_at(&server, plain);
+    // The output, its ciphertext (at most one output), OpenSSL's buffers, and the line.
+    let tls_bytes = OUT_HIGH_WATER_BYTES + BIG_BYTES as u64 + 128 * 1024;
+    let per_client = output_bound(1, BIG_BYTES as u64) + tls_bytes + 2 * line.len() as u64;
+    let bound = clients.len() as u64 * per_client;
+    assert_within(
+        &server,
+        "with 3 unread 6 GB multi-gets over TLS",
+        base,
+        peak,
+        bound,
+    );
+    drop(clients);
+    assert_keys_intact_at(&server, plain);
 }
 
 /// Case 2 of issue 12: pipelined gets of the 500 KB value, 10,000 in one write, from 100

@@ -279,8 +279,10 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let _registration = worker.register_connection(stream.socket());
     let mut input = InputBuffer::new(worker.process_state().read_budget.clone());
     let idle = worker.idle().slot();
+    // The handshake's future is large and needed once: boxed, so the connection's own future
+    // (what an idle connection keeps) is not the size of it. `whole_cache` likewise.
     let Some((mut link, identity)) =
-        establish(&mut stream, &worker, security, &mut input, &idle).await
+        Box::pin(establish(&mut stream, &worker, security, &mut input, &idle)).await
     else {
         return;
     };
@@ -360,8 +362,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     err.log(fd);
                     break 'reading;
                 }
-                match session
-                    .whole_cache(input.data(), &worker, unix_now(), &mut out)
+                match Box::pin(session.whole_cache(input.data(), &worker, unix_now(), &mut out))
                     .await
                 {
                     Ok(next) => {
