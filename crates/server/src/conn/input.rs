@@ -206,7 +206,7 @@ mod tests {
     fn growth_is_charged_before_the_next_read_and_given_back() {
         let budget = Arc::new(ReadBudget::new(Some(3 * READ_BUF_BYTES)));
         let mut input = InputBuffer::new(budget.clone());
-        let mut fill = |input: &mut InputBuffer| {
+        let fill = |input: &mut InputBuffer| {
             input.make_room();
             let n = input.spare().len();
             input.filled(n);
