@@ -14,18 +14,24 @@
 //! that needs every shard (`flush_all`, `stats`, `cache_memlimit`) stops the synchronous pass
 //! ([`Stop::WholeCache`]); the driver exchanges what is queued, then runs it with
 //! [`Session::whole_cache`].
+//!
+//! The output is bounded: once it holds [`OUT_HIGH_WATER_BYTES`] the pass stops
+//! ([`Stop::OutputFull`]) until the driver has written it, part-way through a multi-get if
+//! need be, and the exchange hands back remote replies in pieces of the same size
+//! ([`Exchanged::More`]). A request whose data the read budget cannot hold is refused
+//! ([`Session::refuse_unbuffered`], in `refuse.rs`).
 
 mod binary;
 mod classic;
 mod meta;
 mod plan;
+mod refuse;
 mod whole;
 
 use rampart_proto::Parsed as AnyParsed;
 use rampart_proto::text::{self, Frame, Parsed, TextError, reply};
 
 use crate::authz::{self, Decision, Identity};
-use crate::batch::Op;
 use crate::config::ProtocolChoice;
 use crate::mesh::Gone;
 use crate::worker::Worker;
@@ -35,8 +41,6 @@ use self::plan::Plan;
 use self::whole::Whole;
 
 const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
-/// memcached's line when it cannot grow a connection's read buffer.
-const OUT_OF_MEMORY_READING: &[u8] = b"SERVER_ERROR out of memory reading request";
 
 /// The first byte of every binary-protocol request.
 const BINARY_REQUEST_MAGIC: u8 = 0x80;
@@ -398,147 +402,5 @@ impl Session {
     /// when `unlink`.
     fn too_large(&mut self, key: &[u8], unlink: bool, worker: &Worker, now: u64) {
         self.refused_store(key, unlink, true, worker, now);
-    }
-
-    /// A store refused: drops the old value on the key's owner when `unlink`, and counts it
-    /// in `store_too_large` when `counted`.
-    fn refused_store(
-        &mut self,
-        key: &[u8],
-        unlink: bool,
-        counted: bool,
-        worker: &Worker,
-        now: u64,
-    ) {
-        let router = worker.router();
-        let owner = router.owner(key);
-        if router.is_local(owner) {
-            router.invoke_local(|store| {
-                if counted {
-                    store.stats_mut().store_too_large += 1;
-                }
-                if unlink {
-                    // memcached drops the old value so that a failed `set` cannot leave stale
-                    // data behind.
-                    store.unlink(key);
-                }
-            });
-        } else {
-            self.plan
-                .queue(router, owner, now, None, |batch| Op::TooLarge {
-                    key: batch.copy(key),
-                    unlink,
-                    counted,
-                });
-        }
-    }
-
-    /// Refuses the request at the front of `input`, which needs more read buffer than the
-    /// server's read budget can give (`crate::budget`), and uses up all of `input`.
-    ///
-    /// A storage request gets memcached's reply to an item it cannot allocate,
-    /// `SERVER_ERROR out of memory storing object` (binary: `Out of memory`), its old value is
-    /// dropped as memcached drops it, and the rest of its data block is discarded as it
-    /// arrives: the stream stays in sync and nothing more is buffered. Anything else (a
-    /// multi-get line longer than the read buffer) gets `SERVER_ERROR out of memory reading
-    /// request` and the connection closes, as in memcached.
-    pub fn refuse_unbuffered(
-        &mut self,
-        input: &[u8],
-        worker: &Worker,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> Progress {
-        worker.process_state().read_budget.refused();
-        // With no room for any value, the parsers answer a storage request's header alone
-        // (as "too large"), whatever of its data block has arrived.
-        let limits = rampart_proto::text::Limits {
-            item_size_max: 0,
-            ..worker.limits()
-        };
-        let binary = match self.state {
-            ReadState::Reading(wire) | ReadState::Swallowing { then: wire, .. } => {
-                wire == Wire::Binary
-            }
-            ReadState::ResumingGet { .. } => false,
-            ReadState::Negotiating => input.first() == Some(&BINARY_REQUEST_MAGIC),
-        };
-        let refused = if binary {
-            self.state = ReadState::Reading(Wire::Binary);
-            match rampart_proto::binary::parse(input, &limits) {
-                AnyParsed::Complete {
-                    consumed,
-                    frame:
-                        rampart_proto::binary::Frame::TooLarge {
-                            opcode,
-                            opaque,
-                            key,
-                            unlink,
-                            swallow,
-                        },
-                } => {
-                    rampart_proto::binary::reply::error(
-                        out,
-                        opcode.code(),
-                        opaque,
-                        rampart_proto::binary::Status::OutOfMemory,
-                    );
-                    self.refused_store(key, unlink, false, worker, now);
-                    Some((consumed + swallow, Wire::Binary))
-                }
-                _ => None,
-            }
-        } else {
-            self.state = ReadState::Reading(Wire::Text);
-            match text::parse(input, &limits) {
-                Parsed::Complete {
-                    consumed,
-                    frame:
-                        Frame::TooLarge {
-                            key,
-                            unlink,
-                            swallow,
-                            noreply,
-                        },
-                } => {
-                    if !noreply {
-                        reply::line(out, reply::OUT_OF_MEMORY_STORING);
-                    }
-                    self.refused_store(key, unlink, false, worker, now);
-                    Some((consumed + swallow, Wire::Text))
-                }
-                Parsed::Complete {
-                    consumed,
-                    frame: Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }),
-                } => {
-                    reply::line(out, reply::OUT_OF_MEMORY_STORING);
-                    let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
-                    self.refused_store(key.decode(&mut scratch), true, false, worker, now);
-                    Some((consumed + swallow, Wire::Text))
-                }
-                _ => None,
-            }
-        };
-        match refused {
-            Some((end, wire)) => {
-                // The request was incomplete, so its end lies beyond what has arrived.
-                self.swallow(end.saturating_sub(input.len()), wire);
-                Progress {
-                    consumed: input.len(),
-                    requests: 1,
-                    stop: Stop::NeedInput,
-                }
-            }
-            None => {
-                if !binary {
-                    reply::line(out, OUT_OF_MEMORY_READING);
-                }
-                Progress {
-                    consumed: input.len(),
-                    requests: 1,
-                    stop: Stop::Close,
-                }
-            }
-        }
     }
 }
