@@ -9,10 +9,12 @@
 //! TLS; one that does not sits out the TLS scenarios and fails the command. Phase one is
 //! closed loop (throughput, CPU per request, latency at saturation) for every round; phase
 //! two is open loop at half the lower server's median closed-loop throughput (latency
-//! without coordinated omission); phase three stores items and reads resident memory. The
+//! without coordinated omission); phase three stores items and reads resident memory; phase
+//! four lets hostile clients loose ([`hostile`]) and reads what they cost. The
 //! report is medians over the rounds, written by [`report`] and drawn by [`chart`].
 
 mod chart;
+mod hostile;
 mod report;
 mod server;
 
@@ -42,6 +44,10 @@ const PREFLIGHT_CONNECTIONS: usize = 2;
 const PREFLIGHT_REQUESTS: u64 = 200;
 const MEMORY_LIMIT_MIB: usize = 1024;
 const MEMORY_VALUE_BYTES: usize = 100;
+/// The large values' scenarios (issue 12): 100 KiB each, over fewer keys so that they fit
+/// the memory limit.
+const LARGE_VALUE_BYTES: usize = 100 * 1024;
+const LARGE_VALUE_KEYS: u64 = 1_000;
 const SERVER_CPU: usize = 0;
 /// Set for the optimized run that a dev-profile xtask starts, so that it never starts another.
 const REEXEC_ENV: &str = "RAMPART_BENCH_TLS_OPTIMIZED";
@@ -137,7 +143,7 @@ impl Scenario {
         let mut all = Vec::new();
         for tls in [false, true] {
             for pipeline in [1, 16] {
-                for value_size in [32, 1024] {
+                for value_size in [32, 1024, LARGE_VALUE_BYTES] {
                     all.push(Scenario {
                         tls,
                         pipeline,
@@ -149,9 +155,18 @@ impl Scenario {
         all
     }
 
+    /// The key space: every value fits the memory limit.
+    pub fn keys(&self) -> u64 {
+        if self.value_size >= LARGE_VALUE_BYTES {
+            LARGE_VALUE_KEYS
+        } else {
+            KEYS
+        }
+    }
+
     pub fn name(&self) -> String {
         let size = match self.value_size {
-            1024 => "1KiB".to_string(),
+            n if n >= 1024 && n % 1024 == 0 => format!("{}KiB", n / 1024),
             n => format!("{n}B"),
         };
         let transport = if self.tls { "tls" } else { "plain" };
@@ -395,8 +410,25 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
             }
         }
     }
+    let mut hostiles = Vec::new();
+    for round in 1..=options.rounds {
+        for case in hostile::Case::ALL {
+            for kind in [Kind::Memcached, Kind::Rampart] {
+                step(&format!(
+                    "round {round}/{}: {}, {}",
+                    options.rounds,
+                    case.name(),
+                    kind.name()
+                ));
+                match hostile::run(bench.launch, round, kind, case) {
+                    Ok(h) => hostiles.push(h),
+                    Err(e) => failures.push(failed(round, kind, case.name(), &e)),
+                }
+            }
+        }
+    }
     meta.finish();
-    Ok(Results::new(meta, runs, memory, failures))
+    Ok(Results::new(meta, runs, memory, hostiles, failures))
 }
 
 /// CPUs for the load generator: every CPU but the server's.
@@ -476,7 +508,7 @@ impl Bench<'_> {
         rate: Option<f64>,
     ) -> Result<Run> {
         let base = Config {
-            keys: KEYS,
+            keys: scenario.keys(),
             value_size: scenario.value_size,
             ..self.config(server.addr(), scenario.tls)
         };
@@ -485,7 +517,7 @@ impl Bench<'_> {
         // left inside OpenSSL while it waits for the socket), a bug rampart must not hide.
         let warm = Config {
             get_ratio: 0.0,
-            stop: Stop::Requests(self.warm_sets_per_key * KEYS),
+            stop: Stop::Requests(self.warm_sets_per_key * scenario.keys()),
             ..base.clone()
         };
         let warmed = rampart_perf::run(&warm)
@@ -617,10 +649,15 @@ mod tests {
     }
 
     #[test]
-    fn there_are_eight_distinct_scenarios() {
+    fn there_are_twelve_distinct_scenarios() {
         let names: std::collections::HashSet<String> =
             Scenario::all().iter().map(Scenario::name).collect();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 12);
         assert!(names.contains("tls d16 1KiB"));
+        assert!(names.contains("plain d1 100KiB"));
+        let large = Scenario::all()
+            .into_iter()
+            .find(|s| s.value_size == LARGE_VALUE_BYTES);
+        assert_eq!(large.map(|s| s.keys()), Some(LARGE_VALUE_KEYS));
     }
 }

@@ -12,6 +12,7 @@ use anyhow::Result;
 use rampart_perf::Report;
 use serde::Serialize;
 
+use super::hostile::{Case, Hostile};
 use super::server::Kind;
 use super::{CONNECTIONS, GET_RATIO, KEYS, MEMORY_VALUE_BYTES, Options, Scenario};
 
@@ -141,6 +142,8 @@ pub struct Results {
     pub summary: Vec<Row>,
     pub runs: Vec<Run>,
     pub memory: Vec<Memory>,
+    /// The hostile phase's runs.
+    pub hostile: Vec<Hostile>,
 }
 
 impl Meta {
@@ -229,7 +232,13 @@ pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 impl Results {
-    pub fn new(meta: Meta, runs: Vec<Run>, memory: Vec<Memory>, failures: Vec<Failure>) -> Results {
+    pub fn new(
+        meta: Meta,
+        runs: Vec<Run>,
+        memory: Vec<Memory>,
+        hostile: Vec<Hostile>,
+        failures: Vec<Failure>,
+    ) -> Results {
         let mut summary = Vec::new();
         for scenario in Scenario::all() {
             let name = scenario.name();
@@ -369,12 +378,39 @@ impl Results {
             mem(Kind::Rampart, &peak),
             &None,
         ));
+        for case in Case::ALL {
+            let of = |kind: Kind, f: &dyn Fn(&Hostile) -> f64| {
+                median(
+                    hostile
+                        .iter()
+                        .filter(|h| h.kind == kind && h.case == case)
+                        .map(f),
+                )
+            };
+            let growth = |h: &Hostile| h.growth_mib;
+            let probe = |h: &Hostile| h.probe_max_ms;
+            summary.push(row(
+                case.name(),
+                "RSS growth, MiB".into(),
+                of(Kind::Memcached, &growth),
+                of(Kind::Rampart, &growth),
+                &None,
+            ));
+            summary.push(row(
+                case.name(),
+                "probe's slowest reply, ms".into(),
+                of(Kind::Memcached, &probe),
+                of(Kind::Rampart, &probe),
+                &None,
+            ));
+        }
         Results {
             meta,
             failures,
             summary,
             runs,
             memory,
+            hostile,
         }
     }
 }
@@ -490,9 +526,12 @@ pub fn document(results: &Results, table: &str, svg_name: &str) -> String {
     );
     let _ = writeln!(
         d,
-        "- workload: {} connections, {} warm keys, {:.0}% gets; {} round(s) of {} s per run, medians",
+        "- workload: {} connections, {} warm keys ({} with {} KiB values), {:.0}% gets; {} round(s) \
+         of {} s per run, medians; the hostile cases run each server with -m 64",
         m.connections,
         m.keys,
+        super::LARGE_VALUE_KEYS,
+        super::LARGE_VALUE_BYTES / 1024,
         m.get_ratio * 100.0,
         m.rounds,
         m.seconds_per_run

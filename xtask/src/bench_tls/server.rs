@@ -186,6 +186,11 @@ impl Launch {
     /// and nothing else); returns once it listens. An error quotes the command line and the
     /// server's output.
     pub fn start(&self, kind: Kind, tls: bool) -> Result<Server> {
+        self.start_with(kind, tls, self.memory_mib)
+    }
+
+    /// [`Launch::start`] with `-m memory_mib` instead of the benchmark's limit.
+    pub fn start_with(&self, kind: Kind, tls: bool, memory_mib: usize) -> Result<Server> {
         let name = format!("{}-{}", kind.name(), std::process::id());
         let port_file = self.dir.join(format!("{name}.port"));
         let log_file = self.dir.join(format!("{name}.log"));
@@ -209,7 +214,7 @@ impl Launch {
         } else {
             cmd.args(["-t", "1", "-U", "0", "-l", "127.0.0.1:0"])
                 .arg("-m")
-                .arg(self.memory_mib.to_string());
+                .arg(memory_mib.to_string());
             if crate::is_root() {
                 cmd.args(["-u", "nobody"]);
             }
