@@ -11,14 +11,13 @@
 //! The shard returns data, never reply bytes: the connection encodes outcomes in its own wire
 //! format, exactly as for a local request.
 
-pub mod meta;
+use std::cell::RefMut;
 
-use rampart_store::{ArithOutcome, SetMode, Store, StoreOutcome, StoreStats};
+use rampart_store::{Store, StoreStats};
 
+pub use crate::call::Span;
+use crate::call::{self, Call, Owned};
 use crate::shard::ShardId;
-use crate::worker::Worker;
-
-use self::meta::{MetaCall, MetaOutcome};
 
 /// Arenas and descriptor lists above this are dropped after a turn instead of kept, so one
 /// huge pipeline does not pin memory for the rest of a connection's life.
@@ -31,70 +30,16 @@ pub const REPLY_PIECE_BYTES: usize = 64 * 1024;
 /// Same, for the descriptor lists.
 const KEEP_OPS: usize = 4096;
 
-/// A byte range in one of a batch's arenas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Span {
-    pub start: usize,
-    pub len: usize,
-}
-
-impl Span {
-    fn of(arena: &[u8], span: Span) -> &[u8] {
-        &arena[span.start..span.start + span.len]
-    }
-}
-
-/// One operation for the owning shard. Key operations name their key (and data) by [`Span`]
-/// in the request arena; whole-shard operations are the per-shard part of a request that
-/// needs every shard.
+/// One operation for the owning shard: a keyed request's [`Call`], its key (and data) by
+/// [`Span`] in the request arena, or the per-shard part of a request that needs every shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// `get`/`gets` of one key, or `gat`/`gats` with the new exptime.
-    Get {
-        key: Span,
-        touch: Option<i64>,
-    },
-    Store {
-        mode: SetMode,
-        key: Span,
-        flags: u32,
-        exptime: i64,
-        data: Span,
-    },
-    Arith {
-        key: Span,
-        incr: bool,
-        delta: u64,
-    },
-    Delete {
-        key: Span,
-    },
-    Touch {
-        key: Span,
-        exptime: i64,
-    },
-    /// A meta (or binary) request; `data` is a set's value (empty otherwise).
-    Meta {
-        key: Span,
-        data: Span,
-        call: MetaCall,
-    },
-    /// A storage command refused, as larger than `-I` (`counted` in `store_too_large`) or
-    /// for want of read budget: drop the old value when memcached would.
-    TooLarge {
-        key: Span,
-        unlink: bool,
-        counted: bool,
-    },
+    /// A keyed request, of any protocol; `data` is a store's value (empty otherwise).
+    Key { key: Span, data: Span, call: Call },
     /// `flush_all`; `counted` on exactly one shard, so `cmd_flush` goes up once per command.
-    Flush {
-        delay: i64,
-        counted: bool,
-    },
+    Flush { delay: i64, counted: bool },
     /// `cache_memlimit`: this shard's share of the new limit.
-    SetLimit {
-        bytes: usize,
-    },
+    SetLimit { bytes: usize },
     /// Everything `stats` needs from the shard and its executor.
     Snapshot,
     /// `stats reset` of the shard's and its executor's counters.
@@ -104,22 +49,18 @@ pub enum Op {
 /// What an [`Op`] came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A live item; its value is at `value` in the reply arena.
-    Hit {
-        flags: u32,
-        cas: u64,
-        value: Span,
-    },
-    Miss,
-    Stored(StoreOutcome),
-    Arith(ArithOutcome),
-    /// `delete`: whether a live item was removed.
-    Deleted(bool),
-    /// `touch`: whether the key was there.
-    Touched(bool),
-    Meta(MetaOutcome),
+    /// A keyed request's answer; a value is at its span in the reply arena.
+    Key(Owned),
     Done,
     Snapshot(Box<ShardSnapshot>),
+}
+
+/// What a batch needs of the core that runs it: its store, and its executor's figures. The
+/// worker provides it; the batch knows nothing else of the executor.
+pub trait Owner {
+    fn store(&self) -> RefMut<'_, Store>;
+    fn snapshot(&self, now: u64) -> ShardSnapshot;
+    fn reset_stats(&self);
 }
 
 /// One shard's and its executor's figures, for `stats`.
@@ -224,16 +165,10 @@ impl Batch {
     /// The key of op `index`.
     pub fn key(&self, index: u32) -> &[u8] {
         match self.ops.get(index as usize) {
-            Some(
-                Op::Get { key, .. }
-                | Op::Store { key, .. }
-                | Op::Arith { key, .. }
-                | Op::Delete { key }
-                | Op::Touch { key, .. }
-                | Op::TooLarge { key, .. }
-                | Op::Meta { key, .. },
-            ) => Span::of(&self.request, *key),
-            _ => &[],
+            Some(Op::Key { key, .. }) => Span::of(&self.request, *key),
+            Some(Op::Flush { .. } | Op::SetLimit { .. } | Op::Snapshot | Op::ResetStats) | None => {
+                &[]
+            }
         }
     }
 
@@ -276,10 +211,10 @@ impl Batch {
         }
     }
 
-    /// Runs the ops not run yet, in order, on `worker`'s shard, on the core that owns it,
+    /// Runs the ops not run yet, in order, on `owner`'s shard, on the core that owns it,
     /// until the values brought back reach [`REPLY_PIECE_BYTES`] (at least one op runs).
     /// Returns how many ran; the outcomes of earlier trips are dropped.
-    pub fn run(&mut self, worker: &Worker) -> usize {
+    pub fn run(&mut self, owner: &impl Owner) -> usize {
         let Batch {
             now,
             ops,
@@ -300,14 +235,12 @@ impl Batch {
             }
             *ran += 1;
             let outcome = match *op {
-                Op::Snapshot => Outcome::Snapshot(Box::new(worker.snapshot(now))),
+                Op::Snapshot => Outcome::Snapshot(Box::new(owner.snapshot(now))),
                 Op::ResetStats => {
-                    worker.reset_own_stats();
+                    owner.reset_stats();
                     Outcome::Done
                 }
-                op => worker
-                    .router()
-                    .invoke_local(|store| run_op(store, op, request, values, now)),
+                op => run_op(&mut owner.store(), op, request, values, now),
             };
             outcomes.push(outcome);
         }
@@ -319,56 +252,9 @@ impl Batch {
 fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: u64) -> Outcome {
     let bytes = |span: Span| Span::of(request, span);
     match op {
-        Op::Get { key, touch } => {
-            let key = bytes(key);
-            let item = match touch {
-                None => store.get(key, now),
-                Some(exptime) => store.get_and_touch(key, exptime, now),
-            };
-            match item {
-                Some(item) => {
-                    let value = Span {
-                        start: values.len(),
-                        len: item.value.len(),
-                    };
-                    values.extend_from_slice(item.value);
-                    Outcome::Hit {
-                        flags: item.flags,
-                        cas: item.cas,
-                        value,
-                    }
-                }
-                None => Outcome::Miss,
-            }
-        }
-        Op::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            data,
-        } => Outcome::Stored(store.store(mode, bytes(key), flags, exptime, bytes(data), now)),
-        Op::Arith { key, incr, delta } => Outcome::Arith(store.arith(bytes(key), incr, delta, now)),
-        Op::Delete { key } => Outcome::Deleted(store.delete(bytes(key), now)),
-        Op::Touch { key, exptime } => Outcome::Touched(store.touch(bytes(key), exptime, now)),
-        Op::Meta { key, data, call } => {
-            let result = meta::run(store, bytes(key), call, bytes(data), now);
-            Outcome::Meta(MetaOutcome::own(result, values))
-        }
-        Op::TooLarge {
-            key,
-            unlink,
-            counted,
-        } => {
-            if counted {
-                store.stats_mut().store_too_large += 1;
-            }
-            if unlink {
-                // memcached drops the old value so that a failed `set` cannot leave stale
-                // data behind.
-                store.unlink(bytes(key));
-            }
-            Outcome::Done
+        Op::Key { key, data, call } => {
+            let answer = call::run(store, bytes(key), call, bytes(data), now);
+            Outcome::Key(Owned::own(answer, values))
         }
         Op::Flush { delay, counted } => {
             store.flush_all(delay, now);
@@ -384,18 +270,5 @@ fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: 
         }
         // Handled by the caller, which has the executor's counters.
         Op::Snapshot | Op::ResetStats => Outcome::Done,
-    }
-}
-
-/// The store's mode for a storage command.
-pub fn store_mode(mode: rampart_proto::StoreMode) -> SetMode {
-    use rampart_proto::StoreMode;
-    match mode {
-        StoreMode::Set => SetMode::Set,
-        StoreMode::Add => SetMode::Add,
-        StoreMode::Replace => SetMode::Replace,
-        StoreMode::Append => SetMode::Append,
-        StoreMode::Prepend => SetMode::Prepend,
-        StoreMode::Cas(unique) => SetMode::Cas(unique),
     }
 }

@@ -14,6 +14,7 @@ pub mod affinity;
 pub mod authz;
 pub mod batch;
 pub mod budget;
+pub mod call;
 pub mod config;
 pub mod conn;
 pub mod conns;

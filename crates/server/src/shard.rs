@@ -122,6 +122,11 @@ impl Router {
         self.mesh.as_ref()
     }
 
+    /// This core's store, borrowed until the guard is dropped (never across an `await`).
+    pub fn local_store(&self) -> std::cell::RefMut<'_, Store> {
+        self.local.store.borrow_mut()
+    }
+
     /// Runs `f` on this core's store, now, and returns what it returns; `f` runs to
     /// completion before anything else touches that store.
     pub fn invoke_local<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {

@@ -345,3 +345,17 @@ impl Worker {
             .collect())
     }
 }
+
+impl crate::batch::Owner for Worker {
+    fn store(&self) -> std::cell::RefMut<'_, rampart_store::Store> {
+        self.router.local_store()
+    }
+
+    fn snapshot(&self, now: u64) -> ShardSnapshot {
+        Worker::snapshot(self, now)
+    }
+
+    fn reset_stats(&self) {
+        self.reset_own_stats();
+    }
+}

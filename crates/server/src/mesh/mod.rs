@@ -288,7 +288,7 @@ async fn serve_peer(
     worker: Rc<Worker>,
 ) {
     while let Some(mut batch) = requests.recv().await {
-        let ran = batch.run(&worker);
+        let ran = batch.run(&*worker);
         if let Some(mesh) = worker.router().mesh()
             && ran > 0
         {

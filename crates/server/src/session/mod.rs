@@ -22,8 +22,12 @@
 //! ([`Session::refuse_unbuffered`], in `refuse.rs`).
 
 mod binary;
+mod binary_reply;
 mod classic;
+mod form;
+mod keyed;
 mod meta;
+mod meta_reply;
 mod plan;
 mod refuse;
 mod whole;

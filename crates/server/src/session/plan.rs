@@ -11,31 +11,15 @@
 //! the batches, the piece list and the stitching buffer are kept for the connection's next
 //! turn: cross-core requests in steady state allocate nothing.
 
-use rampart_proto::text::reply;
-
 use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
 use crate::shard::{Router, ShardId};
 
-use super::binary::{self, BinaryForm};
-use super::classic::{arith_reply, deleted_line, store_line, touched_line};
-use super::meta::{self, MetaForm};
+use super::form;
+pub(crate) use super::form::Form;
 
 /// A local-reply buffer grown past this (a large value) is given back after the turn.
 const KEEP_STITCHED_BYTES: usize = 64 * 1024;
-
-/// How a remote outcome is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Form {
-    /// A `VALUE` block for a hit, nothing for a miss; `cas` for `gets`/`gats`.
-    Value { cas: bool },
-    /// The status line of a storage, arithmetic, delete or touch command.
-    Status,
-    /// A meta reply, echoing the request as the form says.
-    Meta(MetaForm),
-    /// A binary response to a request encoded as a meta one.
-    Binary(BinaryForm),
-}
 
 /// Where one remote reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,59 +208,19 @@ impl Plan {
     }
 }
 
-/// Writes the reply to one remote op, as the local path would have.
+/// Writes the reply to one remote op with the encoder the local path uses.
 fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
-    let outcome = batch.outcome(piece.op);
-    match (piece.form, outcome) {
-        (
-            Form::Value { cas },
-            Some(Outcome::Hit {
-                flags,
-                cas: unique,
-                value,
-            }),
-        ) => {
+    match batch.outcome(piece.op) {
+        Some(Outcome::Key(owned)) => {
             let key = batch.key(piece.op);
-            reply::value(
-                out,
-                key,
-                *flags,
-                batch.value(*value),
-                cas.then_some(*unique),
-            );
+            let answer = owned.view(key, |span| batch.value(span));
+            form::encode(out, &piece.form, key, answer, batch.now);
         }
-        (Form::Value { .. }, Some(Outcome::Miss)) => {}
-        (Form::Meta(form), Some(Outcome::Meta(outcome))) => {
-            let key = batch.key(piece.op);
-            let result = outcome.view(key, |span| batch.value(span));
-            meta::encode(out, &form, key, result, batch.now);
-        }
-        (Form::Binary(form), Some(Outcome::Meta(outcome))) => {
-            let key = batch.key(piece.op);
-            let result = outcome.view(key, |span| batch.value(span));
-            binary::encode(out, &form, key, result);
-        }
-        (Form::Status, Some(Outcome::Stored(outcome))) => reply::line(out, store_line(*outcome)),
-        (Form::Status, Some(Outcome::Arith(outcome))) => arith_reply(out, *outcome),
-        (Form::Status, Some(Outcome::Deleted(deleted))) => {
-            reply::line(out, deleted_line(*deleted));
-        }
-        (Form::Status, Some(Outcome::Touched(touched))) => {
-            reply::line(out, touched_line(*touched));
-        }
-        (form, outcome) => {
-            // The owner runs every op it is sent; a mismatch is a bug, and a reply line keeps
-            // the client's count of replies right.
-            log::error!("op {} came back as {outcome:?} for {form:?}", piece.op);
-            match form {
-                Form::Binary(form) => rampart_proto::binary::reply::error(
-                    out,
-                    form.opcode.code(),
-                    form.opaque,
-                    rampart_proto::binary::Status::OutOfMemory,
-                ),
-                _ => reply::line(out, b"SERVER_ERROR internal error"),
-            }
+        outcome => {
+            // The owner runs every op it is sent; a missing answer is a bug, and a reply
+            // keeps the client's count of replies right.
+            log::error!("op {} came back as {outcome:?}", piece.op);
+            form::internal_error(out, &piece.form);
         }
     }
 }

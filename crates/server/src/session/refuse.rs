@@ -5,10 +5,10 @@
 use rampart_proto::Parsed as AnyParsed;
 use rampart_proto::text::{self, Frame, Parsed, reply};
 
-use crate::batch::Op;
+use crate::call::Call;
 use crate::worker::Worker;
 
-use super::{BINARY_REQUEST_MAGIC, Progress, ReadState, Session, Stop, Wire};
+use super::{BINARY_REQUEST_MAGIC, Progress, ReadState, Session, Stop, Wire, keyed};
 
 /// memcached's line when it cannot grow a connection's read buffer.
 const OUT_OF_MEMORY_READING: &[u8] = b"SERVER_ERROR out of memory reading request";
@@ -24,27 +24,19 @@ impl Session {
         worker: &Worker,
         now: u64,
     ) {
-        let router = worker.router();
-        let owner = router.owner(key);
-        if router.is_local(owner) {
-            router.invoke_local(|store| {
-                if counted {
-                    store.stats_mut().store_too_large += 1;
-                }
-                if unlink {
-                    // memcached drops the old value so that a failed `set` cannot leave stale
-                    // data behind.
-                    store.unlink(key);
-                }
-            });
-        } else {
-            self.plan
-                .queue(router, owner, now, None, |batch| Op::TooLarge {
-                    key: batch.copy(key),
-                    unlink,
-                    counted,
-                });
-        }
+        let call = Call::Refused { unlink, counted };
+        // Nothing to answer: the caller has written the refusal.
+        let mut nothing = Vec::new();
+        keyed::execute(
+            &mut self.plan,
+            key,
+            call,
+            &[],
+            None,
+            worker,
+            now,
+            &mut nothing,
+        );
     }
 
     /// Refuses the request at the front of `input`, which needs more read buffer than the

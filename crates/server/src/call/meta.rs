@@ -1,6 +1,6 @@
 //! The store side of the meta protocol (and of the binary protocol, which is encoded onto the
 //! same requests): what a meta request asks of the owning shard, what it came to, and the
-//! owned form of that result which travels back in a [`super::Batch`].
+//! owned form of that result which travels back in a [`crate::batch::Batch`].
 //!
 //! Local requests and batched ones both go through [`run`], so an item behaves the same
 //! whichever core the connection is on; only the reply's bytes are written elsewhere (the

@@ -1,0 +1,249 @@
+//! What every keyed request asks of its key's owner, and what it came to: one shape for the
+//! classic text commands, the meta commands and the binary protocol.
+//!
+//! A connection turns each keyed request into a [`Call`] (what the store must do) and a form
+//! (how the reply is written, `session::form`). [`run`] executes the call on the owning
+//! shard's store, whether the key is this core's (inline) or another's (in a batch, on that
+//! core), and returns an [`Answer`] that borrows the item; a batch carries the answer back in
+//! its owned form ([`Owned`]). The reply is written at the origin from the answer, by one
+//! encoder per form. So a key behaves the same from any core and in any protocol, and what
+//! applies to every keyed request (output bounds, access checks, an audit trail) is written
+//! once, around [`run`].
+//!
+//! Depends on the store only: no sockets, no batches, no reply bytes.
+
+pub mod meta;
+
+use rampart_store::{ArithOutcome, SetMode, Store, StoreOutcome};
+
+use self::meta::{MetaCall, MetaOutcome, MetaResult};
+
+/// A byte range in one of a batch's arenas (where an owned answer's value is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub(crate) fn of(arena: &[u8], span: Span) -> &[u8] {
+        &arena[span.start..span.start + span.len]
+    }
+}
+
+/// What a keyed request does to the store, without its wire details. `Copy`, so it can sit
+/// in a batch; the data block of a store travels beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `get`/`gets`, or `gat`/`gats` with the new exptime.
+    Get {
+        touch: Option<i64>,
+    },
+    /// A classic storage command.
+    Store {
+        mode: SetMode,
+        flags: u32,
+        exptime: i64,
+    },
+    /// `incr`/`decr`.
+    Arith {
+        incr: bool,
+        delta: u64,
+    },
+    Delete,
+    Touch {
+        exptime: i64,
+    },
+    /// A meta request, or a binary one encoded as one.
+    Meta(MetaCall),
+    /// A store refused before it ran: larger than `-I` (`counted` in `store_too_large`), or
+    /// beyond the read budget. Drops the old value when memcached would (`unlink`).
+    Refused {
+        unlink: bool,
+        counted: bool,
+    },
+}
+
+/// A classic get's hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit<'a> {
+    pub flags: u32,
+    pub cas: u64,
+    pub value: &'a [u8],
+}
+
+/// What a [`Call`] came to, borrowing the item from the store (or from a batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// A classic get: the item, or a miss.
+    Value(Option<Hit<'a>>),
+    Stored(StoreOutcome),
+    Arith(ArithOutcome),
+    /// `delete`: whether a live item was removed.
+    Deleted(bool),
+    /// `touch`: whether the key was there.
+    Touched(bool),
+    Meta(MetaResult<'a>),
+    /// Nothing to answer ([`Call::Refused`]).
+    Done,
+}
+
+/// Runs `call` for `key` on `store`; `data` is a store's value.
+pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u64) -> Answer<'s> {
+    match call {
+        Call::Get { touch } => {
+            let item = match touch {
+                None => store.get(key, now),
+                Some(exptime) => store.get_and_touch(key, exptime, now),
+            };
+            Answer::Value(item.map(|item| Hit {
+                flags: item.flags,
+                cas: item.cas,
+                value: item.value,
+            }))
+        }
+        Call::Store {
+            mode,
+            flags,
+            exptime,
+        } => Answer::Stored(store.store(mode, key, flags, exptime, data, now)),
+        Call::Arith { incr, delta } => Answer::Arith(store.arith(key, incr, delta, now)),
+        Call::Delete => Answer::Deleted(store.delete(key, now)),
+        Call::Touch { exptime } => Answer::Touched(store.touch(key, exptime, now)),
+        Call::Meta(call) => Answer::Meta(meta::run(store, key, call, data, now)),
+        Call::Refused { unlink, counted } => {
+            if counted {
+                store.stats_mut().store_too_large += 1;
+            }
+            if unlink {
+                // memcached drops the old value so that a failed `set` cannot leave stale
+                // data behind.
+                store.unlink(key);
+            }
+            Answer::Done
+        }
+    }
+}
+
+/// The store's mode for a storage command.
+pub fn store_mode(mode: rampart_proto::StoreMode) -> SetMode {
+    use rampart_proto::StoreMode;
+    match mode {
+        StoreMode::Set => SetMode::Set,
+        StoreMode::Add => SetMode::Add,
+        StoreMode::Replace => SetMode::Replace,
+        StoreMode::Append => SetMode::Append,
+        StoreMode::Prepend => SetMode::Prepend,
+        StoreMode::Cas(unique) => SetMode::Cas(unique),
+    }
+}
+
+/// [`Answer`] as it travels back in a batch: a hit's value is in the batch's reply arena, and
+/// its key is the op's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    Hit {
+        flags: u32,
+        cas: u64,
+        value: Span,
+    },
+    Meta(MetaOutcome),
+    /// Answers that borrow nothing.
+    Other(Answer<'static>),
+}
+
+impl Owned {
+    /// The owned form of `answer`; a value is appended to `values`.
+    pub fn own(answer: Answer<'_>, values: &mut Vec<u8>) -> Owned {
+        match answer {
+            Answer::Value(Some(hit)) => {
+                let value = Span {
+                    start: values.len(),
+                    len: hit.value.len(),
+                };
+                values.extend_from_slice(hit.value);
+                Owned::Hit {
+                    flags: hit.flags,
+                    cas: hit.cas,
+                    value,
+                }
+            }
+            Answer::Value(None) => Owned::Other(Answer::Value(None)),
+            Answer::Meta(result) => Owned::Meta(MetaOutcome::own(result, values)),
+            Answer::Stored(outcome) => Owned::Other(Answer::Stored(outcome)),
+            Answer::Arith(outcome) => Owned::Other(Answer::Arith(outcome)),
+            Answer::Deleted(deleted) => Owned::Other(Answer::Deleted(deleted)),
+            Answer::Touched(touched) => Owned::Other(Answer::Touched(touched)),
+            Answer::Done => Owned::Other(Answer::Done),
+        }
+    }
+
+    /// The answer again, borrowing the key and value from the batch.
+    pub fn view<'b>(&self, key: &'b [u8], value: impl Fn(Span) -> &'b [u8]) -> Answer<'b> {
+        match self {
+            Owned::Hit {
+                flags,
+                cas,
+                value: span,
+            } => Answer::Value(Some(Hit {
+                flags: *flags,
+                cas: *cas,
+                value: value(*span),
+            })),
+            Owned::Meta(outcome) => Answer::Meta(outcome.view(key, value)),
+            Owned::Other(answer) => *answer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_store::{Store, StoreConfig};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn store() -> Store {
+        Store::new(StoreConfig {
+            max_bytes: 1 << 20,
+            evict: true,
+            cas_start: 1,
+            cas_stride: 1,
+            item_size_max: 1 << 20,
+        })
+    }
+
+    #[test]
+    fn an_owned_answer_views_back_as_the_same_answer() {
+        let mut store = store();
+        let set = Call::Store {
+            mode: SetMode::Set,
+            flags: 7,
+            exptime: 0,
+        };
+        assert_eq!(
+            run(&mut store, b"k", set, b"value", NOW),
+            Answer::Stored(StoreOutcome::Stored)
+        );
+        let mut values = b"earlier".to_vec();
+        let answer = run(&mut store, b"k", Call::Get { touch: None }, &[], NOW);
+        let owned = Owned::own(answer, &mut values);
+        let viewed = owned.view(b"k", |span| &values[span.start..span.start + span.len]);
+        assert_eq!(viewed, answer_of(&mut store));
+        let refused = Call::Refused {
+            unlink: true,
+            counted: true,
+        };
+        assert_eq!(run(&mut store, b"k", refused, &[], NOW), Answer::Done);
+        assert_eq!(
+            run(&mut store, b"k", Call::Get { touch: None }, &[], NOW),
+            Answer::Value(None)
+        );
+        assert_eq!(store.stats().store_too_large, 1);
+    }
+
+    fn answer_of(store: &mut Store) -> Answer<'_> {
+        run(store, b"k", Call::Get { touch: None }, &[], NOW)
+    }
+}
