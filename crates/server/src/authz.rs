@@ -14,8 +14,9 @@ use rampart_tls::PeerIdentity;
 pub enum Identity {
     /// No credentials presented (or none required).
     Anonymous,
-    /// A TLS client whose certificate the server verified: its subject CN and SANs.
-    Certificate(PeerIdentity),
+    /// A TLS client whose certificate the server verified: its subject CN and SANs (boxed:
+    /// every connection keeps an identity, most of them anonymous, in 8 bytes).
+    Certificate(Box<PeerIdentity>),
 }
 
 /// The outcome of an authorization decision.

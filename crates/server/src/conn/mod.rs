@@ -207,7 +207,7 @@ impl Link {
         };
         let (version, cipher) = tls.negotiated()?;
         let peer = match identity {
-            Identity::Certificate(peer) => Some(peer.clone()),
+            Identity::Certificate(peer) => Some((**peer).clone()),
             Identity::Anonymous => None,
         };
         Some(TlsDescription {
@@ -268,7 +268,7 @@ async fn establish<S: Transport>(
         }
     }
     let identity = link.peer().map_or(Identity::Anonymous, |peer| {
-        Identity::Certificate(peer.clone())
+        Identity::Certificate(Box::new(peer.clone()))
     });
     Some((Link::Tls(Box::new(link)), identity))
 }
