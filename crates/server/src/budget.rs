@@ -2,8 +2,8 @@
 //! `-o read_buf_mem_limit`, in the same unit (megabytes) and with the same meaning (a bound on
 //! the memory of connections' read buffers).
 //!
-//! Every connection's read buffer starts at `conn::input::READ_BUF_BYTES` (16 KiB), which is not
-//! charged (it is part of the per-connection cost, bounded by `-c`). A request that does not
+//! Every connection's read buffer starts at `conn::input::READ_BUF_BYTES` (16 KiB; twice that on
+//! TLS), which is not charged (it is part of the per-connection cost, bounded by `-c`). A request that does not
 //! fit, a value of a `set` still arriving, a binary packet's body, a long multi-get line,
 //! grows the buffer, and the growth is charged here before the connection reads again.
 //! When the budget cannot cover it the request is refused the way memcached refuses an

@@ -56,12 +56,22 @@ pub enum Call {
     },
     /// A meta request, or a binary one encoded as one.
     Meta(MetaCall),
-    /// A store refused before it ran: larger than `-I` (`counted` in `store_too_large`), or
-    /// beyond the read budget. Drops the old value when memcached would (`unlink`).
+    /// A store refused before it ran, counted as memcached counts `why`. Drops the old value
+    /// when memcached would (`unlink`).
     Refused {
         unlink: bool,
-        counted: bool,
+        why: Refusal,
     },
+}
+
+/// Why a store was refused before it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Larger than `-I` (`store_too_large`).
+    TooLarge,
+    /// Its value did not fit the read budget, as memcached's failed item allocation
+    /// (`store_no_memory`).
+    NoMemory,
 }
 
 /// A classic get's hit.
@@ -111,9 +121,11 @@ pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u
         Call::Delete => Answer::Deleted(store.delete(key, now)),
         Call::Touch { exptime } => Answer::Touched(store.touch(key, exptime, now)),
         Call::Meta(call) => Answer::Meta(meta::run(store, key, call, data, now)),
-        Call::Refused { unlink, counted } => {
-            if counted {
-                store.stats_mut().store_too_large += 1;
+        Call::Refused { unlink, why } => {
+            let stats = store.stats_mut();
+            match why {
+                Refusal::TooLarge => stats.store_too_large += 1,
+                Refusal::NoMemory => stats.store_no_memory += 1,
             }
             if unlink {
                 // memcached drops the old value so that a failed `set` cannot leave stale
@@ -233,7 +245,7 @@ mod tests {
         assert_eq!(viewed, answer_of(&mut store));
         let refused = Call::Refused {
             unlink: true,
-            counted: true,
+            why: Refusal::TooLarge,
         };
         assert_eq!(run(&mut store, b"k", refused, &[], NOW), Answer::Done);
         assert_eq!(

@@ -8,24 +8,36 @@ use crate::budget::ReadBudget;
 pub const READ_BUF_BYTES: usize = 16 * 1024;
 /// A buffer grown past this for a large value is given back once it is empty again.
 pub const SHRINK_ABOVE_BYTES: usize = 4 * READ_BUF_BYTES;
+/// A TLS connection's uncharged room: decrypting reserves a read's worth beyond what is
+/// pending, so an ordinary pipelined turn takes up to two read buffers.
+pub const TLS_BASE_BYTES: usize = 2 * READ_BUF_BYTES;
 
 /// `buf[start..end]` holds bytes not yet consumed. The buffer is allocated on first use and
 /// can be given back while the connection sleeps ([`InputBuffer::release`]). Its capacity
 /// beyond [`READ_BUF_BYTES`] is charged to the server's [`ReadBudget`] by
 /// [`InputBuffer::settle`], and given back as the buffer shrinks or goes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InputBuffer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     budget: Arc<ReadBudget>,
-    /// Bytes taken from `budget`.
+    /// Bytes taken from `budget`: the capacity beyond `base`.
     charged: usize,
+    /// Capacity that is never charged: [`READ_BUF_BYTES`], or [`TLS_BASE_BYTES`].
+    base: usize,
 }
 
 /// The read budget cannot cover the room the request at the front of the buffer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverBudget;
+
+impl Default for InputBuffer {
+    /// A buffer with no limit on its growth (tests).
+    fn default() -> Self {
+        InputBuffer::new(Arc::new(ReadBudget::new(None)))
+    }
+}
 
 impl Drop for InputBuffer {
     fn drop(&mut self) {
@@ -42,35 +54,74 @@ impl InputBuffer {
             end: 0,
             budget,
             charged: 0,
+            base: READ_BUF_BYTES,
         }
     }
 
-    /// Makes room for a plaintext read into [`InputBuffer::spare`]: moves pending bytes to
-    /// the front, or grows the buffer when one incomplete request fills it.
-    pub fn make_room(&mut self) {
-        let _ = self.spare();
+    /// The same buffer on a TLS connection (see [`TLS_BASE_BYTES`]).
+    pub fn for_tls(&mut self) {
+        self.base = TLS_BASE_BYTES;
+        self.recharge_down();
     }
 
-    /// Charges the budget for the capacity beyond [`READ_BUF_BYTES`], or gives back what is
-    /// no longer used. Called before every read, so no buffer waits for input on growth the
-    /// budget has not covered. On `Err` the request at the front must be refused (and the
-    /// buffer [`InputBuffer::clear`]ed): the budget cannot hold more of it.
-    pub fn settle(&mut self) -> Result<(), OverBudget> {
-        let want = self.buf.capacity().saturating_sub(READ_BUF_BYTES);
+    /// Makes room for the next read, charging the budget for the capacity beyond the base
+    /// before anything is allocated. Called before every read, so no buffer waits for input
+    /// on growth the budget has not covered.
+    ///
+    /// A buffer grown beyond its base whose pending bytes fit one read buffer is given back
+    /// first. A plaintext buffer that one incomplete request fills grows to `need` (the whole
+    /// request, when its header says how long it is) or else to twice its size; a TLS buffer,
+    /// which decryption appends to ([`InputBuffer::append_with`]), gets room for `need` and
+    /// one read beyond, so decrypting does not double it. On `Err` nothing was allocated and
+    /// the request at the front, which needs the room, must be refused (and the buffer
+    /// [`InputBuffer::clear`]ed): the budget cannot hold more of it.
+    pub fn prepare_read(&mut self, need: Option<usize>, tls: bool) -> Result<(), OverBudget> {
+        let pending = self.end - self.start;
+        if pending < READ_BUF_BYTES && self.buf.capacity() > self.base {
+            let mut fresh = vec![0u8; READ_BUF_BYTES];
+            fresh[..pending].copy_from_slice(&self.buf[self.start..self.end]);
+            self.buf = fresh;
+            self.start = 0;
+            self.end = pending;
+        }
+        let len = self.buf.len();
+        let target = if tls {
+            need.map_or(0, |need| need.saturating_add(READ_BUF_BYTES))
+        } else if self.end == len && self.start == 0 {
+            need.filter(|&need| need > len)
+                .unwrap_or(len * 2)
+                .max(READ_BUF_BYTES)
+        } else {
+            0
+        };
+        let capacity = self.buf.capacity().max(target);
+        let want = capacity.saturating_sub(self.base);
         if want > self.charged {
             if !self.budget.try_take(want - self.charged) {
                 return Err(OverBudget);
             }
             self.charged = want;
-        } else {
-            self.recharge_down();
         }
+        if target > self.buf.capacity() {
+            self.compact();
+            if tls {
+                self.buf.truncate(self.end);
+                self.buf.reserve_exact(target - self.buf.len());
+            } else {
+                self.buf.resize(target, 0);
+            }
+        }
+        if !tls {
+            // Pending bytes to the front when the end is reached.
+            let _ = self.spare();
+        }
+        self.recharge_down();
         Ok(())
     }
 
     /// Gives back the charge above the current capacity.
     fn recharge_down(&mut self) {
-        let want = self.buf.capacity().saturating_sub(READ_BUF_BYTES);
+        let want = self.buf.capacity().saturating_sub(self.base);
         if want < self.charged {
             self.budget.give_back(self.charged - want);
             self.charged = want;
@@ -207,32 +258,57 @@ mod tests {
         let budget = Arc::new(ReadBudget::new(Some(3 * READ_BUF_BYTES)));
         let mut input = InputBuffer::new(budget.clone());
         let fill = |input: &mut InputBuffer| {
-            input.make_room();
             let n = input.spare().len();
             input.filled(n);
         };
+        assert_eq!(input.prepare_read(None, false), Ok(()));
         fill(&mut input);
-        assert_eq!(input.settle(), Ok(()));
         assert_eq!(budget.used_bytes(), 0);
         // One incomplete request fills 16 KiB, then 32: the buffer doubles, charged.
-        fill(&mut input);
-        assert_eq!(input.settle(), Ok(()));
+        assert_eq!(input.prepare_read(None, false), Ok(()));
         assert_eq!(budget.used_bytes(), READ_BUF_BYTES);
         fill(&mut input);
-        assert_eq!(input.settle(), Ok(()));
+        assert_eq!(input.prepare_read(None, false), Ok(()));
         assert_eq!(budget.used_bytes(), 3 * READ_BUF_BYTES);
-        // 128 KiB would be 7 * 16 KiB over the base: refused, then cleared and given back.
         fill(&mut input);
-        assert_eq!(input.settle(), Err(OverBudget));
+        // 128 KiB would be 7 * 16 KiB over the base: refused before anything is allocated.
+        assert_eq!(input.prepare_read(None, false), Err(OverBudget));
+        assert_eq!(input.buf.capacity(), 4 * READ_BUF_BYTES);
         input.clear();
         assert_eq!(budget.used_bytes(), 0);
-        assert_eq!(input.settle(), Ok(()));
+        // A request whose length is known grows the buffer once, to that length.
+        assert_eq!(input.prepare_read(None, false), Ok(()));
+        fill(&mut input);
+        assert_eq!(input.prepare_read(Some(40_000), false), Ok(()));
+        assert_eq!(input.buf.len(), 40_000);
+        assert_eq!(budget.used_bytes(), 40_000 - READ_BUF_BYTES);
         // A dropped buffer gives its charge back too.
-        fill(&mut input);
-        fill(&mut input);
-        assert_eq!(input.settle(), Ok(()));
-        assert!(budget.used_bytes() > 0);
         drop(input);
+        assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn a_tls_buffer_is_charged_only_beyond_two_read_buffers_and_shrinks_back() {
+        let budget = Arc::new(ReadBudget::new(Some(1 << 20)));
+        let mut input = InputBuffer::new(budget.clone());
+        input.for_tls();
+        // Decrypting a pipelined turn leaves a partial request and 32 KiB of capacity.
+        input.append_with(|v| {
+            v.reserve(2 * READ_BUF_BYTES);
+            v.extend_from_slice(b"get a\r\nge");
+        });
+        input.consume(b"get a\r\n".len());
+        assert_eq!(input.prepare_read(None, true), Ok(()));
+        assert_eq!(budget.used_bytes(), 0);
+        // A value still arriving: room for all of it and one read, charged beyond the base.
+        input.append_with(|v| v.extend_from_slice(&[b'x'; 20_000]));
+        assert_eq!(input.prepare_read(Some(100_000), true), Ok(()));
+        assert!(input.buf.capacity() >= 100_000 + READ_BUF_BYTES);
+        assert_eq!(budget.used_bytes(), input.buf.capacity() - TLS_BASE_BYTES);
+        // Once it is answered and a small request is pending, the growth is given back.
+        input.consume(input.data().len() - 3);
+        assert_eq!(input.prepare_read(None, true), Ok(()));
+        assert_eq!(input.data(), b"xxx");
         assert_eq!(budget.used_bytes(), 0);
     }
 

@@ -296,6 +296,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         )),
         _ => None,
     };
+    if matches!(link, Link::Tls(_)) {
+        input.for_tls();
+    }
     let mut session = Session::new(identity, worker.config().protocol);
     let mut out: Vec<u8> = Vec::new();
     let per_event = worker.config().requests_per_event.max(1);
@@ -304,10 +307,17 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let mut arrived_early = !input.is_empty();
     'reading: loop {
         if !std::mem::take(&mut arrived_early) {
-            if matches!(link, Link::Plain) {
-                input.make_room();
-            }
-            if input.settle().is_err() {
+            // An incomplete request at the front: room for all of it when its length is
+            // known (a value still arriving), so the buffer grows once, not by doubling.
+            let need = if input.is_empty() {
+                None
+            } else {
+                session.pending_request_bytes(input.data(), &worker)
+            };
+            if input
+                .prepare_read(need, matches!(link, Link::Tls(_)))
+                .is_err()
+            {
                 // The request being received needs more buffer than the read budget has.
                 let progress =
                     session.refuse_unbuffered(input.data(), &worker, unix_now(), &mut out);

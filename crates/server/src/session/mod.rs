@@ -405,6 +405,6 @@ impl Session {
     /// Counts a store refused as larger than `-I` on the key's owner, and drops the old value
     /// when `unlink`.
     fn too_large(&mut self, key: &[u8], unlink: bool, worker: &Worker, now: u64) {
-        self.refused_store(key, unlink, true, worker, now);
+        self.refused_store(key, unlink, crate::call::Refusal::TooLarge, worker, now);
     }
 }

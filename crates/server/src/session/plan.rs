@@ -169,13 +169,32 @@ impl Plan {
     /// yet written (from `pieces[next..]`): a trip would replace them. The first unwritten
     /// piece's batch always goes, so every call makes progress.
     async fn run_unanswered(&mut self, router: &Router, next: usize) -> Result<(), Gone> {
+        // Each batch is decided by its first unwritten piece; the scan ends once every core's
+        // is (a bit per core; past 64 cores it reads every piece).
+        let cores = self.batches.len();
+        let all = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(_, batch)| batch.is_some())
+            .fold(0u64, |bits, (shard, _)| {
+                bits | 1u64.checked_shl(shard as u32).unwrap_or(0)
+            });
+        let mut decided = 0u64;
         for piece in &self.pieces[next..] {
+            let bit = 1u64.checked_shl(piece.shard as u32).unwrap_or(0);
+            if decided & bit != 0 {
+                continue;
+            }
+            decided |= bit;
             let Some(slot) = self.batches.get_mut(piece.shard) else {
                 continue;
             };
-            // A batch is decided by its first unwritten piece; a parked one is decided.
             if let Some(batch) = slot.take_if(|batch| batch.is_answered(piece.op)) {
                 self.parked.push((piece.shard, batch));
+            }
+            if cores < 64 && decided == all {
+                break;
             }
         }
         let result = if self.batches.iter().flatten().any(|batch| batch.has_unrun()) {
