@@ -466,3 +466,26 @@ fn overlong_sasl_mechanism_waits_for_its_key() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The server's read budget relies on this: with no room for any value, a binary set whose
+/// value has not all arrived is answered from its header, extras and key alone.
+#[test]
+fn a_zero_item_limit_answers_a_set_before_its_value_arrives() {
+    let none = Limits {
+        item_size_max: 0,
+        ..Limits::default()
+    };
+    let packet = simple(0x01, &[0; 8], b"key", &[b'v'; 1000]);
+    let cut = &packet[..HEADER_BYTES + 8 + 3 + 10];
+    match parse(cut, &none) {
+        Parsed::Complete {
+            consumed,
+            frame: Frame::TooLarge { key, swallow, .. },
+        } => assert_eq!(
+            (consumed, swallow, key),
+            (HEADER_BYTES + 11, 1000, &b"key"[..])
+        ),
+        other => panic!("parsed as {other:?}"),
+    }
+    assert_eq!(parse_one(cut), Parsed::Incomplete);
+}

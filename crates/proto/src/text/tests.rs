@@ -349,3 +349,38 @@ proptest! {
         }
     }
 }
+
+/// The server's read budget relies on this: with no room for any value, a storage request
+/// whose data block has not all arrived is answered from its header alone (as too large, with
+/// the bytes to discard), for every storage command and for `ms`.
+#[test]
+fn a_zero_item_limit_answers_a_storage_header_before_its_data_arrives() {
+    let none = Limits {
+        item_size_max: 0,
+        ..Limits::default()
+    };
+    for (input, header, value) in [
+        (&b"set k 0 0 100000\r\nabc"[..], 18, 100_000),
+        (b"cas k 0 0 10 77 noreply\r\n", 25, 10),
+        (b"append k 0 0 5\r\n", 16, 5),
+    ] {
+        match parse(input, &none) {
+            Parsed::Complete {
+                consumed,
+                frame: Frame::TooLarge { key, swallow, .. },
+            } => {
+                assert_eq!((consumed, swallow, key), (header, value + 2, &b"k"[..]));
+            }
+            other => panic!("{:?} parsed as {other:?}", String::from_utf8_lossy(input)),
+        }
+        // With the real limit the same bytes are simply incomplete.
+        assert_eq!(parse_one(input), Parsed::Incomplete);
+    }
+    match parse(b"ms k 100000 T0\r\nabc", &none) {
+        Parsed::Complete {
+            consumed: 16,
+            frame: Frame::Meta(crate::meta::Frame::TooLarge { swallow, .. }),
+        } => assert_eq!(swallow, 100_002),
+        other => panic!("ms parsed as {other:?}"),
+    }
+}
