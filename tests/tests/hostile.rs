@@ -54,6 +54,28 @@ fn plain_conn(port: u16) -> Conn {
     Conn::new(stream)
 }
 
+/// rampart with `-t 1` and TLS options `opts` on its first listener, and the port of a second,
+/// plaintext one (for setup and probes).
+fn start_tls(opts: &str) -> (Server, u16) {
+    let server = start(
+        Kind::Rampart,
+        "1",
+        &["-Z", "-o", opts, "-l", "notls:127.0.0.1:0"],
+    );
+    let plain = second_port(&server);
+    (server, plain)
+}
+
+/// Issue 12's case 1: one `get` of `big` 12,000 times over (6 GB of replies).
+fn multi_get_line() -> Vec<u8> {
+    let mut line = b"get".to_vec();
+    for _ in 0..12_000 {
+        line.extend_from_slice(b" big");
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 /// Stores `big` (a [`BIG_BYTES`] value) and the small keys that must survive.
 fn store_keys(conn: &mut Conn) {
     let mut request = format!("set big 0 0 {BIG_BYTES}\r\n").into_bytes();
@@ -203,11 +225,7 @@ fn multi_get_never_read(kind: Kind, threads: &str) {
     let server = start(kind, threads, &[]);
     store_keys(&mut server.conn());
     let base = server.resident_bytes().unwrap_or(0);
-    let mut line = b"get".to_vec();
-    for _ in 0..12_000 {
-        line.extend_from_slice(b" big");
-    }
-    line.extend_from_slice(b"\r\n");
+    let line = multi_get_line();
     let mut clients: Vec<TcpStream> = (0..3).map(|_| hostile(&server)).collect();
     for client in &mut clients {
         // The server reads the whole line before it answers: a blocking write (bounded by
@@ -251,19 +269,10 @@ fn memcached_also_survives_a_multi_get_that_is_never_read() {
 fn a_multi_get_over_tls_that_is_never_read_stays_within_the_output_bound() {
     let pki = Pki::new();
     let opts = pki.cert_opts();
-    let server = start(
-        Kind::Rampart,
-        "1",
-        &["-Z", "-o", &opts, "-l", "notls:127.0.0.1:0"],
-    );
-    let plain = second_port(&server);
+    let (server, plain) = start_tls(&opts);
     store_keys(&mut plain_conn(plain));
     let base = server.resident_bytes().unwrap_or(0);
-    let mut line = b"get".to_vec();
-    for _ in 0..12_000 {
-        line.extend_from_slice(b" big");
-    }
-    line.extend_from_slice(b"\r\n");
+    let line = multi_get_line();
     let client = pki.client();
     let mut clients: Vec<TlsConn> = (0..3).map(|_| client.open(&server)).collect();
     for conn in &mut clients {
@@ -541,12 +550,7 @@ fn unfinished_sets_share_the_read_budget_and_the_rest_are_refused() {
 fn pipelined_tls_requests_that_end_part_way_take_no_read_budget() {
     let pki = Pki::new();
     let opts = format!("{},read_buf_mem_limit=1", pki.cert_opts());
-    let server = start(
-        Kind::Rampart,
-        "1",
-        &["-Z", "-o", &opts, "-l", "notls:127.0.0.1:0"],
-    );
-    let plain = second_port(&server);
+    let (server, plain) = start_tls(&opts);
     store_keys(&mut plain_conn(plain));
     let client = pki.client();
     let mut conns: Vec<TlsConn> = (0..80).map(|_| client.open(&server)).collect();

@@ -64,6 +64,18 @@ impl InputBuffer {
         self.recharge_down();
     }
 
+    /// Whether the next read needs more room than the buffer has for the incomplete request
+    /// at its front (only then does [`InputBuffer::prepare_read`] use its length): a full
+    /// plaintext buffer, or a TLS one holding a read's worth.
+    pub fn needs_room(&self, tls: bool) -> bool {
+        let pending = self.end - self.start;
+        if tls {
+            pending >= READ_BUF_BYTES
+        } else {
+            pending > 0 && self.start == 0 && self.end == self.buf.len()
+        }
+    }
+
     /// Makes room for the next read, charging the budget for the capacity beyond the base
     /// before anything is allocated. Called before every read, so no buffer waits for input
     /// on growth the budget has not covered.

@@ -307,17 +307,16 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let mut arrived_early = !input.is_empty();
     'reading: loop {
         if !std::mem::take(&mut arrived_early) {
-            // An incomplete request at the front: room for all of it when its length is
-            // known (a value still arriving), so the buffer grows once, not by doubling.
-            let need = if input.is_empty() {
-                None
-            } else {
+            // An incomplete request that fills the buffer: room for all of it when its
+            // length is known (a value still arriving), so the buffer grows once, not by
+            // doubling. Looked at only then, so an ordinary read parses nothing twice.
+            let tls = matches!(link, Link::Tls(_));
+            let need = if input.needs_room(tls) {
                 session.pending_request_bytes(input.data(), &worker)
+            } else {
+                None
             };
-            if input
-                .prepare_read(need, matches!(link, Link::Tls(_)))
-                .is_err()
-            {
+            if input.prepare_read(need, tls).is_err() {
                 // The request being received needs more buffer than the read budget has.
                 let progress =
                     session.refuse_unbuffered(input.data(), &worker, unix_now(), &mut out);

@@ -21,8 +21,10 @@ use crate::stats;
 use crate::worker::Worker;
 
 use super::binary_reply::BinaryForm;
+use super::refuse::Unbuffered;
 use super::whole::{StatsGroup, Whole};
 use super::{Flow, Session, Wire, meta};
+use crate::call::Refusal;
 
 /// A `flush` refused by `-F`: memcached answers `Auth failure.` (quiet or not) and counts it.
 fn flush_refused(request: &Request<'_>, worker: &Worker) -> bool {
@@ -117,9 +119,13 @@ pub(super) fn execute_frame(
             unlink,
             swallow,
         } => {
-            reply::error(out, opcode.code(), opaque, Status::TooLarge);
-            session.too_large(key, unlink, worker, now);
-            session.swallow(swallow, Wire::Binary);
+            let store = Unbuffered::Binary {
+                opcode,
+                opaque,
+                key,
+                unlink,
+            };
+            session.refuse_store(store, Refusal::TooLarge, swallow, worker, now, out);
             Flow::Continue
         }
     }

@@ -42,7 +42,9 @@ use crate::worker::Worker;
 
 pub use self::plan::Exchanged;
 use self::plan::Plan;
+use self::refuse::Unbuffered;
 use self::whole::Whole;
+use crate::call::Refusal;
 
 const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
 
@@ -341,11 +343,8 @@ impl Session {
                 Flow::Continue
             }
             Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }) => {
-                reply::line(out, reply::TOO_LARGE);
-                let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
-                // memcached unlinks the key whatever the mode.
-                self.too_large(key.decode(&mut scratch), true, worker, now);
-                self.swallow(swallow, Wire::Text);
+                let store = Unbuffered::Meta { key };
+                self.refuse_store(store, Refusal::TooLarge, swallow, worker, now, out);
                 Flow::Continue
             }
             Frame::Meta(rampart_proto::meta::Frame::Request(request)) | Frame::Request(request) => {
@@ -381,11 +380,12 @@ impl Session {
                 swallow,
                 noreply,
             } => {
-                if !noreply {
-                    reply::line(out, reply::TOO_LARGE);
-                }
-                self.too_large(key, unlink, worker, now);
-                self.swallow(swallow, Wire::Text);
+                let store = Unbuffered::Text {
+                    key,
+                    unlink,
+                    noreply,
+                };
+                self.refuse_store(store, Refusal::TooLarge, swallow, worker, now, out);
                 Flow::Continue
             }
         }
@@ -400,11 +400,5 @@ impl Session {
                 then,
             };
         }
-    }
-
-    /// Counts a store refused as larger than `-I` on the key's owner, and drops the old value
-    /// when `unlink`.
-    fn too_large(&mut self, key: &[u8], unlink: bool, worker: &Worker, now: u64) {
-        self.refused_store(key, unlink, crate::call::Refusal::TooLarge, worker, now);
     }
 }

@@ -1,8 +1,12 @@
-//! Requests refused for want of read budget (`crate::budget`): the request at the front of
-//! the input needs more read buffer than the server can give it, and is answered the way
-//! memcached answers an allocation it cannot make.
+//! Storage requests refused before their data block is buffered, in every protocol: larger
+//! than `-I` (memcached's `SERVER_ERROR object too large for cache`), or beyond the read
+//! budget (`crate::budget`; memcached's answer to an item it cannot allocate). Either way the
+//! reply is written at once, the old value is dropped where memcached drops it, and the data
+//! block is discarded as it arrives, so the stream stays in sync and nothing is buffered.
 
 use rampart_proto::Parsed as AnyParsed;
+use rampart_proto::binary::{self, Opcode, Status};
+use rampart_proto::request::{MAX_KEY_BYTES, MetaKey};
 use rampart_proto::text::{self, Frame, Parsed, reply};
 
 use crate::call::{Call, Refusal};
@@ -16,30 +20,163 @@ const MAX_REQUEST_HEAD_BYTES: usize = 4096;
 /// memcached's line when it cannot grow a connection's read buffer.
 const OUT_OF_MEMORY_READING: &[u8] = b"SERVER_ERROR out of memory reading request";
 
-impl Session {
-    /// A store refused: drops the old value on the key's owner when `unlink`, and counts it
-    /// in `store_too_large` when `counted`.
-    pub(super) fn refused_store(
-        &mut self,
-        key: &[u8],
+/// A storage request whose data block is not buffered: what its refusal needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Unbuffered<'a> {
+    /// A classic storage command; memcached drops the old value only for `set` (`unlink`).
+    Text {
+        key: &'a [u8],
         unlink: bool,
+        noreply: bool,
+    },
+    /// `ms`: memcached drops the old value whatever the mode, and `q` never hides an error.
+    Meta { key: MetaKey<'a> },
+    /// A binary store; the old value is dropped only for `set`.
+    Binary {
+        opcode: Opcode,
+        opaque: u32,
+        key: &'a [u8],
+        unlink: bool,
+    },
+}
+
+impl Unbuffered<'_> {
+    fn wire(&self) -> Wire {
+        match self {
+            Unbuffered::Text { .. } | Unbuffered::Meta { .. } => Wire::Text,
+            Unbuffered::Binary { .. } => Wire::Binary,
+        }
+    }
+}
+
+impl Session {
+    /// Refuses `store` for `why`: writes the reply, drops the old value on the key's owner
+    /// where memcached does, counts it, and discards the next `swallow` bytes (the rest of
+    /// the data block) as they arrive.
+    pub(super) fn refuse_store(
+        &mut self,
+        store: Unbuffered<'_>,
         why: Refusal,
+        swallow: usize,
         worker: &Worker,
         now: u64,
+        out: &mut Vec<u8>,
     ) {
+        let text_line = match why {
+            Refusal::TooLarge => reply::TOO_LARGE,
+            Refusal::NoMemory => reply::OUT_OF_MEMORY_STORING,
+        };
+        let mut scratch = [0u8; MAX_KEY_BYTES];
+        let (key, unlink) = match &store {
+            Unbuffered::Text {
+                key,
+                unlink,
+                noreply,
+            } => {
+                if !noreply {
+                    reply::line(out, text_line);
+                }
+                (*key, *unlink)
+            }
+            Unbuffered::Meta { key } => {
+                reply::line(out, text_line);
+                (key.decode(&mut scratch), true)
+            }
+            Unbuffered::Binary {
+                opcode,
+                opaque,
+                key,
+                unlink,
+            } => {
+                match why {
+                    Refusal::TooLarge => {
+                        binary::reply::error(out, opcode.code(), *opaque, Status::TooLarge);
+                    }
+                    // memcached's words for an item it cannot allocate.
+                    Refusal::NoMemory => binary::reply::error_with(
+                        out,
+                        opcode.code(),
+                        *opaque,
+                        Status::OutOfMemory,
+                        binary::reply::OUT_OF_MEMORY_STORING,
+                    ),
+                }
+                (*key, *unlink)
+            }
+        };
         let call = Call::Refused { unlink, why };
-        // Nothing to answer: the caller has written the refusal.
-        let mut nothing = Vec::new();
-        keyed::execute(
-            &mut self.plan,
-            key,
-            call,
-            &[],
-            None,
-            worker,
-            now,
-            &mut nothing,
-        );
+        // Nothing more to answer: the refusal is written above.
+        keyed::execute(&mut self.plan, key, call, &[], None, worker, now, out);
+        self.swallow(swallow, store.wire());
+    }
+
+    /// Whether the request at the front of `input` is a binary one.
+    fn front_is_binary(&self, input: &[u8]) -> bool {
+        match self.state {
+            ReadState::Reading(wire) | ReadState::Swallowing { then: wire, .. } => {
+                wire == Wire::Binary
+            }
+            ReadState::ResumingGet { .. } => false,
+            ReadState::Negotiating => input.first() == Some(&BINARY_REQUEST_MAGIC),
+        }
+    }
+
+    /// The incomplete storage request at the front of `input`, read from its header alone,
+    /// and the bytes it takes in all (header and data block). The parsers answer a storage
+    /// header before its data arrives when there is room for no value at all.
+    fn front_store<'a>(&self, input: &'a [u8], worker: &Worker) -> Option<(Unbuffered<'a>, usize)> {
+        let limits = rampart_proto::text::Limits {
+            item_size_max: 0,
+            ..worker.limits()
+        };
+        if self.front_is_binary(input) {
+            return match binary::parse(input, &limits) {
+                AnyParsed::Complete {
+                    consumed,
+                    frame:
+                        binary::Frame::TooLarge {
+                            opcode,
+                            opaque,
+                            key,
+                            unlink,
+                            swallow,
+                        },
+                } => Some((
+                    Unbuffered::Binary {
+                        opcode,
+                        opaque,
+                        key,
+                        unlink,
+                    },
+                    consumed + swallow,
+                )),
+                _ => None,
+            };
+        }
+        match text::parse(input, &limits) {
+            Parsed::Complete {
+                consumed,
+                frame:
+                    Frame::TooLarge {
+                        key,
+                        unlink,
+                        swallow,
+                        noreply,
+                    },
+            } => Some((
+                Unbuffered::Text {
+                    key,
+                    unlink,
+                    noreply,
+                },
+                consumed + swallow,
+            )),
+            Parsed::Complete {
+                consumed,
+                frame: Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }),
+            } => Some((Unbuffered::Meta { key }, consumed + swallow)),
+            _ => None,
+        }
     }
 
     /// The length in bytes of the incomplete request at the front of `input`, when its header
@@ -52,56 +189,21 @@ impl Session {
             .limits()
             .item_size_max
             .saturating_add(MAX_REQUEST_HEAD_BYTES);
-        self.pending_length(input, worker)
-            .filter(|&bytes| bytes <= most)
-    }
-
-    fn pending_length(&self, input: &[u8], worker: &Worker) -> Option<usize> {
-        // With no room for any value, the parsers answer a storage request's header alone.
-        let limits = rampart_proto::text::Limits {
-            item_size_max: 0,
-            ..worker.limits()
+        let bytes = match self.front_store(input, worker) {
+            Some((_, bytes)) => Some(bytes),
+            // Any other binary packet: its header says how long it is.
+            None if self.front_is_binary(input) => binary::Header::parse(input)
+                .map(|header| binary::HEADER_BYTES + header.body_len as usize),
+            None => None,
         };
-        let binary = match self.state {
-            ReadState::Reading(wire) | ReadState::Swallowing { then: wire, .. } => {
-                wire == Wire::Binary
-            }
-            ReadState::ResumingGet { .. } => false,
-            ReadState::Negotiating => input.first() == Some(&BINARY_REQUEST_MAGIC),
-        };
-        if binary {
-            return match rampart_proto::binary::parse(input, &limits) {
-                AnyParsed::Complete {
-                    consumed,
-                    frame: rampart_proto::binary::Frame::TooLarge { swallow, .. },
-                } => Some(consumed + swallow),
-                // Any other packet: its header says how long it is.
-                _ => rampart_proto::binary::Header::parse(input)
-                    .map(|header| rampart_proto::binary::HEADER_BYTES + header.body_len as usize),
-            };
-        }
-        match text::parse(input, &limits) {
-            Parsed::Complete {
-                consumed,
-                frame: Frame::TooLarge { swallow, .. },
-            }
-            | Parsed::Complete {
-                consumed,
-                frame: Frame::Meta(rampart_proto::meta::Frame::TooLarge { swallow, .. }),
-            } => Some(consumed + swallow),
-            _ => None,
-        }
+        bytes.filter(|&bytes| bytes <= most)
     }
 
     /// Refuses the request at the front of `input`, which needs more read buffer than the
-    /// server's read budget can give (`crate::budget`), and uses up all of `input`.
-    ///
-    /// A storage request gets memcached's reply to an item it cannot allocate,
-    /// `SERVER_ERROR out of memory storing object` (binary: `Out of memory`), its old value is
-    /// dropped as memcached drops it, and the rest of its data block is discarded as it
-    /// arrives: the stream stays in sync and nothing more is buffered. Anything else (a
-    /// multi-get line longer than the read buffer) gets `SERVER_ERROR out of memory reading
-    /// request` and the connection closes, as in memcached.
+    /// server's read budget can give, and uses up all of `input`: a storage request as
+    /// [`Session::refuse_store`] does for [`Refusal::NoMemory`]; anything else (a multi-get
+    /// line longer than the read buffer) gets `SERVER_ERROR out of memory reading request`
+    /// and the connection closes, as in memcached.
     pub fn refuse_unbuffered(
         &mut self,
         input: &[u8],
@@ -110,87 +212,13 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Progress {
         worker.process_state().read_budget.refused();
-        // With no room for any value, the parsers answer a storage request's header alone
-        // (as "too large"), whatever of its data block has arrived.
-        let limits = rampart_proto::text::Limits {
-            item_size_max: 0,
-            ..worker.limits()
-        };
-        let binary = match self.state {
-            ReadState::Reading(wire) | ReadState::Swallowing { then: wire, .. } => {
-                wire == Wire::Binary
-            }
-            ReadState::ResumingGet { .. } => false,
-            ReadState::Negotiating => input.first() == Some(&BINARY_REQUEST_MAGIC),
-        };
-        let refused = if binary {
-            self.state = ReadState::Reading(Wire::Binary);
-            match rampart_proto::binary::parse(input, &limits) {
-                AnyParsed::Complete {
-                    consumed,
-                    frame:
-                        rampart_proto::binary::Frame::TooLarge {
-                            opcode,
-                            opaque,
-                            key,
-                            unlink,
-                            swallow,
-                        },
-                } => {
-                    // memcached's words for an item it cannot allocate.
-                    rampart_proto::binary::reply::error_with(
-                        out,
-                        opcode.code(),
-                        opaque,
-                        rampart_proto::binary::Status::OutOfMemory,
-                        rampart_proto::binary::reply::OUT_OF_MEMORY_STORING,
-                    );
-                    self.refused_store(key, unlink, Refusal::NoMemory, worker, now);
-                    Some((consumed + swallow, Wire::Binary))
-                }
-                _ => None,
-            }
-        } else {
-            self.state = ReadState::Reading(Wire::Text);
-            match text::parse(input, &limits) {
-                Parsed::Complete {
-                    consumed,
-                    frame:
-                        Frame::TooLarge {
-                            key,
-                            unlink,
-                            swallow,
-                            noreply,
-                        },
-                } => {
-                    if !noreply {
-                        reply::line(out, reply::OUT_OF_MEMORY_STORING);
-                    }
-                    self.refused_store(key, unlink, Refusal::NoMemory, worker, now);
-                    Some((consumed + swallow, Wire::Text))
-                }
-                Parsed::Complete {
-                    consumed,
-                    frame: Frame::Meta(rampart_proto::meta::Frame::TooLarge { key, swallow }),
-                } => {
-                    reply::line(out, reply::OUT_OF_MEMORY_STORING);
-                    let mut scratch = [0u8; rampart_proto::MAX_KEY_BYTES];
-                    self.refused_store(
-                        key.decode(&mut scratch),
-                        true,
-                        Refusal::NoMemory,
-                        worker,
-                        now,
-                    );
-                    Some((consumed + swallow, Wire::Text))
-                }
-                _ => None,
-            }
-        };
-        match refused {
-            Some((end, wire)) => {
+        let binary = self.front_is_binary(input);
+        match self.front_store(input, worker) {
+            Some((store, end)) => {
+                self.state = ReadState::Reading(store.wire());
                 // The request was incomplete, so its end lies beyond what has arrived.
-                self.swallow(end.saturating_sub(input.len()), wire);
+                let rest = end.saturating_sub(input.len());
+                self.refuse_store(store, Refusal::NoMemory, rest, worker, now, out);
                 Progress {
                     consumed: input.len(),
                     requests: 1,
