@@ -4,8 +4,8 @@
 //! A connection that meets keys owned by another core copies each operation into that core's
 //! [`Batch`] (keys and data into one arena, a small descriptor per operation), sends the batch
 //! as one message, and gets the same allocation back with the outcomes filled in: the owner
-//! runs the operations in order on its store, copying any value it returns into the reply
-//! arena. The batch's buffers are kept by the connection and reused turn after turn, so a
+//! runs the operations in order on its store, holding each long value it returns by
+//! reference (a short one is copied into the reply arena). The batch's buffers are kept by the connection and reused turn after turn, so a
 //! steady stream of cross-core requests allocates nothing once they have grown.
 //!
 //! The shard returns data, never reply bytes: the connection encodes outcomes in its own wire
@@ -16,7 +16,7 @@ use std::cell::RefMut;
 use rampart_store::{Store, StoreStats};
 
 pub use crate::call::Span;
-use crate::call::{self, Call, Owned};
+use crate::call::{self, Call, Owned, ReplyValues};
 use crate::shard::ShardId;
 
 /// Arenas and descriptor lists above this are dropped after a turn instead of kept, so one
@@ -24,7 +24,7 @@ use crate::shard::ShardId;
 const KEEP_BYTES: usize = 256 * 1024;
 /// The owner stops running a batch's ops once the values it is bringing back reach this, and
 /// sends the batch back answered so far; the origin writes those replies and sends the rest
-/// again. A batch's reply arena therefore holds at most this plus one value (`-I`), however
+/// again. A batch's values (copied or held) are therefore at most this plus one value (`-I`), however
 /// many gets it carries.
 pub const REPLY_PIECE_BYTES: usize = 64 * 1024;
 /// Same, for the descriptor lists.
@@ -49,7 +49,7 @@ pub enum Op {
 /// What an [`Op`] came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A keyed request's answer; a value is at its span in the reply arena.
+    /// A keyed request's answer; a value is held, or copied into the reply arena.
     Key(Owned),
     Done,
     Snapshot(Box<ShardSnapshot>),
@@ -104,7 +104,7 @@ pub struct Batch {
     /// Outcomes of `ops[base..ran]`.
     outcomes: Vec<Outcome>,
     /// Values of those ops' hits.
-    values: Vec<u8>,
+    values: ReplyValues,
 }
 
 impl Batch {
@@ -135,9 +135,9 @@ impl Batch {
         (self.base..self.ran).contains(&(index as usize))
     }
 
-    /// Bytes of values brought back by the last trip.
+    /// Bytes of values brought back by the last trip, copied or held.
     pub fn reply_bytes(&self) -> usize {
-        self.values.len()
+        self.values.bytes()
     }
 
     /// Bytes held in the request arena (what the message carries besides descriptors).
@@ -184,9 +184,9 @@ impl Batch {
         self.outcomes.drain(..)
     }
 
-    /// Bytes of a value in the reply arena.
-    pub fn value(&self, span: Span) -> &[u8] {
-        Span::of(&self.values, span)
+    /// The values brought back by the last trip.
+    pub fn values(&self) -> &ReplyValues {
+        &self.values
     }
 
     /// Ready for the next turn: empty, keeping buffers of a reasonable size.
@@ -200,8 +200,8 @@ impl Batch {
         if self.request.capacity() > KEEP_BYTES {
             self.request = Vec::new();
         }
-        if self.values.capacity() > KEEP_BYTES {
-            self.values = Vec::new();
+        if self.values.arena.capacity() > KEEP_BYTES {
+            self.values.arena = Vec::new();
         }
         if self.ops.capacity() > KEEP_OPS {
             self.ops = Vec::new();
@@ -230,7 +230,7 @@ impl Batch {
         *base = *ran;
         let now = *now;
         for op in &ops[*ran..] {
-            if values.len() >= REPLY_PIECE_BYTES {
+            if values.bytes() >= REPLY_PIECE_BYTES {
                 break;
             }
             *ran += 1;
@@ -248,8 +248,14 @@ impl Batch {
     }
 }
 
-/// Runs one store operation; values of hits are appended to `values`.
-fn run_op(store: &mut Store, op: Op, request: &[u8], values: &mut Vec<u8>, now: u64) -> Outcome {
+/// Runs one store operation; values of hits go into `values`.
+fn run_op(
+    store: &mut Store,
+    op: Op,
+    request: &[u8],
+    values: &mut ReplyValues,
+    now: u64,
+) -> Outcome {
     let bytes = |span: Span| Span::of(request, span);
     match op {
         Op::Key { key, data, call } => {

@@ -22,6 +22,7 @@ pub mod doorbell;
 pub mod idle;
 pub mod listen;
 pub mod mesh;
+pub mod output;
 pub mod session;
 pub mod shard;
 mod startup;

@@ -15,6 +15,7 @@ use rampart_server::batch::{Op, Outcome};
 use rampart_server::config::{Config, ProtocolChoice};
 use rampart_server::doorbell::{self, Doorbell};
 use rampart_server::mesh::{self, Ends, Mesh};
+use rampart_server::output::Output;
 use rampart_server::session::{Exchanged, Session, Stop};
 use rampart_server::shard::{Router, Shard, ShardId, shard_for};
 use rampart_server::worker::{Process, Worker};
@@ -128,12 +129,12 @@ fn pipelined_remote_requests_travel_as_one_batch_and_answer_in_order() {
             expected += "END\r\n";
         }
         let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
         assert_eq!(progress.stop, Stop::NeedInput);
         assert_eq!(progress.consumed, input.len());
         session.exchange(&worker, &mut out).await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert_eq!(String::from_utf8_lossy(&out.to_vec()), expected);
         assert!(!session.is_waiting());
 
         let mesh = worker.router().mesh().unwrap();
@@ -157,7 +158,7 @@ fn pipelined_remote_requests_travel_as_one_batch_and_answer_in_order() {
         let input = format!("delete {remote}\r\nget {remote}\r\n");
         session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
         session.exchange(&worker, &mut out).await.unwrap();
-        assert_eq!(out, b"DELETED\r\nEND\r\n");
+        assert_eq!(out.to_vec(), b"DELETED\r\nEND\r\n");
         assert_eq!(mesh.counters.batches_sent.get(), 3);
     });
 }
@@ -166,7 +167,7 @@ fn pipelined_remote_requests_travel_as_one_batch_and_answer_in_order() {
 fn flush_all_reaches_every_shard_and_counts_once() {
     with_two_cores(async |worker: Rc<Worker>| {
         let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii);
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let input = format!(
             "set {} 0 0 1\r\na\r\nset {} 0 0 1\r\nb\r\nflush_all\r\n",
             key(0, 0),
@@ -181,7 +182,7 @@ fn flush_all_reaches_every_shard_and_counts_once() {
             .await
             .unwrap();
         assert_eq!(flushed.consumed, rest.len());
-        assert_eq!(out, b"STORED\r\nSTORED\r\nOK\r\n");
+        assert_eq!(out.to_vec(), b"STORED\r\nSTORED\r\nOK\r\n");
         let shards = snapshots(
             worker
                 .invoke_on_all_await(NOW, |_| Op::Snapshot)
@@ -194,7 +195,7 @@ fn flush_all_reaches_every_shard_and_counts_once() {
         let input = format!("get {} {}\r\n", key(0, 0), key(1, 0));
         session.process(input.as_bytes(), &worker, NOW + 1, usize::MAX, &mut out);
         session.exchange(&worker, &mut out).await.unwrap();
-        assert_eq!(out, b"END\r\n");
+        assert_eq!(out.to_vec(), b"END\r\n");
     });
 }
 
@@ -265,7 +266,7 @@ async fn serve_in_pieces(
     let mut session =
         Session::new(Identity::Anonymous, ProtocolChoice::Ascii).with_high_water(high_water);
     let (mut buffered, mut fed) = (Vec::new(), 0);
-    let (mut out, mut written) = (Vec::new(), Vec::new());
+    let (mut out, mut written) = (Output::new(), Vec::new());
     loop {
         let per_event = 1 + rng.below(4);
         let progress = session.process(&buffered, worker, NOW, per_event, &mut out);
@@ -273,16 +274,18 @@ async fn serve_in_pieces(
         while session.is_waiting() {
             let exchanged = session.exchange(worker, &mut out).await.unwrap();
             assert!(
-                out.len() <= high_water + 2 * 9000,
+                out.pending() <= high_water + 2 * 9000,
                 "an exchange piece of {} bytes",
-                out.len()
+                out.pending()
             );
-            written.append(&mut out);
+            written.extend(out.to_vec());
+            out.clear();
             if exchanged == Exchanged::Done {
                 break;
             }
         }
-        written.append(&mut out);
+        written.extend(out.to_vec());
+        out.clear();
         match progress.stop {
             Stop::Budget | Stop::OutputFull => {}
             Stop::NeedInput if fed == input.len() => return written,
@@ -324,12 +327,12 @@ fn bounded_pieces_match_an_unbounded_run(cores: usize) {
             let unbounded = {
                 let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Ascii)
                     .with_high_water(usize::MAX);
-                let mut out = Vec::new();
+                let mut out = Output::new();
                 let progress = session.process(&input, &worker, NOW, usize::MAX, &mut out);
                 assert_eq!(progress.consumed, input.len(), "seed {seed}");
                 let done = session.exchange(&worker, &mut out).await.unwrap();
                 assert_eq!(done, Exchanged::Done);
-                out
+                out.to_vec()
             };
             worker.invoke_on_all_await(NOW, flush).await.unwrap();
             let high_water = 1 + rng.below(20_000);

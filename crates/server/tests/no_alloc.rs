@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use rampart_server::authz::Identity;
 use rampart_server::config::{Config, ProtocolChoice};
+use rampart_server::output::{HOLD_FROM_BYTES, Output};
 use rampart_server::session::Session;
 use rampart_server::shard::{Router, Shard};
 use rampart_server::worker::{Process, Worker};
@@ -69,7 +70,7 @@ fn worker() -> Worker {
 fn steady_state_get_and_same_size_set_allocate_nothing() {
     let worker = worker();
     let mut session = Session::new(Identity::Anonymous, ProtocolChoice::Auto);
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut out = Output::with_capacity(64 * 1024);
     let now = 1_800_000_000;
     let set_a = [&b"set k 0 0 100\r\n"[..], &[b'a'; 100], b"\r\n"].concat();
     let set_b = [&b"set k 7 0 100\r\n"[..], &[b'b'; 100], b"\r\n"].concat();
@@ -92,9 +93,9 @@ fn steady_state_get_and_same_size_set_allocate_nothing() {
         session.process(get, &worker, now, 20, &mut out);
     });
     assert!(
-        out.starts_with(b"VALUE k 7 100\r\nbbbb"),
+        out.to_vec().starts_with(b"VALUE k 7 100\r\nbbbb"),
         "{:?}",
-        String::from_utf8_lossy(&out)
+        String::from_utf8_lossy(&out.to_vec())
     );
     assert_eq!(n, 0, "get of an existing key allocated");
     out.clear();
@@ -109,8 +110,41 @@ fn steady_state_get_and_same_size_set_allocate_nothing() {
         let n = allocations_during(|| {
             session.process(input, &worker, now, 20, &mut out);
         });
-        assert_eq!(out, b"STORED\r\n");
+        assert_eq!(out.to_vec(), b"STORED\r\n");
         assert_eq!(n, 0, "same-size set allocated");
         out.clear();
     }
+
+    // A long value is held, not copied: the output's bytes are only the reply's lines.
+    let long = vec![b'L'; 4 * HOLD_FROM_BYTES];
+    let set_long = [
+        format!("set long 0 0 {}\r\n", long.len()).as_bytes(),
+        &long,
+        b"\r\n",
+    ]
+    .concat();
+    let get_long = b"get long\r\nmg long v\r\n";
+    for input in [&set_long[..], get_long] {
+        session.process(input, &worker, now, 20, &mut out);
+        out.clear();
+    }
+    let n = allocations_during(|| {
+        session.process(get_long, &worker, now, 20, &mut out);
+    });
+    assert_eq!(n, 0, "a get of a held value allocated");
+    assert!(!out.is_contiguous());
+    let head = format!("VALUE long 0 {}\r\n", long.len());
+    let mg_head = format!("VA {}\r\n", long.len());
+    let expected = [
+        head.as_bytes(),
+        &long,
+        b"\r\nEND\r\n",
+        mg_head.as_bytes(),
+        &long,
+        b"\r\n",
+    ]
+    .concat();
+    assert_eq!(out.to_vec(), expected);
+    assert_eq!(out.pending(), expected.len());
+    out.clear();
 }

@@ -12,12 +12,14 @@
 
 mod arith;
 mod expiry;
+mod shared;
 mod stats;
 mod store;
 mod table;
 
 use thiserror::Error;
 
+pub use shared::{ItemBytes, MAX_ITEM_BYTES, SharedValue};
 pub use stats::StoreStats;
 pub use store::{ArithOptions, DeleteOutcome, GetOptions, MetaArithOutcome, MetaHit, Store};
 pub use table::{ITEM_OVERHEAD_BYTES, MAX_KEY_BYTES};
@@ -109,8 +111,9 @@ pub enum ArithOutcome {
     OutOfMemory,
 }
 
-/// A live item as a read returns it, borrowed from the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A live item as a read returns it, borrowed from the store. Equal views have equal fields
+/// and bytes, whether or not they hold the item's allocation (`shared`).
+#[derive(Debug, Clone, Copy, Eq)]
 pub struct ItemView<'a> {
     pub key: &'a [u8],
     pub value: &'a [u8],
@@ -122,4 +125,25 @@ pub struct ItemView<'a> {
     pub last_access: UnixSecs,
     /// Whether the item had been fetched before this access (meta `h`).
     pub fetched: bool,
+    /// The item's allocation, so a reply can hold the value past this borrow
+    /// ([`SharedValue::tail`]) instead of copying it; `None` where the view was rebuilt from
+    /// parts (the server's cross-core answers).
+    pub shared: Option<&'a ItemBytes>,
+}
+
+impl PartialEq for ItemView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let fields = |v: &Self| {
+            (
+                v.key,
+                v.value,
+                v.flags,
+                v.cas,
+                v.exptime,
+                v.last_access,
+                v.fetched,
+            )
+        };
+        fields(self) == fields(other)
+    }
 }

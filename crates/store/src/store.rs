@@ -363,6 +363,7 @@ impl Store {
         ItemView {
             key: slot.key(),
             value: slot.value(),
+            shared: slot.shared(),
             flags: slot.flags,
             cas: slot.cas,
             exptime: u64::from(slot.exptime),

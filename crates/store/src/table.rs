@@ -4,7 +4,9 @@
 //! - Items live in [`Slot`]s (48 bytes each) kept in fixed chunks of [`CHUNK_SLOTS`], so the
 //!   slot array never reallocates or doubles; freed slots go on a free list threaded through
 //!   `next` and are reused before a new chunk is made.
-//! - A slot owns one heap allocation holding `key ++ value` exactly (`Box<[u8]>`).
+//! - A slot owns one heap allocation holding `key ++ value` exactly behind an 8-byte header
+//!   ([`ItemBytes`]: a reference count and the length), so a reply can hold the value
+//!   without copying it; a value shared with a reply is never written in place.
 //! - The LRU list is intrusive: `prev`/`next` are `u32` slot indices, head = most recent.
 //! - The index is a `hashbrown::HashTable<u32>` of slot indices; the hash comes from the key
 //!   bytes through hashbrown's default hasher (foldhash: fast, and seeded per process so
@@ -15,22 +17,25 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::expiry::Secs;
+use crate::shared::ItemBytes;
 
 /// Bytes charged per item on top of its key and value bytes.
 ///
 /// Derivation (64-bit Linux, glibc malloc):
-/// - 48: the slot itself (data pointer and length 16, CAS 8, LRU links 2×4, flags 4,
-///   exptime 4, last access 4, key length 2, two flags 2; checked by a test).
+/// - 40: the slot itself (data pointer 8, CAS 8, LRU links 2×4, flags 4, exptime 4, last
+///   access 4, key length 2, two flags 2; checked by a test).
 /// - 8: the index entry: 4-byte bucket plus 1 control byte, in a power-of-two table that
 ///   hashbrown keeps between 7/16 and 7/8 full: 5.7 to 11.4 bytes, about 7.5 at a typical
 ///   2/3 load.
-/// - 16: the allocator's cost for the `key ++ value` allocation: glibc's 8-byte chunk header
-///   plus rounding to 16 bytes (7.5 on average).
+/// - 24: the `key ++ value` allocation's own cost: its 8-byte header (reference count and
+///   length, [`ItemBytes`]), glibc's 8-byte chunk header and rounding to 16 bytes (7.5 on
+///   average). Before the header (a `Box<[u8]>`, a 16-byte slot pointer) the slot was 8
+///   bytes larger and this 8 smaller: the same total.
 ///
 /// memcached charges more per item: a 48-byte header, 8-byte CAS, the key's NUL, `"\r\n"`
 /// after the value, 4 bytes of flags when nonzero, an 8-byte hash bucket, then rounds the
 /// whole up to its slab class (factor 1.25): 67 bytes before rounding, ~75 to 90 after.
-pub const ITEM_OVERHEAD_BYTES: usize = 48 + 8 + 16;
+pub const ITEM_OVERHEAD_BYTES: usize = 40 + 8 + 24;
 
 /// Longest key a slot can hold (its length is a `u16`); memcached's protocols cap keys at
 /// 250 bytes, well below.
@@ -40,7 +45,7 @@ pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
 pub(crate) const NIL: u32 = u32::MAX;
 
 const CHUNK_SHIFT: u32 = 10;
-/// Slots per chunk of the slot array (48 KiB per chunk).
+/// Slots per chunk of the slot array (40 KiB per chunk).
 const CHUNK_SLOTS: usize = 1 << CHUNK_SHIFT;
 const CHUNK_MASK: u32 = (1 << CHUNK_SHIFT) - 1;
 
@@ -61,7 +66,8 @@ const WIN_SENT: u8 = 4;
 /// One item, or a free slot when not linked.
 #[derive(Default)]
 pub(crate) struct Slot {
-    data: Box<[u8]>,
+    /// `key ++ value`; `None` in a free slot.
+    data: Option<ItemBytes>,
     pub(crate) cas: u64,
     prev: u32,
     next: u32,
@@ -72,21 +78,40 @@ pub(crate) struct Slot {
     pub(crate) atime: Secs,
     key_len: u16,
     pub(crate) fetched: bool,
-    /// `LINKED`, `STALE`, `WIN_SENT`: bits, so the slot stays 48 bytes.
+    /// `LINKED`, `STALE`, `WIN_SENT`: bits, so the slot stays 40 bytes.
     marks: u8,
 }
 
 impl Slot {
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref().map_or(&[], ItemBytes::as_slice)
+    }
+
     pub(crate) fn key(&self) -> &[u8] {
-        &self.data[..usize::from(self.key_len)]
+        &self.bytes()[..usize::from(self.key_len)]
     }
 
     pub(crate) fn value(&self) -> &[u8] {
-        &self.data[usize::from(self.key_len)..]
+        &self.bytes()[usize::from(self.key_len)..]
     }
 
+    /// The item's allocation, for a reply that holds the value ([`crate::SharedValue`]).
+    pub(crate) fn shared(&self) -> Option<&ItemBytes> {
+        self.data.as_ref()
+    }
+
+    /// The value, writable in place. A value a reply still holds is copied first (the reply
+    /// keeps the old bytes), so this may allocate.
     pub(crate) fn value_mut(&mut self) -> &mut [u8] {
-        &mut self.data[usize::from(self.key_len)..]
+        let key_len = usize::from(self.key_len);
+        let data = self.data.get_or_insert_with(|| ItemBytes::join(&[]));
+        &mut data.make_mut()[key_len..]
+    }
+
+    /// The value, writable in place when no reply holds it.
+    fn value_in_place(&mut self) -> Option<&mut [u8]> {
+        let key_len = usize::from(self.key_len);
+        Some(&mut self.data.as_mut()?.get_mut()?[key_len..])
     }
 
     pub(crate) fn linked(&self) -> bool {
@@ -124,7 +149,7 @@ impl Slot {
     }
 
     fn charge(&self) -> usize {
-        item_charge(0, self.data.len())
+        item_charge(0, self.bytes().len())
     }
 }
 
@@ -157,13 +182,8 @@ fn slot_at(chunks: &[Box<[Slot]>], i: u32) -> &Slot {
 }
 
 /// One exact-size allocation holding the parts back to back.
-fn join(parts: &[&[u8]]) -> Box<[u8]> {
-    let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for part in parts {
-        data.extend_from_slice(part);
-    }
-    // Capacity equals length, so this does not reallocate.
-    data.into_boxed_slice()
+fn join(parts: &[&[u8]]) -> Option<ItemBytes> {
+    Some(ItemBytes::join(parts))
 }
 
 impl Table {
@@ -256,20 +276,23 @@ impl Table {
         self.len -= 1;
         let free_head = self.free_head;
         let slot = self.slot_mut(i);
-        slot.data = Box::default();
+        slot.data = None;
         slot.marks = 0;
         slot.next = free_head;
         self.free_head = i;
     }
 
-    /// Replaces item `i`'s value, copying in place (no allocation) when the length is unchanged.
+    /// Replaces item `i`'s value, copying in place (no allocation) when the length is unchanged
+    /// and no reply holds the old value.
     pub(crate) fn set_value(&mut self, i: u32, value: &[u8]) {
         let slot = self.slot_mut(i);
-        if slot.value().len() == value.len() {
-            slot.value_mut().copy_from_slice(value);
-        } else {
-            self.rebuild(i, value, false, &[]);
+        if slot.value().len() == value.len()
+            && let Some(in_place) = slot.value_in_place()
+        {
+            in_place.copy_from_slice(value);
+            return;
         }
+        self.rebuild(i, value, false, &[]);
     }
 
     /// Appends (or prepends) `data` to item `i`'s value.

@@ -233,7 +233,10 @@ impl TlsSession {
     /// Encrypts a turn's reply slices like memcached's `ssl_sendmsg`: packs them into
     /// `ssl_wbuf_size` buffers and issues one `SSL_write` per buffer, so many small pipelined
     /// replies become one record.
-    pub fn write_plaintext_batch(&mut self, slices: &[&[u8]]) -> Result<WriteProgress, TlsError> {
+    pub fn write_plaintext_batch<S: std::ops::Deref<Target = [u8]>>(
+        &mut self,
+        slices: &[S],
+    ) -> Result<WriteProgress, TlsError> {
         let wbuf_bytes = self.wbuf_bytes;
         let State::Established { stream, staged, .. } = &mut self.state else {
             return Err(TlsError::WrongState(self.state.name()));
@@ -241,7 +244,7 @@ impl TlsSession {
         let mut accepted = 0;
         let mut result = flush_staged(stream, staged);
         'slices: for slice in slices {
-            let mut rest = *slice;
+            let mut rest: &[u8] = slice;
             while result == Ok(None) && !rest.is_empty() {
                 let n = rest.len().min(wbuf_bytes - staged.len());
                 staged.extend_from_slice(&rest[..n]);

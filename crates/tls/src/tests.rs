@@ -367,7 +367,9 @@ fn sixteen_replies_become_one_record() {
     assert_eq!(conn.client_plain, replies.concat());
     // An idle connection gives its buffers back and still works afterwards.
     conn.server.shrink_idle();
-    conn.server.write_plaintext_batch(&[b"END\r\n"]).unwrap();
+    conn.server
+        .write_plaintext_batch(&[&b"END\r\n"[..]])
+        .unwrap();
     conn.flush_server();
     conn.client_step();
     assert!(conn.client_plain.ends_with(b"END\r\n"));
@@ -437,7 +439,7 @@ fn full_ciphertext_buffer_is_want_write_and_resumes() {
     // Whatever is still staged goes out on an empty call.
     while conn
         .server
-        .write_plaintext_batch(&[])
+        .write_plaintext_batch::<&[u8]>(&[])
         .unwrap()
         .blocked
         .is_some()
@@ -491,7 +493,9 @@ fn shutdown_both_ways() {
     conn.server.feed_ciphertext(&wire);
     let p = conn.server.read_plaintext(&mut conn.server_plain).unwrap();
     assert_eq!((p.plaintext_bytes, p.next), (7, Next::PeerClosed));
-    conn.server.write_plaintext_batch(&[b"END\r\n"]).unwrap();
+    conn.server
+        .write_plaintext_batch(&[&b"END\r\n"[..]])
+        .unwrap();
     assert_eq!(conn.server.shutdown(), Next::Closed);
     conn.flush_server();
     conn.client_step();
@@ -575,7 +579,9 @@ fn refresh_swaps_for_new_sessions_and_open_ones_keep_working() {
     old.client.ssl_write(b"get a\r\n").unwrap();
     old.pump().unwrap();
     assert_eq!(old.server_plain, b"get a\r\n");
-    old.server.write_plaintext_batch(&[b"END\r\n"]).unwrap();
+    old.server
+        .write_plaintext_batch(&[&b"END\r\n"[..]])
+        .unwrap();
     old.pump().unwrap();
     assert_eq!(old.client_plain, b"END\r\n");
 }
@@ -728,7 +734,9 @@ fn going_idle_in_the_middle_of_a_record_loses_nothing() {
     assert_eq!(conn.server_plain, request);
     // Idle again with nothing held: OpenSSL's buffers go, and both directions still work.
     conn.server.shrink_idle();
-    conn.server.write_plaintext_batch(&[b"END\r\n"]).unwrap();
+    conn.server
+        .write_plaintext_batch(&[&b"END\r\n"[..]])
+        .unwrap();
     conn.flush_server();
     conn.client_step();
     assert!(conn.client_plain.ends_with(b"END\r\n"));

@@ -81,19 +81,42 @@ pub fn get_hit(
     key: &[u8],
     value: &[u8],
 ) {
+    if get_hit_head(out, opcode, opaque, cas, client_flags, key, value.len()) {
+        out.extend_from_slice(value);
+    }
+}
+
+/// A get-family hit's header, extras and key, for a value of `value_len` bytes. `true` when
+/// the value must follow as the rest of the body (all but touch); the caller writes it.
+pub fn get_hit_head(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    opaque: u32,
+    cas: u64,
+    client_flags: u32,
+    key: &[u8],
+    value_len: usize,
+) -> bool {
     let key: &[u8] = if opcode.returns_key() { key } else { &[] };
-    let value: &[u8] = if opcode == Opcode::Touch { &[] } else { value };
-    let flags = client_flags.to_be_bytes();
-    response(
-        out,
-        opcode.code(),
-        Status::Success,
+    let with_value = opcode != Opcode::Touch;
+    let value_len = if with_value { value_len } else { 0 };
+    let extras = client_flags.to_be_bytes();
+    let header = Header {
+        magic: RESPONSE_MAGIC,
+        opcode: opcode.code(),
+        key_len: key.len() as u16,
+        extras_len: extras.len() as u8,
+        data_type: 0,
+        vbucket_or_status: Status::Success.code(),
+        // Values are bounded by `-I` (at most 1 GiB), far below 4 GiB.
+        body_len: (extras.len() + key.len() + value_len) as u32,
         opaque,
         cas,
-        &flags,
-        key,
-        value,
-    );
+    };
+    header.encode(out);
+    out.extend_from_slice(&extras);
+    out.extend_from_slice(key);
+    with_value
 }
 
 /// A miss of the get family: getk/gatk answer the key as the body and no message, the others

@@ -136,7 +136,24 @@ fn value_or_header(out: &mut Vec<u8>, returns_value: bool, value_len: usize) {
 
 /// An `mg` hit: `VA <size>` and the value when `v` was given, else `HD`.
 pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, value: &[u8]) {
-    value_or_header(out, request.returns_value(), value.len());
+    if get_hit_head(out, request, item, value.len()) {
+        out.extend_from_slice(value);
+        out.extend_from_slice(VALUE_END);
+    }
+}
+
+/// What follows an `mg` hit's value.
+pub const VALUE_END: &[u8] = b"\r\n";
+
+/// An `mg` hit's line, for a value of `value_len` bytes. `true` when the value and
+/// [`VALUE_END`] must follow (`v`); the caller writes them.
+pub fn get_hit_head(
+    out: &mut Vec<u8>,
+    request: &MetaGet<'_>,
+    item: &ItemMeta<'_>,
+    value_len: usize,
+) -> bool {
+    value_or_header(out, request.returns_value(), value_len);
     let mut ttl = item.ttl_before;
     for &letter in request.flags.as_slice() {
         match letter {
@@ -144,7 +161,7 @@ pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, va
             b'N' if item.created => ttl = item.ttl,
             b's' => {
                 flag(out, b's');
-                number(out, value.len());
+                number(out, value_len);
             }
             b't' => ttl_flag(out, ttl),
             b'c' => {
@@ -178,10 +195,7 @@ pub fn get_hit(out: &mut Vec<u8>, request: &MetaGet<'_>, item: &ItemMeta<'_>, va
         flag(out, b'W');
     }
     out.extend_from_slice(b"\r\n");
-    if request.returns_value() {
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    request.returns_value()
 }
 
 /// An `mg` miss: `EN` with `O` and `k` (the key decoded from the request). Under `q` the

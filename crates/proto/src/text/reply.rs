@@ -38,19 +38,28 @@ pub fn line(out: &mut Vec<u8>, line: &[u8]) {
 
 /// Appends one `VALUE` block of a retrieval reply.
 pub fn value(out: &mut Vec<u8>, key: &[u8], flags: u32, data: &[u8], cas: Option<u64>) {
+    value_header(out, key, flags, data.len(), cas);
+    out.extend_from_slice(data);
+    out.extend_from_slice(VALUE_END);
+}
+
+/// What follows a `VALUE` block's data.
+pub const VALUE_END: &[u8] = b"\r\n";
+
+/// Appends the line that opens a `VALUE` block of `len` bytes; the data and [`VALUE_END`]
+/// follow it (a server that sends the data from elsewhere writes them itself).
+pub fn value_header(out: &mut Vec<u8>, key: &[u8], flags: u32, len: usize, cas: Option<u64>) {
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(b"VALUE ");
     out.extend_from_slice(key);
     out.push(b' ');
     out.extend_from_slice(digits.format(flags).as_bytes());
     out.push(b' ');
-    out.extend_from_slice(digits.format(data.len()).as_bytes());
+    out.extend_from_slice(digits.format(len).as_bytes());
     if let Some(cas) = cas {
         out.push(b' ');
         out.extend_from_slice(digits.format(cas).as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 

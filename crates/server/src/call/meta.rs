@@ -12,7 +12,7 @@ use rampart_store::{
     StoreOutcome, memcached_item_bytes,
 };
 
-use super::Span;
+use super::{Carried, ReplyValues};
 
 /// memcached's smallest slab chunk (a 48-byte item header plus the default `-n 48`) and the
 /// growth factor between classes (`-f 1.25`), for `me`'s `cls=`.
@@ -54,15 +54,15 @@ pub enum MetaResult<'a> {
     Debug(Option<DebugInfo>),
 }
 
-/// [`MetaResult`] as it travels back to the origin: the hit's value is in the batch's reply
-/// arena at `value`, and its key is the op's key.
+/// [`MetaResult`] as it travels back to the origin: the hit's value is carried as
+/// [`Carried`] says, and its key is the op's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaOutcome {
-    /// `hit.item.key` and `hit.item.value` are empty here; [`MetaOutcome::view`] puts them
-    /// back.
+    /// `hit.item.key`, `hit.item.value` and `hit.item.shared` are empty here;
+    /// [`MetaOutcome::view`] puts them back.
     Hit {
         hit: MetaHit<'static>,
-        value: Span,
+        value: Carried,
     },
     Other(MetaResult<'static>),
 }
@@ -104,18 +104,15 @@ pub fn run<'s>(
 }
 
 impl MetaOutcome {
-    /// The owned form of `result`; a hit's value is appended to `values`.
-    pub fn own(result: MetaResult<'_>, values: &mut Vec<u8>) -> MetaOutcome {
+    /// The owned form of `result`; a hit's value goes into `values`.
+    pub fn own(result: MetaResult<'_>, values: &mut ReplyValues) -> MetaOutcome {
         match result {
             MetaResult::Hit(hit) => {
-                let value = Span {
-                    start: values.len(),
-                    len: hit.item.value.len(),
-                };
-                values.extend_from_slice(hit.item.value);
+                let value = values.carry(hit.item.value, hit.item.shared);
                 let item = ItemView {
                     key: &[],
                     value: &[],
+                    shared: None,
                     ..hit.item
                 };
                 MetaOutcome::Hit {
@@ -133,13 +130,15 @@ impl MetaOutcome {
         }
     }
 
-    /// The result again, borrowing the key and value from the batch.
-    pub fn view<'b>(&self, key: &'b [u8], value: impl FnOnce(Span) -> &'b [u8]) -> MetaResult<'b> {
+    /// The result again, borrowing the key and the value from the batch.
+    pub fn view<'b>(&'b self, key: &'b [u8], values: &'b ReplyValues) -> MetaResult<'b> {
         match self {
-            MetaOutcome::Hit { hit, value: span } => {
+            MetaOutcome::Hit { hit, value } => {
+                let (value, shared) = values.view(value);
                 let item = ItemView {
                     key,
-                    value: value(*span),
+                    value,
+                    shared,
                     ..hit.item
                 };
                 MetaResult::Hit(MetaHit { item, ..*hit })

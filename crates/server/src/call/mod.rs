@@ -14,7 +14,7 @@
 
 pub mod meta;
 
-use rampart_store::{ArithOutcome, SetMode, Store, StoreOutcome};
+use rampart_store::{ArithOutcome, ItemBytes, SetMode, SharedValue, Store, StoreOutcome};
 
 use self::meta::{MetaCall, MetaOutcome, MetaResult};
 
@@ -74,12 +74,20 @@ pub enum Refusal {
     NoMemory,
 }
 
-/// A classic get's hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A classic get's hit. Equal hits have equal fields and bytes, wherever the bytes are.
+#[derive(Debug, Clone, Copy, Eq)]
 pub struct Hit<'a> {
     pub flags: u32,
     pub cas: u64,
     pub value: &'a [u8],
+    /// The item's allocation, so the reply can hold the value instead of copying it.
+    pub shared: Option<&'a ItemBytes>,
+}
+
+impl PartialEq for Hit<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.flags, self.cas, self.value) == (other.flags, other.cas, other.value)
+    }
 }
 
 /// What a [`Call`] came to, borrowing the item from the store (or from a batch).
@@ -110,6 +118,7 @@ pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u
                 flags: item.flags,
                 cas: item.cas,
                 value: item.value,
+                shared: item.shared,
             }))
         }
         Call::Store {
@@ -150,14 +159,69 @@ pub fn store_mode(mode: rampart_proto::StoreMode) -> SetMode {
     }
 }
 
-/// [`Answer`] as it travels back in a batch: a hit's value is in the batch's reply arena, and
-/// its key is the op's key.
+/// A hit's value as a batch brings it back: copied into the batch's reply arena, or held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carried {
+    Copied(Span),
+    Held(SharedValue),
+}
+
+/// Where a batch puts the values it brings back.
+#[derive(Debug, Default)]
+pub struct ReplyValues {
+    /// Copies of short values.
+    pub arena: Vec<u8>,
+    /// Bytes of the values held (not in the arena).
+    pub held_bytes: usize,
+}
+
+impl ReplyValues {
+    /// Bytes of values brought back, copied or held.
+    pub fn bytes(&self) -> usize {
+        self.arena.len() + self.held_bytes
+    }
+
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.held_bytes = 0;
+    }
+
+    /// Carries `value` back: held when it is long and `shared` is its item (as the output
+    /// would hold it), else copied.
+    pub fn carry(&mut self, value: &[u8], shared: Option<&ItemBytes>) -> Carried {
+        match shared {
+            Some(item) if value.len() >= crate::output::HOLD_FROM_BYTES => {
+                self.held_bytes += value.len();
+                Carried::Held(SharedValue::tail(item, value.len()))
+            }
+            _ => {
+                let span = Span {
+                    start: self.arena.len(),
+                    len: value.len(),
+                };
+                self.arena.extend_from_slice(value);
+                Carried::Copied(span)
+            }
+        }
+    }
+
+    /// The value again, with its item when it is held.
+    pub fn view<'b>(&'b self, carried: &'b Carried) -> (&'b [u8], Option<&'b ItemBytes>) {
+        match carried {
+            Carried::Copied(span) => (Span::of(&self.arena, *span), None),
+            Carried::Held(value) => (value.as_slice(), Some(value.item())),
+        }
+    }
+}
+
+/// [`Answer`] as it travels back in a batch: a hit's value is carried as [`Carried`] says,
+/// and its key is the op's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owned {
     Hit {
         flags: u32,
         cas: u64,
-        value: Span,
+        value: Carried,
     },
     Meta(MetaOutcome),
     /// Answers that borrow nothing.
@@ -165,21 +229,14 @@ pub enum Owned {
 }
 
 impl Owned {
-    /// The owned form of `answer`; a value is appended to `values`.
-    pub fn own(answer: Answer<'_>, values: &mut Vec<u8>) -> Owned {
+    /// The owned form of `answer`; a value goes into `values`.
+    pub fn own(answer: Answer<'_>, values: &mut ReplyValues) -> Owned {
         match answer {
-            Answer::Value(Some(hit)) => {
-                let value = Span {
-                    start: values.len(),
-                    len: hit.value.len(),
-                };
-                values.extend_from_slice(hit.value);
-                Owned::Hit {
-                    flags: hit.flags,
-                    cas: hit.cas,
-                    value,
-                }
-            }
+            Answer::Value(Some(hit)) => Owned::Hit {
+                flags: hit.flags,
+                cas: hit.cas,
+                value: values.carry(hit.value, hit.shared),
+            },
             Answer::Value(None) => Owned::Other(Answer::Value(None)),
             Answer::Meta(result) => Owned::Meta(MetaOutcome::own(result, values)),
             Answer::Stored(outcome) => Owned::Other(Answer::Stored(outcome)),
@@ -190,19 +247,19 @@ impl Owned {
         }
     }
 
-    /// The answer again, borrowing the key and value from the batch.
-    pub fn view<'b>(&self, key: &'b [u8], value: impl Fn(Span) -> &'b [u8]) -> Answer<'b> {
+    /// The answer again, borrowing the key and the values from the batch.
+    pub fn view<'b>(&'b self, key: &'b [u8], values: &'b ReplyValues) -> Answer<'b> {
         match self {
-            Owned::Hit {
-                flags,
-                cas,
-                value: span,
-            } => Answer::Value(Some(Hit {
-                flags: *flags,
-                cas: *cas,
-                value: value(*span),
-            })),
-            Owned::Meta(outcome) => Answer::Meta(outcome.view(key, value)),
+            Owned::Hit { flags, cas, value } => {
+                let (value, shared) = values.view(value);
+                Answer::Value(Some(Hit {
+                    flags: *flags,
+                    cas: *cas,
+                    value,
+                    shared,
+                }))
+            }
+            Owned::Meta(outcome) => Answer::Meta(outcome.view(key, values)),
             Owned::Other(answer) => *answer,
         }
     }
@@ -238,11 +295,32 @@ mod tests {
             run(&mut store, b"k", set, b"value", NOW),
             Answer::Stored(StoreOutcome::Stored)
         );
-        let mut values = b"earlier".to_vec();
+        let mut values = ReplyValues::default();
+        values.arena.extend_from_slice(b"earlier");
         let answer = run(&mut store, b"k", Call::Get { touch: None }, &[], NOW);
         let owned = Owned::own(answer, &mut values);
-        let viewed = owned.view(b"k", |span| &values[span.start..span.start + span.len]);
+        assert!(matches!(
+            owned,
+            Owned::Hit {
+                value: Carried::Copied(_),
+                ..
+            }
+        ));
+        let viewed = owned.view(b"k", &values);
         assert_eq!(viewed, answer_of(&mut store));
+        // A long value is held, not copied, and views back the same.
+        let long = vec![b'l'; crate::output::HOLD_FROM_BYTES];
+        run(&mut store, b"long", set, &long, NOW);
+        let answer = run(&mut store, b"long", Call::Get { touch: None }, &[], NOW);
+        let arena_before = values.arena.len();
+        let owned = Owned::own(answer, &mut values);
+        assert_eq!(values.arena.len(), arena_before);
+        assert_eq!(values.bytes(), arena_before + long.len());
+        let Answer::Value(Some(hit)) = owned.view(b"long", &values) else {
+            panic!("a hit");
+        };
+        assert_eq!(hit.value, &long[..]);
+        assert!(hit.shared.is_some());
         let refused = Call::Refused {
             unlink: true,
             why: Refusal::TooLarge,

@@ -9,7 +9,7 @@ mod input;
 mod tls;
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -22,11 +22,12 @@ use crate::authz::Identity;
 use crate::config::Security;
 use crate::conns::{TlsDescription, tcp_addr};
 use crate::idle::IdleSlot;
+use crate::output::Output;
 use crate::session::{Exchanged, Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
 use crate::worker::Worker;
 
-use self::input::{InputBuffer, SHRINK_ABOVE_BYTES};
+use self::input::InputBuffer;
 use self::tls::{HandshakeFailure, TlsLink};
 
 /// Requests queued for other cores past this many bytes of keys and data are exchanged
@@ -193,10 +194,14 @@ impl Link {
         }
     }
 
-    async fn write<S: Transport>(&mut self, stream: &mut S, out: &[u8]) -> io::Result<()> {
-        match self {
-            Link::Plain => stream.write_all(out).await,
-            Link::Tls(tls) => tls.write(stream, out).await,
+    /// Writes all of `out`: one plain write when it is contiguous, else a vectored one that
+    /// sends the held values from the items themselves.
+    async fn write<S: Transport>(&mut self, stream: &mut S, out: &Output) -> io::Result<()> {
+        match (self, out.as_contiguous()) {
+            (Link::Plain, Some(bytes)) => stream.write_all(bytes).await,
+            (Link::Plain, None) => write_all_vectored(stream, &mut out.slices()).await,
+            (Link::Tls(tls), Some(bytes)) => tls.write(stream, &mut [IoSlice::new(bytes)]).await,
+            (Link::Tls(tls), None) => tls.write(stream, &mut out.slices()).await,
         }
     }
 
@@ -300,7 +305,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         input.for_tls();
     }
     let mut session = Session::new(identity, worker.config().protocol);
-    let mut out: Vec<u8> = Vec::new();
+    let mut out = Output::new();
     let per_event = worker.config().requests_per_event.max(1);
     let wait = Wait::idle(worker.config().idle_timeout);
     // Requests may have arrived with the handshake's last flight.
@@ -389,7 +394,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                 Stop::Budget | Stop::WholeCache | Stop::OutputFull
             );
             let flush = !more
-                || out.len() >= session.high_water()
+                || out.pending() >= session.high_water()
                 || session.queued_bytes() >= QUEUED_FLUSH_BYTES;
             if flush {
                 if let Err(err) =
@@ -416,9 +421,6 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         };
         if stop == Stop::Close {
             break;
-        }
-        if out.capacity() > SHRINK_ABOVE_BYTES {
-            out = Vec::new();
         }
     }
     link.close(&mut stream).await;
@@ -447,11 +449,31 @@ async fn send<S: Transport>(
     worker: &Worker,
     link: &mut Link,
     stream: &mut S,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> io::Result<()> {
     link.write(stream, out).await?;
-    WorkerCounters::add(&worker.counters().bytes_written, out.len() as u64);
+    WorkerCounters::add(&worker.counters().bytes_written, out.pending() as u64);
     out.clear();
+    Ok(())
+}
+
+/// Slices one `sendmsg` takes at most (Linux's `IOV_MAX`).
+const MAX_SLICES_PER_WRITE: usize = 1024;
+
+/// Writes every byte of `slices`, as few writes as the socket allows.
+async fn write_all_vectored<S: Transport>(
+    stream: &mut S,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let batch = slices.len().min(MAX_SLICES_PER_WRITE);
+        let written = stream.write_vectored(&slices[..batch]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
     Ok(())
 }
 
@@ -463,7 +485,7 @@ async fn drain<S: Transport>(
     worker: &Worker,
     link: &mut Link,
     stream: &mut S,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> Result<(), Broken> {
     while session.is_waiting() {
         if session.exchange(worker, out).await? == Exchanged::Done {

@@ -6,7 +6,7 @@
 //! the resulting records leave in one write. A request therefore costs one read and one
 //! write, and the handshake's own messages are written as soon as the session produces them.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt;
@@ -161,13 +161,18 @@ impl TlsLink {
     }
 
     /// Encrypts one turn's replies with the batch writer and writes the records.
-    pub async fn write<S: Transport>(&mut self, stream: &mut S, mut out: &[u8]) -> io::Result<()> {
+    pub async fn write<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        mut out: &mut [IoSlice<'_>],
+    ) -> io::Result<()> {
+        IoSlice::advance_slices(&mut out, 0);
         loop {
             let progress = self
                 .session
-                .write_plaintext_batch(&[out])
+                .write_plaintext_batch(out)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            out = &out[progress.accepted..];
+            IoSlice::advance_slices(&mut out, progress.accepted);
             self.flush(stream).await?;
             match progress.blocked {
                 None if out.is_empty() => return Ok(()),

@@ -25,6 +25,7 @@ use super::refuse::Unbuffered;
 use super::whole::{StatsGroup, Whole};
 use super::{Flow, Session, Wire, meta};
 use crate::call::Refusal;
+use crate::output::Output;
 
 /// A `flush` refused by `-F`: memcached answers `Auth failure.` (quiet or not) and counts it.
 fn flush_refused(request: &Request<'_>, worker: &Worker) -> bool {
@@ -55,7 +56,7 @@ pub(super) fn execute_frame(
     frame: Frame<'_>,
     worker: &Worker,
     now: u64,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> Flow {
     match frame {
         Frame::Request {
@@ -83,8 +84,8 @@ pub(super) fn execute_frame(
                 return Flow::Continue;
             }
             match request {
-                Request::Version => reply::version(out, opaque, stats::VERSION.as_bytes()),
-                Request::MetaNoop => reply::success(out, opcode, opaque, 0),
+                Request::Version => reply::version(out.bytes(), opaque, stats::VERSION.as_bytes()),
+                Request::MetaNoop => reply::success(out.bytes(), opcode, opaque, 0),
                 Request::Quit => {
                     form.success(out, 0);
                     return Flow::Close;
@@ -100,7 +101,7 @@ pub(super) fn execute_frame(
             status,
             swallow,
         } => {
-            reply::error(out, opcode, opaque, status);
+            reply::error(out.bytes(), opcode, opaque, status);
             session.swallow(swallow, Wire::Binary);
             Flow::Continue
         }
@@ -109,7 +110,7 @@ pub(super) fn execute_frame(
             opaque,
             status,
         } => {
-            reply::error(out, opcode, opaque, status);
+            reply::error(out.bytes(), opcode, opaque, status);
             Flow::Close
         }
         Frame::TooLarge {
@@ -138,7 +139,7 @@ pub(super) async fn whole_cache(
     frame: Frame<'_>,
     worker: &Worker,
     now: u64,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> Result<bool, Gone> {
     let Frame::Request {
         opcode,
@@ -166,7 +167,7 @@ pub(super) async fn whole_cache(
 }
 
 /// Turns the text reply of a whole-cache request into binary responses.
-fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Vec<u8>) {
+fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Output) {
     match whole {
         Whole::Flush { .. } => form.success(out, 0),
         Whole::Stats(StatsGroup::Unknown) => form.error(out, Status::NotFound),
@@ -176,10 +177,10 @@ fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Vec<u8>
                 if let Some(stat) = line.strip_prefix(b"STAT ") {
                     let space = memchr::memchr(b' ', stat).unwrap_or(stat.len());
                     let value = stat.get(space + 1..).unwrap_or_default();
-                    reply::stat(out, form.opaque, &stat[..space], value);
+                    reply::stat(out.bytes(), form.opaque, &stat[..space], value);
                 }
             }
-            reply::stat_end(out, form.opaque);
+            reply::stat_end(out.bytes(), form.opaque);
         }
         // `cache_memlimit` has no binary form.
         Whole::Memlimit { .. } => form.error(out, Status::UnknownCommand),

@@ -7,6 +7,7 @@ use rampart_proto::binary::{Opcode, Status, reply};
 use rampart_store::{DeleteOutcome, MetaArithOutcome, StoreOutcome};
 
 use crate::call::meta::MetaResult;
+use crate::output::Output;
 
 /// How a binary response echoes its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,34 +17,39 @@ pub(crate) struct BinaryForm {
 }
 
 impl BinaryForm {
-    pub(super) fn error(&self, out: &mut Vec<u8>, status: Status) {
-        reply::error(out, self.opcode.code(), self.opaque, status);
+    pub(super) fn error(&self, out: &mut Output, status: Status) {
+        reply::error(out.bytes(), self.opcode.code(), self.opaque, status);
     }
 
-    pub(super) fn success(&self, out: &mut Vec<u8>, cas: u64) {
+    pub(super) fn success(&self, out: &mut Output, cas: u64) {
         if !self.opcode.is_quiet() {
-            reply::success(out, self.opcode, self.opaque, cas);
+            reply::success(out.bytes(), self.opcode, self.opaque, cas);
         }
     }
 }
 
 /// Writes the binary response to a keyed request presented as `form` for `key` that came to
 /// `result`.
-pub(crate) fn encode(out: &mut Vec<u8>, form: &BinaryForm, key: &[u8], result: MetaResult<'_>) {
+pub(crate) fn encode(out: &mut Output, form: &BinaryForm, key: &[u8], result: MetaResult<'_>) {
     let BinaryForm { opcode, opaque } = *form;
     match result {
-        MetaResult::Hit(hit) => reply::get_hit(
-            out,
-            opcode,
-            opaque,
-            hit.item.cas,
-            hit.item.flags,
-            key,
-            hit.item.value,
-        ),
+        MetaResult::Hit(hit) => {
+            let value = hit.item.value;
+            if reply::get_hit_head(
+                out.bytes(),
+                opcode,
+                opaque,
+                hit.item.cas,
+                hit.item.flags,
+                key,
+                value.len(),
+            ) {
+                out.value(value, hit.item.shared);
+            }
+        }
         MetaResult::Miss => {
             if !opcode.is_quiet() {
-                reply::get_miss(out, opcode, opaque, key);
+                reply::get_miss(out.bytes(), opcode, opaque, key);
             }
         }
         MetaResult::Stored(StoreOutcome::Stored, cas) => form.success(out, cas),
@@ -51,7 +57,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, form: &BinaryForm, key: &[u8], result: M
         MetaResult::Stored(StoreOutcome::NotFound, _) => form.error(out, Status::NotFound),
         // memcached fails the item's allocation before looking at the mode.
         MetaResult::Stored(StoreOutcome::OutOfMemory, _) => reply::error_with(
-            out,
+            out.bytes(),
             opcode.code(),
             opaque,
             Status::OutOfMemory,
@@ -71,7 +77,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, form: &BinaryForm, key: &[u8], result: M
         MetaResult::Deleted(DeleteOutcome::Exists) => form.error(out, Status::Exists),
         MetaResult::Arith(MetaArithOutcome::Done { value, cas, .. }) => {
             if !opcode.is_quiet() {
-                reply::arith(out, opcode, opaque, cas, value);
+                reply::arith(out.bytes(), opcode, opaque, cas, value);
             }
         }
         MetaResult::Arith(MetaArithOutcome::NotFound) => form.error(out, Status::NotFound),

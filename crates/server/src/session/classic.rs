@@ -6,6 +6,7 @@ use rampart_proto::text::reply;
 use rampart_proto::{Request, ShutdownMode};
 
 use crate::call::{Call, store_mode};
+use crate::output::Output;
 use crate::stats;
 use crate::worker::Worker;
 
@@ -24,11 +25,11 @@ pub(super) fn execute(
     resume: (usize, usize),
     worker: &Worker,
     now: u64,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> Flow {
     if let Some(whole) = Whole::of(&request) {
         // Only reached with a single shard: every shard is this one.
-        whole.run_here(worker, now, out);
+        whole.run_here(worker, now, out.bytes());
         return Flow::Continue;
     }
     if meta::execute(plan, &request, None, worker, now, out) {
@@ -41,21 +42,21 @@ pub(super) fn execute(
         | Request::MetaDelete(_)
         | Request::MetaArith(_)
         | Request::MetaDebug(_) => {}
-        Request::MetaNoop => rampart_proto::meta::reply::noop(out),
+        Request::MetaNoop => rampart_proto::meta::reply::noop(out.bytes()),
         // SASL is binary-only; not served yet.
-        Request::Sasl(_) => reply::line(out, reply::ERROR),
+        Request::Sasl(_) => reply::line(out.bytes(), reply::ERROR),
         Request::Get(get) => {
             let (keys_done, high_water) = resume;
             let call = Call::Get { touch: get.touch };
             let form = Form::Value { cas: get.cas };
             for (n, key) in get.keys.iter().enumerate().skip(keys_done) {
-                if out.len() >= high_water && n > keys_done {
+                if out.pending() >= high_water && n > keys_done {
                     // The rest waits until the socket has taken what is here.
                     return Flow::Paused { keys_done: n };
                 }
                 keyed::execute(plan, key, call, &[], Some(form), worker, now, out);
             }
-            reply::line(out, reply::END);
+            reply::line(out.bytes(), reply::END);
         }
         Request::Store(req) => {
             let call = Call::Store {
@@ -86,30 +87,30 @@ pub(super) fn execute(
             keyed::execute(plan, req.key, call, &[], form, worker, now, out);
         }
         Request::Version => {
-            out.extend_from_slice(b"VERSION ");
-            reply::line(out, stats::VERSION.as_bytes());
+            out.bytes().extend_from_slice(b"VERSION ");
+            reply::line(out.bytes(), stats::VERSION.as_bytes());
         }
         Request::Verbosity(req) => {
             worker.set_verbosity(req.level);
             if !req.noreply {
-                reply::line(out, reply::OK);
+                reply::line(out.bytes(), reply::OK);
             }
         }
         Request::RefreshCerts { noreply } => {
             let outcome = worker.refresh_certs();
             if !noreply {
                 match outcome {
-                    Ok(()) => reply::line(out, reply::OK),
-                    Err(line) => reply::line(out, line.as_bytes()),
+                    Ok(()) => reply::line(out.bytes(), reply::OK),
+                    Err(line) => reply::line(out.bytes(), line.as_bytes()),
                 }
             }
         }
         Request::Quit => return Flow::Close,
         Request::Shutdown(mode) => {
             if !worker.config().shutdown_enabled {
-                reply::line(out, reply::SHUTDOWN_DISABLED);
+                reply::line(out.bytes(), reply::SHUTDOWN_DISABLED);
             } else if mode == ShutdownMode::Invalid {
-                reply::line(out, reply::INVALID_SHUTDOWN_MODE);
+                reply::line(out.bytes(), reply::INVALID_SHUTDOWN_MODE);
             } else {
                 log::info!("shutdown requested by a client");
                 worker.request_shutdown();

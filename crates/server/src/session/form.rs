@@ -6,6 +6,7 @@ use rampart_proto::text::reply;
 use rampart_store::{ArithOutcome, StoreOutcome};
 
 use crate::call::Answer;
+use crate::output::Output;
 
 use super::binary_reply::{self, BinaryForm};
 use super::meta_reply::{self, MetaForm};
@@ -25,18 +26,27 @@ pub(crate) enum Form {
 
 /// Writes the reply to a request presented as `form` for `key` that came to `answer` at
 /// `now`.
-pub(crate) fn encode(out: &mut Vec<u8>, form: &Form, key: &[u8], answer: Answer<'_>, now: u64) {
+pub(crate) fn encode(out: &mut Output, form: &Form, key: &[u8], answer: Answer<'_>, now: u64) {
     match (form, answer) {
         (Form::Value { cas }, Answer::Value(Some(hit))) => {
-            reply::value(out, key, hit.flags, hit.value, cas.then_some(hit.cas));
+            let bytes = out.bytes();
+            reply::value_header(
+                bytes,
+                key,
+                hit.flags,
+                hit.value.len(),
+                cas.then_some(hit.cas),
+            );
+            out.value(hit.value, hit.shared);
+            out.bytes().extend_from_slice(reply::VALUE_END);
         }
         (Form::Value { .. }, Answer::Value(None)) => {}
         (Form::Meta(form), Answer::Meta(result)) => meta_reply::encode(out, form, key, result, now),
         (Form::Binary(form), Answer::Meta(result)) => binary_reply::encode(out, form, key, result),
-        (Form::Status, Answer::Stored(outcome)) => reply::line(out, store_line(outcome)),
+        (Form::Status, Answer::Stored(outcome)) => reply::line(out.bytes(), store_line(outcome)),
         (Form::Status, Answer::Arith(outcome)) => arith_reply(out, outcome),
-        (Form::Status, Answer::Deleted(deleted)) => reply::line(out, deleted_line(deleted)),
-        (Form::Status, Answer::Touched(touched)) => reply::line(out, touched_line(touched)),
+        (Form::Status, Answer::Deleted(deleted)) => reply::line(out.bytes(), deleted_line(deleted)),
+        (Form::Status, Answer::Touched(touched)) => reply::line(out.bytes(), touched_line(touched)),
         (form, answer) => {
             // Every form is paired with its call where the request is taken apart; a mismatch
             // is a bug, and a reply keeps the client's count of replies right.
@@ -47,10 +57,10 @@ pub(crate) fn encode(out: &mut Vec<u8>, form: &Form, key: &[u8], answer: Answer<
 }
 
 /// The reply for a request whose answer is missing or does not fit its form (a bug).
-pub(crate) fn internal_error(out: &mut Vec<u8>, form: &Form) {
+pub(crate) fn internal_error(out: &mut Output, form: &Form) {
     match form {
         Form::Binary(form) => form.error(out, rampart_proto::binary::Status::OutOfMemory),
-        _ => reply::line(out, b"SERVER_ERROR internal error"),
+        _ => reply::line(out.bytes(), b"SERVER_ERROR internal error"),
     }
 }
 
@@ -66,12 +76,12 @@ fn store_line(outcome: StoreOutcome) -> &'static [u8] {
 }
 
 /// The reply of `incr`/`decr`.
-fn arith_reply(out: &mut Vec<u8>, outcome: ArithOutcome) {
+fn arith_reply(out: &mut Output, outcome: ArithOutcome) {
     match outcome {
-        ArithOutcome::Value(value) => reply::number(out, value),
-        ArithOutcome::NotFound => reply::line(out, reply::NOT_FOUND),
-        ArithOutcome::NonNumeric => reply::line(out, reply::NON_NUMERIC),
-        ArithOutcome::OutOfMemory => reply::line(out, reply::OUT_OF_MEMORY),
+        ArithOutcome::Value(value) => reply::number(out.bytes(), value),
+        ArithOutcome::NotFound => reply::line(out.bytes(), reply::NOT_FOUND),
+        ArithOutcome::NonNumeric => reply::line(out.bytes(), reply::NON_NUMERIC),
+        ArithOutcome::OutOfMemory => reply::line(out.bytes(), reply::OUT_OF_MEMORY),
     }
 }
 

@@ -3,6 +3,7 @@
 //! (the reply's place is remembered and the exchange writes it, with the same encoder).
 
 use crate::call::{self, Call};
+use crate::output::Output;
 use crate::worker::Worker;
 
 use super::form::{self, Form};
@@ -19,7 +20,7 @@ pub(super) fn execute(
     form: Option<Form>,
     worker: &Worker,
     now: u64,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) {
     let router = worker.router();
     let owner = router.owner(key);
@@ -31,7 +32,7 @@ pub(super) fn execute(
             }
         });
     } else {
-        let answer = form.map(|form| (out.len(), form));
+        let answer = form.map(|form| (out.position(), form));
         plan.queue(router, owner, now, answer, |batch| crate::batch::Op::Key {
             key: batch.copy(key),
             data: batch.copy(data),

@@ -9,6 +9,7 @@ use rampart_store::{ArithOptions, GetOptions, SetMode};
 
 use crate::call::Call;
 use crate::call::meta::MetaCall;
+use crate::output::Output;
 use crate::worker::Worker;
 
 use super::binary_reply::BinaryForm;
@@ -113,7 +114,7 @@ pub(super) fn execute(
     binary: Option<BinaryForm>,
     worker: &Worker,
     now: u64,
-    out: &mut Vec<u8>,
+    out: &mut Output,
 ) -> bool {
     let Some(mut parts) = parts(request) else {
         return false;

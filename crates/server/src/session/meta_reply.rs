@@ -10,6 +10,7 @@ use rampart_proto::{MetaArith, MetaDelete};
 use rampart_store::{DeleteOutcome, MetaArithOutcome, StoreOutcome};
 
 use crate::call::meta::MetaResult;
+use crate::output::Output;
 
 const VIVIFY_OUT_OF_MEMORY: &[u8] = b"SERVER_ERROR Out of memory allocating new item";
 const OUT_OF_MEMORY: &[u8] = b"SERVER_ERROR out of memory";
@@ -59,7 +60,8 @@ fn ttl(exptime: u64, now: u64) -> Option<u32> {
     (exptime != 0).then(|| u32::try_from(exptime.saturating_sub(now)).unwrap_or(u32::MAX))
 }
 
-fn line(out: &mut Vec<u8>, line: &[u8]) {
+fn line(out: &mut Output, line: &[u8]) {
+    let out = out.bytes();
     out.extend_from_slice(line);
     out.extend_from_slice(b"\r\n");
 }
@@ -67,7 +69,7 @@ fn line(out: &mut Vec<u8>, line: &[u8]) {
 /// Writes the meta reply to a request presented as `form` for `key` (decoded) that came to
 /// `result` at `now`.
 pub(crate) fn encode(
-    out: &mut Vec<u8>,
+    out: &mut Output,
     form: &MetaForm,
     key: &[u8],
     result: MetaResult<'_>,
@@ -93,11 +95,15 @@ pub(crate) fn encode(
                 stale: hit.stale,
                 win_sent: hit.win_sent,
             };
-            reply::get_hit(out, &request, &item, hit.item.value);
+            let value = hit.item.value;
+            if reply::get_hit_head(out.bytes(), &request, &item, value.len()) {
+                out.value(value, hit.item.shared);
+                out.bytes().extend_from_slice(reply::VALUE_END);
+            }
         }
         MetaResult::Miss => {
             if !quiet {
-                reply::get_miss(out, &get_request(form, key), key);
+                reply::get_miss(out.bytes(), &get_request(form, key), key);
             }
         }
         MetaResult::Stored(outcome, unique) => {
@@ -119,7 +125,7 @@ pub(crate) fn encode(
                 opaque,
                 data: &[],
             };
-            reply::set_outcome(out, &request, status, key, unique);
+            reply::set_outcome(out.bytes(), &request, status, key, unique);
         }
         MetaResult::Deleted(outcome) => {
             let status = match outcome {
@@ -135,7 +141,7 @@ pub(crate) fn encode(
                 exptime: None,
                 opaque,
             };
-            reply::delete_outcome(out, &request, status, key);
+            reply::delete_outcome(out.bytes(), &request, status, key);
         }
         MetaResult::Arith(outcome) => {
             let request = MetaArith {
@@ -165,7 +171,7 @@ pub(crate) fn encode(
                         ttl_before: ttl(exptime_before, now),
                         created,
                     };
-                    return reply::arith_done(out, &request, key, &done);
+                    return reply::arith_done(out.bytes(), &request, key, &done);
                 }
                 MetaArithOutcome::NotFound => Status::NotFound,
                 MetaArithOutcome::Exists => Status::Exists,
@@ -173,9 +179,9 @@ pub(crate) fn encode(
                 MetaArithOutcome::OutOfMemory => return line(out, OUT_OF_MEMORY),
                 MetaArithOutcome::VivifyOutOfMemory => return line(out, VIVIFY_OUT_OF_MEMORY),
             };
-            reply::arith_failed(out, &request, status, key);
+            reply::arith_failed(out.bytes(), &request, status, key);
         }
-        MetaResult::Debug(Some(info)) => reply::debug(out, key, form.base64, &info),
+        MetaResult::Debug(Some(info)) => reply::debug(out.bytes(), key, form.base64, &info),
         MetaResult::Debug(None) => line(out, reply::MISS),
     }
 }

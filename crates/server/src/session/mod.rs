@@ -45,6 +45,7 @@ use self::plan::Plan;
 use self::refuse::Unbuffered;
 use self::whole::Whole;
 use crate::call::Refusal;
+use crate::output::Output;
 
 const ACCESS_DENIED: &[u8] = b"CLIENT_ERROR access denied";
 
@@ -166,7 +167,7 @@ impl Session {
         worker: &Worker,
         now: u64,
         max_requests: usize,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) -> Progress {
         let mut consumed = 0;
         let mut requests = 0;
@@ -178,7 +179,7 @@ impl Session {
             stop,
         };
         loop {
-            if out.len() >= self.high_water {
+            if out.pending() >= self.high_water {
                 return progress(consumed, requests, Stop::OutputFull);
             }
             if requests >= max_requests {
@@ -272,11 +273,7 @@ impl Session {
     /// [`Exchanged::More`] the caller writes `out`, empties it and calls again. On `Err` a
     /// peer has stopped (the very end of a shutdown) and `out` is incomplete: the connection
     /// must close without writing it.
-    pub async fn exchange(
-        &mut self,
-        worker: &Worker,
-        out: &mut Vec<u8>,
-    ) -> Result<Exchanged, Gone> {
+    pub async fn exchange(&mut self, worker: &Worker, out: &mut Output) -> Result<Exchanged, Gone> {
         self.plan
             .exchange(worker.router(), out, self.high_water)
             .await
@@ -289,7 +286,7 @@ impl Session {
         input: &[u8],
         worker: &Worker,
         now: u64,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) -> Result<Progress, Gone> {
         let limits = worker.limits();
         if self.state == ReadState::Reading(Wire::Binary) {
@@ -312,9 +309,9 @@ impl Session {
             && let Some(whole) = Whole::of(&request)
         {
             if authz::authorize(&self.identity, &request) == Decision::Deny {
-                reply::line(out, ACCESS_DENIED);
+                reply::line(out.bytes(), ACCESS_DENIED);
             } else {
-                whole.run(worker, now, out).await?;
+                whole.run(worker, now, out.bytes()).await?;
             }
             return Ok(Progress {
                 consumed,
@@ -333,12 +330,12 @@ impl Session {
         keys_done: usize,
         worker: &Worker,
         now: u64,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) -> Flow {
         match frame {
             Frame::Meta(rampart_proto::meta::Frame::Reject { error, swallow }) => {
                 // `q` never hides an error.
-                reply::line(out, error.line());
+                reply::line(out.bytes(), error.line());
                 self.swallow(swallow, Wire::Text);
                 Flow::Continue
             }
@@ -349,7 +346,7 @@ impl Session {
             }
             Frame::Meta(rampart_proto::meta::Frame::Request(request)) | Frame::Request(request) => {
                 if authz::authorize(&self.identity, &request) == Decision::Deny {
-                    reply::line(out, ACCESS_DENIED);
+                    reply::line(out.bytes(), ACCESS_DENIED);
                     return Flow::Continue;
                 }
                 let high_water = self.high_water;
@@ -364,7 +361,7 @@ impl Session {
             }
             Frame::Reject { error, noreply } => {
                 if !noreply {
-                    reply::line(out, error.line());
+                    reply::line(out.bytes(), error.line());
                 }
                 if error == TextError::FlushDisabled {
                     // memcached counts refused flushes too (once, here).

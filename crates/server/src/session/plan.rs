@@ -13,13 +13,11 @@
 
 use crate::batch::{Batch, Op, Outcome};
 use crate::mesh::{Gone, Ticket};
+use crate::output::Output;
 use crate::shard::{Router, ShardId};
 
 use super::form;
 pub(crate) use super::form::Form;
-
-/// A local-reply buffer grown past this (a large value) is given back after the turn.
-const KEEP_STITCHED_BYTES: usize = 64 * 1024;
 
 /// Where one remote reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +50,7 @@ pub(crate) struct Plan {
     pieces: Vec<Piece>,
     /// While answering: the local replies, as the pass wrote them; otherwise an empty buffer
     /// kept for the next turn.
-    local: Vec<u8>,
+    local: Output,
     /// Where the queued requests are in being answered.
     phase: Phase,
 }
@@ -123,7 +121,7 @@ impl Plan {
     pub(crate) async fn exchange(
         &mut self,
         router: &Router,
-        out: &mut Vec<u8>,
+        out: &mut Output,
         high_water: usize,
     ) -> Result<Exchanged, Gone> {
         if self.phase == Phase::Queued {
@@ -137,7 +135,7 @@ impl Plan {
                 return Ok(Exchanged::Done);
             };
             // Write every reply that is here, in order, up to the high-water mark.
-            while *next < self.pieces.len() && out.len() < high_water {
+            while *next < self.pieces.len() && out.pending() < high_water {
                 let piece = &self.pieces[*next];
                 let Some(batch) = self.batches.get(piece.shard).and_then(Option::as_deref) else {
                     log::error!("no batch came back from core {}", piece.shard);
@@ -147,17 +145,17 @@ impl Plan {
                 if !batch.is_answered(piece.op) {
                     break;
                 }
-                out.extend_from_slice(&self.local[*from..piece.at]);
+                out.append_run(&mut self.local, *from, piece.at);
                 *from = piece.at;
                 encode(out, batch, piece);
                 *next += 1;
             }
             if *next == self.pieces.len() && !self.batches.iter().flatten().any(|b| b.has_unrun()) {
-                out.extend_from_slice(&self.local[*from..]);
+                out.append_rest(&mut self.local, *from);
                 self.finish();
                 return Ok(Exchanged::Done);
             }
-            if out.len() >= high_water {
+            if out.pending() >= high_water {
                 return Ok(Exchanged::More);
             }
             let next = *next;
@@ -220,19 +218,16 @@ impl Plan {
             batch.clear();
         }
         self.local.clear();
-        if self.local.capacity() > KEEP_STITCHED_BYTES {
-            self.local = Vec::new();
-        }
         self.phase = Phase::Idle;
     }
 }
 
 /// Writes the reply to one remote op with the encoder the local path uses.
-fn encode(out: &mut Vec<u8>, batch: &Batch, piece: &Piece) {
+fn encode(out: &mut Output, batch: &Batch, piece: &Piece) {
     match batch.outcome(piece.op) {
         Some(Outcome::Key(owned)) => {
             let key = batch.key(piece.op);
-            let answer = owned.view(key, |span| batch.value(span));
+            let answer = owned.view(key, batch.values());
             form::encode(out, &piece.form, key, answer, batch.now);
         }
         outcome => {
@@ -256,6 +251,7 @@ mod tests {
     use crate::authz::Identity;
     use crate::config::{Config, ProtocolChoice};
     use crate::mesh::Mesh;
+    use crate::output::Output;
     use crate::shard::{Router, Shard, ShardId, shard_for};
     use crate::worker::{Process, Worker};
 
@@ -297,7 +293,7 @@ mod tests {
             input += &format!("delete {} noreply\r\n", key(1, 3, i));
         }
         input += &format!("get {} {} {}\r\n", key(0, 3, 0), key(1, 3, 0), key(2, 3, 0));
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
         assert_eq!(progress.stop, Stop::NeedInput);
         assert_eq!(progress.consumed, input.len());
@@ -310,7 +306,7 @@ mod tests {
         // A reply place for each op that answers (deletes are noreply).
         assert_eq!(plan.pieces.len(), 8 + 8 + 2);
         // Only the local replies are written so far: END of each get.
-        assert_eq!(out, "END\r\n".repeat(17).as_bytes());
+        assert_eq!(out.to_vec(), "END\r\n".repeat(17).as_bytes());
     }
 
     #[test]
@@ -321,7 +317,7 @@ mod tests {
             "set {} 0 0 1\r\nx\r\nflush_all\r\nversion\r\n",
             key(1, 2, 0)
         );
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
         assert_eq!(progress.stop, Stop::WholeCache);
         assert_eq!(
@@ -338,7 +334,7 @@ mod tests {
         let (remote, local) = (key(1, 2, 0), key(0, 2, 0));
         // A quiet remote set still gets a place: it answers if it fails.
         let input = format!("ms {remote} 1 q\r\nx\r\nmg {remote} v\r\nmg {local} v\r\nmn\r\n");
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, &mut out);
         assert_eq!(
             (progress.stop, progress.consumed),
@@ -348,7 +344,7 @@ mod tests {
         assert_eq!(plan.batches[1].as_ref().map(|b| b.len()), Some(2));
         assert_eq!(plan.pieces.len(), 2);
         assert!(plan.pieces.iter().all(|p| matches!(p.form, Form::Meta(_))));
-        assert_eq!(out, b"EN\r\nMN\r\n");
+        assert_eq!(out.to_vec(), b"EN\r\nMN\r\n");
     }
 
     #[test]
@@ -365,7 +361,7 @@ mod tests {
         let mut input = packet(0x0d, &key(1, 2, 0)); // getkq, remote
         input.extend(packet(0x0d, &key(0, 2, 0))); // getkq, local miss: nothing
         input.extend(packet(0x0a, "")); // noop
-        let mut out = Vec::new();
+        let mut out = Output::new();
         let progress = session.process(&input, &worker, NOW, usize::MAX, &mut out);
         assert_eq!(
             (progress.stop, progress.consumed),
@@ -374,6 +370,7 @@ mod tests {
         assert_eq!(session.plan.pieces.len(), 1);
         assert!(matches!(session.plan.pieces[0].form, Form::Binary(_)));
         // Only the noop's response so far, and the connection is binary from now on.
+        let out = out.to_vec();
         assert_eq!(out.len(), 24);
         assert_eq!(&out[..2], &[0x81, 0x0a]);
         assert_eq!(

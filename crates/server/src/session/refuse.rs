@@ -10,6 +10,7 @@ use rampart_proto::request::{MAX_KEY_BYTES, MetaKey};
 use rampart_proto::text::{self, Frame, Parsed, reply};
 
 use crate::call::{Call, Refusal};
+use crate::output::Output;
 use crate::worker::Worker;
 
 use super::{BINARY_REQUEST_MAGIC, Progress, ReadState, Session, Stop, Wire, keyed};
@@ -60,7 +61,7 @@ impl Session {
         swallow: usize,
         worker: &Worker,
         now: u64,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) {
         let text_line = match why {
             Refusal::TooLarge => reply::TOO_LARGE,
@@ -74,12 +75,12 @@ impl Session {
                 noreply,
             } => {
                 if !noreply {
-                    reply::line(out, text_line);
+                    reply::line(out.bytes(), text_line);
                 }
                 (*key, *unlink)
             }
             Unbuffered::Meta { key } => {
-                reply::line(out, text_line);
+                reply::line(out.bytes(), text_line);
                 (key.decode(&mut scratch), true)
             }
             Unbuffered::Binary {
@@ -90,11 +91,11 @@ impl Session {
             } => {
                 match why {
                     Refusal::TooLarge => {
-                        binary::reply::error(out, opcode.code(), *opaque, Status::TooLarge);
+                        binary::reply::error(out.bytes(), opcode.code(), *opaque, Status::TooLarge);
                     }
                     // memcached's words for an item it cannot allocate.
                     Refusal::NoMemory => binary::reply::error_with(
-                        out,
+                        out.bytes(),
                         opcode.code(),
                         *opaque,
                         Status::OutOfMemory,
@@ -209,7 +210,7 @@ impl Session {
         input: &[u8],
         worker: &Worker,
         now: u64,
-        out: &mut Vec<u8>,
+        out: &mut Output,
     ) -> Progress {
         worker.process_state().read_budget.refused();
         let binary = self.front_is_binary(input);
@@ -227,7 +228,7 @@ impl Session {
             }
             None => {
                 if !binary {
-                    reply::line(out, OUT_OF_MEMORY_READING);
+                    reply::line(out.bytes(), OUT_OF_MEMORY_READING);
                 }
                 Progress {
                     consumed: input.len(),

@@ -42,8 +42,50 @@ fn charge(key: &str, value: &str) -> usize {
 }
 
 #[test]
-fn slot_is_48_bytes() {
-    assert_eq!(std::mem::size_of::<crate::table::Slot>(), 48);
+fn slot_is_40_bytes() {
+    assert_eq!(std::mem::size_of::<crate::table::Slot>(), 40);
+}
+
+/// What a reply holds is the value as it was read, whatever the store does next: a same-length
+/// `set` (written in place when nothing holds the value), `incr` (in place too), `append`,
+/// `delete`, eviction.
+#[test]
+fn a_held_value_keeps_its_bytes() {
+    use crate::SharedValue;
+    let mut s = big();
+    let hold = |s: &mut Store, key: &str| {
+        let item = s.get(key.as_bytes(), 100).expect("hit");
+        SharedValue::tail(
+            item.shared.expect("a stored item is shared"),
+            item.value.len(),
+        )
+    };
+    set(&mut s, "k", "aaaa", 0, 100);
+    let first = hold(&mut s, "k");
+    set(&mut s, "k", "bbbb", 0, 100);
+    assert_eq!(first.as_slice(), b"aaaa");
+    assert_eq!(value(&mut s, "k", 100).as_deref(), Some("bbbb"));
+    let second = hold(&mut s, "k");
+    drop(second);
+    // Nothing holds it now: written in place.
+    set(&mut s, "k", "cccc", 0, 100);
+    assert_eq!(value(&mut s, "k", 100).as_deref(), Some("cccc"));
+
+    set(&mut s, "n", "10", 0, 100);
+    let number = hold(&mut s, "n");
+    assert_eq!(s.arith(b"n", true, 5, 100), ArithOutcome::Value(15));
+    assert_eq!(number.as_slice(), b"10");
+    assert_eq!(value(&mut s, "n", 100).as_deref(), Some("15"));
+
+    let before_append = hold(&mut s, "k");
+    assert_eq!(
+        s.store(SetMode::Append, b"k", 0, 0, b"dd", 100),
+        StoreOutcome::Stored
+    );
+    assert!(s.delete(b"n", 100));
+    s.flush_all(0, 100);
+    assert_eq!(before_append.as_slice(), b"cccc");
+    assert_eq!(number.as_slice(), b"10");
 }
 
 #[test]

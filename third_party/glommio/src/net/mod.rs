@@ -37,6 +37,27 @@ fn yolo_send(fd: RawFd, buf: &[u8]) -> Option<io::Result<usize>> {
     }
 }
 
+// rampart: vectored writes (PATCHES.md, change 3). `sendmsg` with the slices as its iovec,
+// the flags `yolo_send` uses.
+fn yolo_send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> Option<io::Result<usize>> {
+    // SAFETY: an all-zero msghdr is valid (no address, no control data); the iovec points at
+    // `bufs`, which `IoSlice` lays out as `struct iovec` and which outlives the call.
+    let result = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(fd, &msg, MsgFlags::MSG_DONTWAIT.bits())
+    };
+    if result >= 0 {
+        return Some(Ok(result as usize));
+    }
+    let err = io::Error::last_os_error();
+    match err.kind() {
+        io::ErrorKind::WouldBlock => None,
+        _ => Some(Err(err)),
+    }
+}
+
 fn yolo_peek(fd: RawFd, buf: &mut [u8]) -> Option<io::Result<usize>> {
     match sys::recv_syscall(
         fd,
