@@ -434,6 +434,122 @@ fn replies_larger_than_the_high_water_mark_arrive_whole_and_in_order_across_core
     large_replies_read_slowly("2");
 }
 
+/// Reads from `stream` into `got` until `bytes` more have arrived, the stream ends or stays
+/// silent for its read timeout.
+fn read_up_to(stream: &mut TcpStream, got: &mut Vec<u8>, bytes: usize) {
+    let target = got.len().saturating_add(bytes);
+    let mut chunk = [0u8; 4096];
+    while got.len() < target {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
+        }
+    }
+}
+
+/// Replies hold long values by reference to the stored item instead of copying them. While
+/// one client reads a large multi-get slowly (so its replies wait, held, for the socket),
+/// another overwrites the same keys with values of the same length (which the store writes in
+/// place when no reply holds the old bytes) and deletes some: every value the reader gets is
+/// one whole version, never a mix of two.
+fn held_values_survive_overwrites(threads: &str) {
+    let server = start(Kind::Rampart, threads, &[]);
+    let mut writer = server.conn();
+    const KEYS: usize = 16;
+    const VALUE_BYTES: usize = 200_000;
+    const GETS: usize = 3;
+    let set = |conn: &mut Conn, key: usize, letter: u8| {
+        let mut request = format!("set held{key} 0 0 {VALUE_BYTES}\r\n").into_bytes();
+        request.extend(std::iter::repeat_n(letter, VALUE_BYTES));
+        request.extend_from_slice(b"\r\n");
+        assert_eq!(conn.roundtrip(&request, b"\r\n"), b"STORED\r\n");
+    };
+    for key in 0..KEYS {
+        set(&mut writer, key, b'a');
+    }
+    let mut line = b"get".to_vec();
+    for key in 0..KEYS {
+        line.extend_from_slice(format!(" held{key}").as_bytes());
+    }
+    line.extend_from_slice(b"\r\n");
+    let mut reader = server
+        .conn()
+        .stream()
+        .try_clone()
+        .expect("clone the socket");
+    reader
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("read timeout");
+    reader.write_all(&line.repeat(GETS)).expect("send the gets");
+    let mut got = Vec::new();
+    // Read a little, then let the writer run, until everything has arrived.
+    for round in 0..40 {
+        read_up_to(&mut reader, &mut got, 64 * 1024);
+        let letter = b'b' + (round % 25) as u8;
+        for key in 0..KEYS {
+            if (key + round) % 5 == 0 {
+                let reply = writer.roundtrip(format!("delete held{key}\r\n").as_bytes(), b"\r\n");
+                assert!(reply == b"DELETED\r\n" || reply == b"NOT_FOUND\r\n");
+            }
+            set(&mut writer, key, letter);
+        }
+    }
+    read_up_to(&mut reader, &mut got, usize::MAX / 2);
+    // Every get answers every key (each is set again right after any delete, and a get that
+    // ran meanwhile may have missed it: count the blocks instead of assuming them).
+    let mut rest = &got[..];
+    let mut blocks = 0;
+    let mut ends = 0;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix(b"END\r\n") {
+            ends += 1;
+            rest = after;
+            continue;
+        }
+        let header_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("no reply line in {} bytes left", rest.len()));
+        let header = std::str::from_utf8(&rest[..header_end]).expect("a text reply line");
+        assert!(
+            header.starts_with("VALUE held"),
+            "unexpected line {header:?}"
+        );
+        assert!(
+            header.ends_with(&format!(" 0 {VALUE_BYTES}")),
+            "unexpected line {header:?}"
+        );
+        let data = &rest[header_end + 2..header_end + 2 + VALUE_BYTES];
+        let first = data[0];
+        assert!(
+            data.iter().all(|&b| b == first),
+            "{header}: a value mixes versions ({} bytes of {:?} first)\n{}",
+            data.iter().take_while(|&&b| b == first).count(),
+            first as char,
+            server.diagnostics()
+        );
+        assert_eq!(&rest[header_end + 2 + VALUE_BYTES..][..2], b"\r\n");
+        rest = &rest[header_end + 4 + VALUE_BYTES..];
+        blocks += 1;
+    }
+    assert_eq!(ends, GETS, "{}", server.diagnostics());
+    assert!(blocks > 0);
+}
+
+#[test]
+fn held_values_survive_overwrites_while_the_reply_waits() {
+    held_values_survive_overwrites("1");
+}
+
+#[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
+fn held_values_survive_overwrites_while_the_reply_waits_across_cores() {
+    held_values_survive_overwrites("2");
+}
+
 /// Case 3 of issue 12: 400 clients each send the header of a 1,000,000-byte `set` and
 /// 900,000 bytes of its value, then stall. The read budget (`-m`, 64 MB, by default) takes
 /// the first ~60; the rest are refused with memcached's out-of-memory line and their data is

@@ -15,9 +15,14 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use rampart_store::{ItemBytes, SharedValue};
+use smallvec::SmallVec;
 
-/// Values this long and longer are held, not copied.
-pub const HOLD_FROM_BYTES: usize = 1024;
+/// Values this long and longer are held, not copied. Holding one costs about 200 user-space
+/// instructions (two reference-count updates, its place in the output, its iovec), about what
+/// copying 2 KiB costs (docs/architecture.md, "Replies that hold values").
+pub const HOLD_FROM_BYTES: usize = 2048;
+/// Slices a write gathers without allocating: three held values and the bytes around them.
+const INLINE_SLICES: usize = 8;
 /// Output buffers grown past this (a large value copied, a long multi-get) are given back
 /// after their turn.
 const KEEP_BYTES: usize = 64 * 1024;
@@ -112,8 +117,8 @@ impl Output {
     }
 
     /// The replies as slices in order, for one vectored write.
-    pub fn slices(&self) -> Vec<IoSlice<'_>> {
-        let mut slices = Vec::with_capacity(2 * self.held.len() + 1);
+    pub fn slices(&self) -> SmallVec<[IoSlice<'_>; INLINE_SLICES]> {
+        let mut slices = SmallVec::with_capacity(2 * self.held.len() + 1);
         let mut at = 0;
         for held in &self.held {
             if held.at > at {
