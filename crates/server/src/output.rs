@@ -50,26 +50,31 @@ impl Output {
 
     /// The bytes, for an encoder to append to (only to append: held values are placed by
     /// offset).
+    #[inline]
     pub fn bytes(&mut self) -> &mut Vec<u8> {
         &mut self.bytes
     }
 
     /// Bytes the socket has still to take, held values included.
+    #[inline]
     pub fn pending(&self) -> usize {
         self.bytes.len() + self.held_bytes
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty() && self.held.is_empty()
     }
 
     /// Where the next byte goes: a place to insert replies at later ([`Output::append_run`]).
+    #[inline]
     pub fn position(&self) -> usize {
         self.bytes.len()
     }
 
     /// Appends a stored value: held when `shared` is its item and it is long enough, else
     /// copied.
+    #[inline]
     pub fn value(&mut self, value: &[u8], shared: Option<&ItemBytes>) {
         match shared {
             Some(item) if value.len() >= HOLD_FROM_BYTES => {
@@ -80,6 +85,7 @@ impl Output {
     }
 
     /// Appends a value held by reference.
+    #[inline]
     pub fn hold(&mut self, value: SharedValue) {
         if value.is_empty() {
             return;
@@ -134,21 +140,26 @@ impl Output {
     }
 
     /// Whether everything is in [`Output::bytes`] (no value is held): one plain write.
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
         self.held.is_empty()
     }
 
     /// The bytes, when nothing is held.
+    #[inline]
     pub fn as_contiguous(&self) -> Option<&[u8]> {
         self.is_contiguous().then_some(self.bytes.as_slice())
     }
 
     /// Empties the output (the socket took it), dropping held values and a buffer that grew
     /// large.
+    #[inline]
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.held.clear();
-        self.held_bytes = 0;
+        if !self.held.is_empty() {
+            self.held.clear();
+            self.held_bytes = 0;
+        }
         if self.bytes.capacity() > KEEP_BYTES {
             self.bytes = Vec::new();
         }

@@ -311,6 +311,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         self.poll_send(cx, |fd| super::yolo_send_vectored(fd, bufs))
     }
 
+    #[inline(always)]
     fn poll_send(
         &mut self,
         cx: &Context<'_>,
