@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use argh::FromArgs;
+use rampart_server::auth::AuthSettings;
 use rampart_server::config::{
     Config, ListenerTls, ProtocolChoice, Security, TcpListen, TlsSettings,
 };
@@ -80,6 +81,12 @@ pub struct Args {
     /// enable TLS on every listener without a notls: prefix
     #[argh(switch, short = 'Z')]
     pub enable_ssl: bool,
+    /// ASCII authentication: a file of user:password (or hashed, `rampart passwd`) entries
+    #[argh(option, short = 'Y')]
+    pub auth_file: Option<PathBuf>,
+    /// SASL authentication on the binary protocol (passwords from MEMCACHED_SASL_PWDB or -Y)
+    #[argh(switch, short = 'S')]
+    pub enable_sasl: bool,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -87,7 +94,7 @@ pub struct Args {
 
 /// Rewrites getopt spellings (`-vv`, `-m64`, `--port=1`) into separate arguments.
 pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const TAKES_VALUE: &str = "plUsamctIuRBbo";
+    const TAKES_VALUE: &str = "plUsamctIuRBboY";
     let mut out = Vec::new();
     let mut value_next = false;
     for arg in args {
@@ -300,6 +307,11 @@ pub fn to_config(
         })?;
     let mut idle_timeout = None;
     let mut read_buf_mem_limit = None;
+    let mut auth = AuthSettings {
+        ascii_file: args.auth_file.clone(),
+        sasl: args.enable_sasl,
+        ..AuthSettings::default()
+    };
     let mut tls = TlsSettings {
         enabled: args.enable_ssl,
         ..TlsSettings::default()
@@ -328,6 +340,15 @@ pub fn to_config(
                     .checked_mul(1024 * 1024)
                     .ok_or_else(|| usage(format!("-o read_buf_mem_limit={value}: too large")))?;
                 read_buf_mem_limit = Some(bytes);
+            }
+            "sasl_plain_cleartext" => auth.plain_cleartext = true,
+            "auth_timeout" => {
+                let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    usage(format!(
+                        "-o auth_timeout={value}: not a positive number of seconds"
+                    ))
+                })?;
+                auth.timeout = Duration::from_secs(seconds);
             }
             "" => {}
             name if IGNORED_SUBOPTIONS.contains(&name) => {
@@ -387,7 +408,14 @@ pub fn to_config(
         port_file,
         run_as: run_as(args.user)?,
         tls,
+        auth,
     })
+}
+
+/// `MEMCACHED_SASL_PWDB`'s file, for `-S`.
+pub fn with_sasl_file(mut config: Config, file: Option<PathBuf>) -> Config {
+    config.auth.sasl_file = file;
+    config
 }
 
 /// A listener without a prefix: TLS in `ssl_verify_mode`'s mode with `-Z`, else plaintext.

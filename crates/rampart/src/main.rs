@@ -1,6 +1,7 @@
 //! The `rampart` binary: memcached's command line in, a running server out.
 
 mod cli;
+mod passwd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ fn init_logging(verbosity: u32) {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("passwd") {
+        return passwd::main(std::env::args().skip(2).collect());
+    }
     let argv = cli::normalize(std::env::args().skip(1));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match cli::Args::from_args(&["rampart"], &argv) {
@@ -52,10 +56,14 @@ fn main() -> ExitCode {
     }
     init_logging(args.verbose);
     let port_file = std::env::var_os("MEMCACHED_PORT_FILENAME").map(Into::into);
+    // memcached's SASL password file (its plaintext `user:password` format), for -S.
+    let sasl_file = std::env::var_os("MEMCACHED_SASL_PWDB").map(Into::into);
     // Without the mask (it cannot fail on Linux) the default is one thread, and the server
     // checks -t against the mask again when it starts.
     let cpus = rampart_server::affinity::allowed_cpus().map_or(1, |cpus| cpus.len());
-    let config = match cli::to_config(args, port_file, cpus) {
+    let config = match cli::to_config(args, port_file, cpus)
+        .map(|config| cli::with_sasl_file(config, sasl_file))
+    {
         Ok(config) => config,
         Err(cli::UsageError(message)) => {
             eprintln!("rampart: {message}");
@@ -65,7 +73,9 @@ fn main() -> ExitCode {
     match rampart_server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(
-            err @ (rampart_server::ServerError::Usage(_) | rampart_server::ServerError::Tls(_)),
+            err @ (rampart_server::ServerError::Usage(_)
+            | rampart_server::ServerError::Tls(_)
+            | rampart_server::ServerError::Auth(_)),
         ) => {
             eprintln!("rampart: {err}");
             ExitCode::from(EXIT_USAGE)

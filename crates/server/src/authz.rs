@@ -2,7 +2,8 @@
 //!
 //! Every request of every protocol passes through [`authorize`] with the identity of the
 //! connection that sent it, after parsing and before it touches a shard. A connection is
-//! [`Identity::Anonymous`] unless its TLS client presented a verified certificate. No policy
+//! [`Identity::Anonymous`] unless its TLS client presented a verified certificate, or it
+//! authenticated (`-Y`, `-S`: then it is [`Identity::User`]). No policy
 //! is configured yet, so everything is allowed, as memcached allows it; access rules
 //! (per-client commands and keys) plug in here.
 
@@ -17,6 +18,8 @@ pub enum Identity {
     /// A TLS client whose certificate the server verified: its subject CN and SANs (boxed:
     /// every connection keeps an identity, most of them anonymous, in 8 bytes).
     Certificate(Box<PeerIdentity>),
+    /// A user who authenticated with ASCII auth or SASL.
+    User(Box<rampart_auth::User>),
 }
 
 /// The outcome of an authorization decision.
@@ -33,7 +36,7 @@ pub fn authorize(identity: &Identity, request: &Request<'_>) -> Decision {
     match identity {
         // Without a configured policy memcached's behaviour is the contract: everything is
         // allowed, including admin commands, which have their own switches (-A, -F).
-        Identity::Anonymous | Identity::Certificate(_) => {
+        Identity::Anonymous | Identity::Certificate(_) | Identity::User(_) => {
             let _ = request;
             Decision::Allow
         }

@@ -90,6 +90,9 @@ pub struct Config {
     /// `-Z` and `-o ssl_*`; the files are loaded when the server starts (and on
     /// `refresh_certs`/SIGHUP), not when the command line is read.
     pub tls: TlsSettings,
+    /// `-Y`, `-S`, `MEMCACHED_SASL_PWDB`, `-o sasl_plain_cleartext`, `-o auth_timeout`; the
+    /// files are read when the server starts.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Config {
@@ -125,6 +128,7 @@ impl Default for Config {
             port_file: None,
             run_as: None,
             tls: TlsSettings::default(),
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! finish what it has read, and returns.
 
 pub mod affinity;
+pub mod auth;
 pub mod authz;
 pub mod batch;
 pub mod budget;
@@ -94,6 +95,9 @@ pub enum ServerError {
     /// TLS could not be set up from the configured files (memcached's line; exit status 64).
     #[error("{0}")]
     Tls(#[from] rampart_tls::StartupError),
+    /// A credential file that cannot be used (exit status 64).
+    #[error("{0}")]
+    Auth(#[from] auth::AuthError),
 }
 
 /// memcached's `-v` levels on the logger: nothing extra, then connection events, then every
@@ -125,10 +129,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     } else {
         None
     };
+    // Credential files too: a missing, exposed or malformed one stops the start-up.
+    let auth = auth::Authenticator::load(&config.auth)?;
     let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
-    let process =
-        Arc::new(Process::with_tls(executors, tls).with_read_budget(config.read_buf_limit_bytes()));
+    let process = Arc::new(
+        Process::with_tls(executors, tls)
+            .with_read_budget(config.read_buf_limit_bytes())
+            .with_auth(auth),
+    );
     let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
         .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;

@@ -100,6 +100,8 @@ pub struct StatsView<'a> {
     pub shards: &'a [ShardSnapshot],
     /// `-o read_buf_mem_limit`'s budget.
     pub read_budget: &'a crate::budget::ReadBudget,
+    /// With `-Y` or `-S`.
+    pub auth: Option<&'a crate::auth::Authenticator>,
     pub started_at: u64,
     pub now: u64,
 }
@@ -202,8 +204,18 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "touch_misses", store.touch_misses);
     reply::stat_u64(out, "store_too_large", store.store_too_large);
     reply::stat_u64(out, "store_no_memory", store.store_no_memory);
-    reply::stat_u64(out, "auth_cmds", 0);
-    reply::stat_u64(out, "auth_errors", 0);
+    let auth_counter = |pick: fn(&crate::auth::AuthCounters) -> &std::sync::atomic::AtomicU64| {
+        view.auth.map_or(0, |auth| {
+            pick(&auth.counters).load(std::sync::atomic::Ordering::Relaxed)
+        })
+    };
+    reply::stat_u64(out, "auth_cmds", auth_counter(|c| &c.attempts));
+    reply::stat_u64(out, "auth_errors", auth_counter(|c| &c.failures));
+    if view.auth.is_some() {
+        // rampart's own: connections closed unauthenticated.
+        reply::stat_u64(out, "auth_timeouts", auth_counter(|c| &c.timeouts));
+        reply::stat_u64(out, "auth_lockouts", auth_counter(|c| &c.lockouts));
+    }
     reply::stat_u64(out, "bytes_read", sum.bytes_read);
     reply::stat_u64(out, "bytes_written", sum.bytes_written);
     reply::stat_u64(out, "limit_maxbytes", sum.limit_bytes);
@@ -283,8 +295,20 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
         "binding_protocol",
         config.protocol.stats_name().as_bytes(),
     );
-    reply::stat(out, "auth_enabled_sasl", b"no");
-    reply::stat(out, "auth_enabled_ascii", b"no");
+    reply::stat(
+        out,
+        "auth_enabled_sasl",
+        yes_no(view.auth.is_some_and(|a| a.sasl)),
+    );
+    // memcached shows -Y's path here, or `no`.
+    match &config.auth.ascii_file {
+        Some(path) => reply::stat(
+            out,
+            "auth_enabled_ascii",
+            path.display().to_string().as_bytes(),
+        ),
+        None => reply::stat(out, "auth_enabled_ascii", b"no"),
+    }
     reply::stat_u64(out, "item_size_max", config.item_size_max as u64);
     reply::stat_u64(
         out,

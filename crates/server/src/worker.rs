@@ -42,6 +42,8 @@ pub struct Process {
     pub conns: crate::conns::ConnTable,
     /// `-o read_buf_mem_limit`: what all connections' growing read buffers may hold.
     pub read_budget: Arc<ReadBudget>,
+    /// `-Y`, `-S`: the credentials every connection must present first.
+    pub auth: Option<crate::auth::Authenticator>,
 }
 
 /// `refresh_certs` without `-Z`, in memcached's words.
@@ -63,6 +65,12 @@ impl Process {
     }
 
     /// The same process with a read budget of `limit_bytes` (`None`: no limit).
+    /// The same process requiring authentication as `auth` says.
+    pub fn with_auth(mut self, auth: Option<crate::auth::Authenticator>) -> Process {
+        self.auth = auth;
+        self
+    }
+
     pub fn with_read_budget(mut self, limit_bytes: Option<usize>) -> Process {
         self.read_budget = Arc::new(ReadBudget::new(limit_bytes));
         self
@@ -228,6 +236,11 @@ impl Worker {
     }
 
     /// The process's shared state (shutdown flags).
+    /// The authenticator, when connections must authenticate.
+    pub fn auth(&self) -> Option<&crate::auth::Authenticator> {
+        self.process_state().auth.as_ref()
+    }
+
     pub fn process_state(&self) -> &Process {
         &self.process
     }

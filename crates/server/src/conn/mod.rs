@@ -213,7 +213,7 @@ impl Link {
         let (version, cipher) = tls.negotiated()?;
         let peer = match identity {
             Identity::Certificate(peer) => Some((**peer).clone()),
-            Identity::Anonymous => None,
+            Identity::Anonymous | Identity::User(_) => None,
         };
         Some(TlsDescription {
             version,
@@ -305,9 +305,17 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         input.for_tls();
     }
     let mut session = Session::new(identity, worker.config().protocol);
+    // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
+    let auth_deadline = worker.auth().map(|auth| {
+        // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
+        let plain_allowed =
+            matches!(link, Link::Tls(_)) || stream.addresses().is_none() || auth.plain_cleartext;
+        session.lock(plain_allowed);
+        Instant::now() + auth.timeout
+    });
     let mut out = Output::new();
     let per_event = worker.config().requests_per_event.max(1);
-    let wait = Wait::idle(worker.config().idle_timeout);
+    let idle_wait = Wait::idle(worker.config().idle_timeout);
     // Requests may have arrived with the handshake's last flight.
     let mut arrived_early = !input.is_empty();
     'reading: loop {
@@ -343,6 +351,10 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             if let Some(listed) = &listed {
                 listed.entry.waiting();
             }
+            let wait = match auth_deadline {
+                Some(deadline) if session.is_locked() => Wait::Until(deadline),
+                _ => idle_wait,
+            };
             match link.read(&mut stream, &mut input, wait, &idle).await {
                 Ok(0) => break,
                 Ok(n) => {
@@ -350,7 +362,15 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     worker.note_activity();
                 }
                 Err(err) => {
-                    log::debug!("connection fd {fd}: read failed: {err}");
+                    if err.kind() == io::ErrorKind::TimedOut
+                        && session.is_locked()
+                        && let Some(auth) = worker.auth()
+                    {
+                        auth.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        log::debug!("connection fd {fd}: not authenticated in time: closing");
+                    } else {
+                        log::debug!("connection fd {fd}: read failed: {err}");
+                    }
                     break;
                 }
             }

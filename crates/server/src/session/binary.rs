@@ -90,7 +90,16 @@ pub(super) fn execute_frame(
                     form.success(out, 0);
                     return Flow::Close;
                 }
-                // No SASL without `-S`, which rampart does not offer yet: as memcached.
+                // Authenticating again on an authenticated connection.
+                Request::Sasl(sasl) if worker.auth().is_some_and(|auth| auth.sasl) => {
+                    if let Some(auth) = worker.auth()
+                        && let super::gate::Step::Close(_) =
+                            session.sasl(sasl, opcode, opaque, auth, out, 0)
+                    {
+                        return Flow::Close;
+                    }
+                }
+                // No SASL without `-S`: as memcached.
                 _ => form.error(out, Status::UnknownCommand),
             }
             Flow::Continue

@@ -25,6 +25,7 @@ mod binary;
 mod binary_reply;
 mod classic;
 mod form;
+mod gate;
 mod keyed;
 mod meta;
 mod meta_reply;
@@ -40,6 +41,7 @@ use crate::config::ProtocolChoice;
 use crate::mesh::Gone;
 use crate::worker::Worker;
 
+pub(crate) use self::gate::Gate;
 pub use self::plan::Exchanged;
 use self::plan::Plan;
 use self::refuse::Unbuffered;
@@ -127,6 +129,8 @@ pub const OUT_HIGH_WATER_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Session {
     identity: Identity,
+    /// Whether the connection must authenticate first (`-Y`, `-S`).
+    gate: Gate,
     state: ReadState,
     /// Requests for other cores' keys, waiting for [`Session::exchange`].
     plan: Plan,
@@ -143,6 +147,7 @@ impl Session {
         };
         Session {
             identity,
+            gate: Gate::Open,
             state,
             plan: Plan::default(),
             high_water: OUT_HIGH_WATER_BYTES,
@@ -201,6 +206,26 @@ impl Session {
                     continue;
                 }
                 _ if rest.is_empty() => return progress(consumed, requests, Stop::NeedInput),
+                _ if self.gate != Gate::Open => {
+                    let Some(auth) = worker.auth() else {
+                        // Cannot happen: only a configured authenticator locks a session.
+                        self.gate = Gate::Open;
+                        continue;
+                    };
+                    match self.gate_step(rest, auth, out) {
+                        gate::Step::Consumed(n) => {
+                            consumed += n;
+                            requests += 1;
+                            continue;
+                        }
+                        gate::Step::NeedInput => {
+                            return progress(consumed, requests, Stop::NeedInput);
+                        }
+                        gate::Step::Close(n) => {
+                            return progress(consumed + n, requests + 1, Stop::Close);
+                        }
+                    }
+                }
                 ReadState::Negotiating => {
                     let wire = if rest[0] == BINARY_REQUEST_MAGIC {
                         Wire::Binary

@@ -167,6 +167,7 @@ impl Whole {
                     tls: worker.tls(),
                     shards: &shards,
                     read_budget: &worker.process_state().read_budget,
+                    auth: worker.auth(),
                     started_at: worker.started_at(),
                     now,
                 };

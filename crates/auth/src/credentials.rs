@@ -1,0 +1,301 @@
+//! The credential file and the store built from it.
+//!
+//! # Format
+//! One entry per line, `user:secret`, split at the first `:` (a password may contain `:`):
+//! - `alice:pencil` is a cleartext password: memcached's `-Y` file and its
+//!   `MEMCACHED_SASL_PWDB` file, unchanged. Accepted with a warning from the server.
+//! - `alice:SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>` is a hashed entry
+//!   ([`ScramSecret`]), the recommended form (`rampart passwd` writes one).
+//!
+//! Blank lines and lines starting with `#` are skipped; `\r\n` line ends and a missing final
+//! newline are accepted. A user may have several entries (a password being rotated): any of
+//! them authenticates. There is no limit on the number of entries (memcached's `-Y` takes 8).
+
+use std::collections::HashMap;
+
+use openssl::hash::{MessageDigest, hash};
+use thiserror::Error;
+
+use crate::secret::{DEFAULT_ITERATIONS, SCRAM_PREFIX, ScramSecret};
+
+/// Longest user name (memcached's keys are at most 250 bytes; names are far shorter).
+pub const MAX_USER_BYTES: usize = 250;
+/// Longest cleartext password taken from the file.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// An authenticated user's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct User(Box<str>);
+
+impl User {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A malformed credential file: which line, and why (never the line's text, which may hold a
+/// password).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}: {reason}")]
+pub struct FileError {
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+enum Secret {
+    /// The SHA-256 of the password: compared in constant time without revealing its length.
+    Clear([u8; 32]),
+    Scram(ScramSecret),
+}
+
+/// Users and their secrets.
+#[derive(Clone)]
+pub struct CredentialStore {
+    users: HashMap<Box<str>, Vec<Secret>>,
+    cleartext_entries: usize,
+    hashed_entries: usize,
+    /// What an unknown user's password is checked against, so that the reply to an unknown
+    /// user and to a wrong password take the same work: a hashed secret when the file holds
+    /// any (with the most iterations used), else a cleartext digest.
+    dummy: Secret,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialStore")
+            .field("users", &self.users.len())
+            .field("cleartext_entries", &self.cleartext_entries)
+            .field("hashed_entries", &self.hashed_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(password: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(d) = hash(MessageDigest::sha256(), password) {
+        out.copy_from_slice(&d);
+    }
+    out
+}
+
+fn valid_user(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    if name.len() > MAX_USER_BYTES {
+        return Err(format!(
+            "the user name is longer than {MAX_USER_BYTES} bytes"
+        ));
+    }
+    if name
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err("the user name contains a space or control character".into());
+    }
+    Ok(())
+}
+
+impl CredentialStore {
+    /// An empty store (no user can authenticate).
+    pub fn empty() -> CredentialStore {
+        CredentialStore {
+            users: HashMap::new(),
+            cleartext_entries: 0,
+            hashed_entries: 0,
+            dummy: Secret::Clear(digest(b"")),
+        }
+    }
+
+    /// Parses a credential file's text.
+    pub fn parse(text: &str) -> Result<CredentialStore, FileError> {
+        let mut store = CredentialStore::empty();
+        store.add_text(text)?;
+        Ok(store)
+    }
+
+    /// Adds the entries of another file's text (`-Y` and `MEMCACHED_SASL_PWDB` share one
+    /// store).
+    pub fn add_text(&mut self, text: &str) -> Result<(), FileError> {
+        for (index, line) in text.split('\n').enumerate() {
+            let fail = |reason: String| FileError {
+                line: index + 1,
+                reason,
+            };
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, secret)) = line.split_once(':') else {
+                return Err(fail("an entry is user:password (no ':' found)".into()));
+            };
+            valid_user(user).map_err(fail)?;
+            if secret.is_empty() {
+                return Err(fail("the password is empty".into()));
+            }
+            let secret = if secret.starts_with(SCRAM_PREFIX) {
+                self.hashed_entries += 1;
+                Secret::Scram(ScramSecret::parse(secret).map_err(|e| fail(e.to_string()))?)
+            } else {
+                if secret.len() > MAX_PASSWORD_BYTES {
+                    return Err(fail(format!(
+                        "the password is longer than {MAX_PASSWORD_BYTES} bytes"
+                    )));
+                }
+                self.cleartext_entries += 1;
+                Secret::Clear(digest(secret.as_bytes()))
+            };
+            self.users.entry(user.into()).or_default().push(secret);
+        }
+        self.dummy = self.make_dummy();
+        Ok(())
+    }
+
+    fn make_dummy(&self) -> Secret {
+        let iterations = self
+            .users
+            .values()
+            .flatten()
+            .filter_map(|secret| match secret {
+                Secret::Scram(scram) => Some(scram.iterations()),
+                Secret::Clear(_) => None,
+            })
+            .max();
+        match iterations {
+            Some(iterations) => {
+                let mut salt = [0u8; 16];
+                let _ = openssl::rand::rand_bytes(&mut salt);
+                match ScramSecret::derive(&salt, &salt, iterations.max(DEFAULT_ITERATIONS)) {
+                    Ok(secret) => Secret::Scram(secret),
+                    Err(_) => Secret::Clear(digest(&salt)),
+                }
+            }
+            None => Secret::Clear(digest(b"\0no such user\0")),
+        }
+    }
+
+    /// Users with at least one entry.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Cleartext entries (the server warns about them).
+    pub fn cleartext_entries(&self) -> usize {
+        self.cleartext_entries
+    }
+
+    pub fn hashed_entries(&self) -> usize {
+        self.hashed_entries
+    }
+
+    /// The user, when `password` is one of `user`'s. Every entry of the user is checked (no
+    /// early exit), and an unknown user is checked against a dummy secret of the file's kind.
+    pub fn check_password(&self, user: &[u8], password: &[u8]) -> Option<User> {
+        let name = std::str::from_utf8(user).ok();
+        let entry = name.and_then(|name| self.users.get_key_value(name));
+        let Some((name, secrets)) = entry else {
+            let _ = matches(&self.dummy, password);
+            return None;
+        };
+        let mut matched = false;
+        for secret in secrets {
+            matched |= matches(secret, password);
+        }
+        matched.then(|| User(name.clone()))
+    }
+}
+
+fn matches(secret: &Secret, password: &[u8]) -> bool {
+    match secret {
+        Secret::Clear(expected) => openssl::memcmp::eq(&digest(password), expected),
+        Secret::Scram(scram) => scram.matches(password),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashed(password: &str) -> String {
+        ScramSecret::generate(password.as_bytes(), DEFAULT_ITERATIONS)
+            .expect("generate")
+            .to_text()
+    }
+
+    #[test]
+    fn cleartext_and_hashed_entries_authenticate() {
+        let text = format!(
+            "# memcached's form\r\nalice:pencil\r\n\nbob:pa:ss\ncarol:{}\ncarol:{}",
+            hashed("old"),
+            hashed("new")
+        );
+        let store = CredentialStore::parse(&text).expect("parse");
+        assert_eq!(store.user_count(), 3);
+        assert_eq!((store.cleartext_entries(), store.hashed_entries()), (2, 2));
+        let user = |u: &str, p: &str| store.check_password(u.as_bytes(), p.as_bytes());
+        assert_eq!(
+            user("alice", "pencil").map(|u| u.to_string()),
+            Some("alice".into())
+        );
+        assert_eq!(
+            user("bob", "pa:ss").map(|u| u.to_string()),
+            Some("bob".into())
+        );
+        assert!(user("carol", "old").is_some());
+        assert!(user("carol", "new").is_some());
+        assert!(user("carol", "other").is_none());
+        assert!(user("alice", "pencil ").is_none());
+        assert!(user("alice", "").is_none());
+        assert!(user("nobody", "pencil").is_none());
+        assert!(store.check_password(&[0xff, 0xfe], b"pencil").is_none());
+    }
+
+    #[test]
+    fn malformed_files_name_the_line_and_never_the_secret() {
+        for (text, line) in [
+            ("alice:pencil\nnocolon\n", 2),
+            ("alice:pencil\n:pencil\n", 2),
+            ("alice:\n", 1),
+            ("al ice:pencil\n", 1),
+            ("# c\n\nalice:SCRAM-SHA-256$1:c2FsdHNhbHQ=$AA==:AA==\n", 3),
+        ] {
+            let err = CredentialStore::parse(text).expect_err(text);
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(!err.to_string().contains("pencil"), "{err}");
+        }
+        let long = format!("u:{}\n", "p".repeat(MAX_PASSWORD_BYTES + 1));
+        assert_eq!(
+            CredentialStore::parse(&long)
+                .map(|_| ())
+                .expect_err("too long")
+                .line,
+            1
+        );
+        assert!(CredentialStore::parse("").expect("empty").user_count() == 0);
+    }
+
+    #[test]
+    fn more_than_eight_users() {
+        let text: String = (0..1000).map(|i| format!("user{i}:pw{i}\n")).collect();
+        let store = CredentialStore::parse(&text).expect("parse");
+        assert_eq!(store.user_count(), 1000);
+        assert!(store.check_password(b"user999", b"pw999").is_some());
+        assert!(store.check_password(b"user999", b"pw998").is_none());
+    }
+
+    #[test]
+    fn files_merge() {
+        let mut store = CredentialStore::parse("alice:a\n").expect("parse");
+        store.add_text("bob:b\nalice:c").expect("parse");
+        assert!(store.check_password(b"alice", b"a").is_some());
+        assert!(store.check_password(b"alice", b"c").is_some());
+        assert!(store.check_password(b"bob", b"b").is_some());
+    }
+}

@@ -1,0 +1,19 @@
+//! Authentication for rampart, without I/O: the credential file (memcached's `user:password`
+//! lines and salted, iterated SCRAM secrets), password checks that take the same work whether
+//! or not the user exists, and the SASL mechanisms' message parsing.
+//!
+//! The server owns one [`CredentialStore`] (built from `-Y`, `-S`'s `MEMCACHED_SASL_PWDB` or
+//! both) and asks it [`CredentialStore::check_password`] for ASCII auth and SASL `PLAIN`. The
+//! store never logs, formats or returns a secret; comparisons are constant-time
+//! (`CRYPTO_memcmp`).
+//!
+//! Non-goals: reading files (the server reads and checks permissions, then hands the text
+//! here), sockets, clocks, counters.
+
+mod credentials;
+mod plain;
+mod secret;
+
+pub use credentials::{CredentialStore, FileError, User};
+pub use plain::{PlainError, PlainMessage};
+pub use secret::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramSecret, SecretError};

@@ -1,0 +1,119 @@
+//! `rampart passwd [--iterations N] <user>`: prints a hashed credential line for the `-Y` /
+//! `MEMCACHED_SASL_PWDB` file. The password is read from the terminal without echo (twice), or
+//! as the first line of standard input when that is not a terminal. Nothing is written but
+//! the line, so `rampart passwd alice >> /etc/rampart/users` appends it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use rampart_auth::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramSecret};
+
+const USAGE: &str = "usage: rampart passwd [--iterations N] <user>";
+
+pub fn main(args: Vec<String>) -> ExitCode {
+    let mut iterations = DEFAULT_ITERATIONS;
+    let mut user = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--iterations" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&n) => iterations = n,
+                _ => {
+                    eprintln!(
+                        "rampart passwd: --iterations takes {MIN_ITERATIONS} to {MAX_ITERATIONS}"
+                    );
+                    return ExitCode::from(64);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            name if user.is_none() && !name.starts_with('-') => user = Some(arg),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    let Some(user) = user else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(64);
+    };
+    if user.is_empty()
+        || user.len() > 250
+        || user
+            .bytes()
+            .any(|b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        eprintln!("rampart passwd: a user name is 1-250 bytes without ':', spaces or controls");
+        return ExitCode::from(64);
+    }
+    let password = match read_password() {
+        Ok(password) => password,
+        Err(message) => {
+            eprintln!("rampart passwd: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match ScramSecret::generate(password.as_bytes(), iterations) {
+        Ok(secret) => {
+            println!("{user}:{}", secret.to_text());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("rampart passwd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err("the password is empty".into());
+        }
+        return Ok(password);
+    }
+    let first = prompt("Password: ")?;
+    let second = prompt("Again: ")?;
+    if first != second {
+        return Err("the passwords differ".into());
+    }
+    if first.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(first)
+}
+
+/// Reads one line from the terminal with echo off.
+fn prompt(text: &str) -> Result<String, String> {
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{text}");
+    let _ = stderr.flush();
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data; tcgetattr fills it for a terminal (checked by the caller).
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is standard input and `saved` is a valid termios to fill.
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err("cannot read the terminal's settings".into());
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    // SAFETY: as above, with settings derived from the terminal's own.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    let _ = writeln!(stderr);
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}

@@ -1,0 +1,329 @@
+//! What a connection may do before it authenticates, when `-Y` or `-S` asks for it: memcached's
+//! ASCII authentication on text connections and SASL on binary ones, and nothing else.
+//!
+//! Every listener and every protocol goes through here (TLS or not, TCP or unix socket), so an
+//! unauthenticated client never reaches a shard: text and meta commands answer
+//! `CLIENT_ERROR unauthenticated`, binary requests other than SASL and `version` answer
+//! `Auth failure.` and close the connection (memcached's `-S` behaviour on binary listeners,
+//! which rampart applies to all). Unlike memcached, a request before authentication is small
+//! or the connection closes ([`PRE_AUTH_FRAME_BYTES`]), and [`MAX_FAILURES`] failed attempts
+//! close it.
+//!
+//! ASCII auth follows memcached 1.6.18 byte for byte: `set <key> <flags> <exptime> <bytes>`
+//! (only the command and the length are looked at), then a data block `<user> <password>`;
+//! `STORED` on success, else `CLIENT_ERROR authentication failure`, `CLIENT_ERROR bad
+//! authentication token format` (fewer than two tokens) or `CLIENT_ERROR bad command line
+//! termination` (no `\r\n` after the block).
+
+use rampart_auth::PlainMessage;
+use rampart_proto::Request;
+use rampart_proto::Sasl;
+use rampart_proto::binary::{Frame, Opcode, Status, reply};
+use rampart_proto::text::reply::line;
+
+use crate::auth::{Authenticator, MAX_FAILURES, MECHANISMS, PRE_AUTH_FRAME_BYTES};
+use crate::authz::Identity;
+use crate::output::Output;
+use crate::stats;
+
+use super::{BINARY_REQUEST_MAGIC, ReadState, Session, Wire};
+
+/// A text line before authentication longer than this, without its newline, closes the
+/// connection (memcached's limit).
+const PRE_AUTH_LINE_BYTES: usize = 2048;
+const BINARY_HEADER_BYTES: usize = 24;
+
+/// Where a connection is in authenticating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Nothing to do: no authentication configured, or done.
+    Open,
+    /// Not authenticated yet.
+    Locked {
+        failures: u32,
+        /// ASCII auth: the `set` line has been read and its data block (with `\r\n`) of this
+        /// many bytes comes next.
+        block: Option<usize>,
+        /// SASL PLAIN may be used: TLS, a unix socket, or `-o sasl_plain_cleartext`.
+        plain_allowed: bool,
+    },
+}
+
+/// What one step before authentication did.
+pub(super) enum Step {
+    /// `n` bytes of input used up, a reply (if any) written.
+    Consumed(usize),
+    NeedInput,
+    /// `n` bytes used up; write the output, then close.
+    Close(usize),
+}
+
+const UNAUTHENTICATED: &[u8] = b"CLIENT_ERROR unauthenticated";
+const AUTH_FAILURE: &[u8] = b"CLIENT_ERROR authentication failure";
+const BAD_TOKEN_FORMAT: &[u8] = b"CLIENT_ERROR bad authentication token format";
+const BAD_TERMINATION: &[u8] = b"CLIENT_ERROR bad command line termination";
+const TOKEN_TOO_LONG: &[u8] = b"CLIENT_ERROR auth token too long";
+const AUTHENTICATED: &[u8] = b"Authenticated";
+
+/// memcached's `tokenize_command`: tokens separated by spaces, empty ones skipped.
+fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b' ').filter(|t| !t.is_empty())
+}
+
+/// memcached's `safe_strtoul` for the data length: digits, then nothing or whitespace.
+fn length(token: &[u8]) -> Option<usize> {
+    let digits = token.strip_suffix(b"\r").unwrap_or(token);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // memcached reads it into 32 bits: a longer number is no length at all.
+    let length: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(length as usize)
+}
+
+impl Session {
+    /// Requires authentication before anything else, as `auth` says. `plain_allowed`: SASL
+    /// PLAIN may be used on this connection.
+    pub fn lock(&mut self, plain_allowed: bool) {
+        self.gate = Gate::Locked {
+            failures: 0,
+            block: None,
+            plain_allowed,
+        };
+    }
+
+    /// Whether the connection has still to authenticate.
+    pub fn is_locked(&self) -> bool {
+        self.gate != Gate::Open
+    }
+
+    /// One request before authentication, from the front of `rest` (not empty).
+    pub(super) fn gate_step(
+        &mut self,
+        rest: &[u8],
+        auth: &Authenticator,
+        out: &mut Output,
+    ) -> Step {
+        let wire = match self.state {
+            ReadState::Negotiating => {
+                // With ASCII auth only, connections speak text (memcached's -Y does not serve
+                // the binary protocol): a binary packet is just a bad line.
+                let wire = if rest[0] == BINARY_REQUEST_MAGIC && auth.sasl {
+                    Wire::Binary
+                } else {
+                    Wire::Text
+                };
+                self.state = ReadState::Reading(wire);
+                wire
+            }
+            ReadState::Reading(wire) => wire,
+            // Neither starts before authentication.
+            ReadState::ResumingGet { .. } | ReadState::Swallowing { .. } => Wire::Text,
+        };
+        match wire {
+            Wire::Text => self.ascii_step(rest, auth, out),
+            Wire::Binary => self.binary_step(rest, auth, out),
+        }
+    }
+
+    fn ascii_step(&mut self, rest: &[u8], auth: &Authenticator, out: &mut Output) -> Step {
+        let Gate::Locked { block, .. } = self.gate else {
+            return Step::Consumed(0);
+        };
+        if let Some(len) = block {
+            if rest.len() < len {
+                return Step::NeedInput;
+            }
+            self.set_block(None);
+            let data = &rest[..len];
+            let Some(payload) = data.strip_suffix(b"\r\n") else {
+                line(out.bytes(), BAD_TERMINATION);
+                return Step::Consumed(len);
+            };
+            let mut parts = tokens(payload);
+            let (Some(user), Some(password)) = (parts.next(), parts.next()) else {
+                line(out.bytes(), BAD_TOKEN_FORMAT);
+                return Step::Consumed(len);
+            };
+            return match auth.check(user, password) {
+                Some(user) => {
+                    self.open(user);
+                    line(out.bytes(), b"STORED");
+                    Step::Consumed(len)
+                }
+                None => {
+                    line(out.bytes(), AUTH_FAILURE);
+                    self.failed(auth, len)
+                }
+            };
+        }
+        let Some(newline) = memchr::memchr(b'\n', rest) else {
+            if rest.len() > PRE_AUTH_LINE_BYTES {
+                return Step::Close(rest.len());
+            }
+            return Step::NeedInput;
+        };
+        let consumed = newline + 1;
+        if !auth.ascii {
+            // SASL only: a text connection has no way to authenticate.
+            line(out.bytes(), UNAUTHENTICATED);
+            return Step::Consumed(consumed);
+        }
+        let words: Vec<&[u8]> = tokens(&rest[..newline]).take(6).collect();
+        let size = match words.as_slice() {
+            [b"set", _, _, _, size, ..] => length(size),
+            _ => None,
+        };
+        let Some(size) = size else {
+            line(out.bytes(), UNAUTHENTICATED);
+            return Step::Consumed(consumed);
+        };
+        if size.saturating_add(2) > PRE_AUTH_FRAME_BYTES {
+            line(out.bytes(), TOKEN_TOO_LONG);
+            auth.count_failure();
+            return Step::Close(consumed);
+        }
+        self.set_block(Some(size + 2));
+        Step::Consumed(consumed)
+    }
+
+    fn binary_step(&mut self, rest: &[u8], auth: &Authenticator, out: &mut Output) -> Step {
+        if rest.len() < BINARY_HEADER_BYTES {
+            return Step::NeedInput;
+        }
+        let (opcode, opaque) = (
+            rest[1],
+            u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]),
+        );
+        let body = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        if rest[0] != BINARY_REQUEST_MAGIC || !auth.sasl || body > PRE_AUTH_FRAME_BYTES {
+            reply::error(out.bytes(), opcode, opaque, Status::AuthError);
+            return Step::Close(rest.len());
+        }
+        if rest.len() < BINARY_HEADER_BYTES + body {
+            return Step::NeedInput;
+        }
+        let limits = rampart_proto::text::Limits {
+            item_size_max: PRE_AUTH_FRAME_BYTES,
+            ..rampart_proto::text::Limits::default()
+        };
+        let frame = match rampart_proto::binary::parse(rest, &limits) {
+            rampart_proto::Parsed::Complete { consumed, frame } => (consumed, frame),
+            rampart_proto::Parsed::Incomplete => return Step::NeedInput,
+            rampart_proto::Parsed::Close => return Step::Close(rest.len()),
+        };
+        match frame {
+            (
+                consumed,
+                Frame::Request {
+                    opcode,
+                    opaque,
+                    request: Request::Sasl(sasl),
+                },
+            ) => self.sasl(sasl, opcode, opaque, auth, out, consumed),
+            (
+                consumed,
+                Frame::Request {
+                    opcode,
+                    opaque,
+                    request: Request::Version,
+                },
+            ) => {
+                let _ = opcode;
+                reply::version(out.bytes(), opaque, stats::VERSION.as_bytes());
+                Step::Consumed(consumed)
+            }
+            (consumed, _) => {
+                reply::error(out.bytes(), opcode, opaque, Status::AuthError);
+                Step::Close(consumed.max(BINARY_HEADER_BYTES))
+            }
+        }
+    }
+
+    /// Answers a SASL request (before authentication, or to authenticate again after it).
+    pub(super) fn sasl(
+        &mut self,
+        sasl: Sasl<'_>,
+        opcode: Opcode,
+        opaque: u32,
+        auth: &Authenticator,
+        out: &mut Output,
+        consumed: usize,
+    ) -> Step {
+        let plain_allowed = match self.gate {
+            Gate::Locked { plain_allowed, .. } => plain_allowed,
+            // Already authenticated over this connection.
+            Gate::Open => true,
+        };
+        match sasl {
+            Sasl::ListMechanisms => {
+                reply::sasl(out.bytes(), opcode, opaque, Status::Success, MECHANISMS);
+                Step::Consumed(consumed)
+            }
+            Sasl::Auth { mechanism, data } if mechanism == b"PLAIN" && plain_allowed => {
+                let user = match PlainMessage::parse(data) {
+                    Ok(message) => auth.check(message.user, message.password),
+                    Err(_) => {
+                        auth.count_failure();
+                        None
+                    }
+                };
+                match user {
+                    Some(user) => {
+                        self.open(user);
+                        reply::sasl(out.bytes(), opcode, opaque, Status::Success, AUTHENTICATED);
+                        Step::Consumed(consumed)
+                    }
+                    None => {
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                        self.failed(auth, consumed)
+                    }
+                }
+            }
+            Sasl::Auth { mechanism, .. } => {
+                if mechanism == b"PLAIN" {
+                    log::debug!(
+                        "SASL PLAIN refused on a plaintext TCP connection (-o sasl_plain_cleartext allows it)"
+                    );
+                }
+                auth.count_failure();
+                reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                self.failed(auth, consumed)
+            }
+            // No mechanism offered has a second step.
+            Sasl::Step { .. } => {
+                auth.count_failure();
+                reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                self.failed(auth, consumed)
+            }
+        }
+    }
+
+    fn set_block(&mut self, to: Option<usize>) {
+        if let Gate::Locked { block, .. } = &mut self.gate {
+            *block = to;
+        }
+    }
+
+    fn open(&mut self, user: rampart_auth::User) {
+        self.gate = Gate::Open;
+        self.identity = Identity::User(Box::new(user));
+    }
+
+    /// One more failed attempt; the connection closes at [`MAX_FAILURES`].
+    fn failed(&mut self, auth: &Authenticator, consumed: usize) -> Step {
+        let Gate::Locked { failures, .. } = &mut self.gate else {
+            // A failed re-authentication: the connection keeps its identity, as memcached's.
+            return Step::Consumed(consumed);
+        };
+        *failures += 1;
+        if *failures >= MAX_FAILURES {
+            auth.counters
+                .lockouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!("{MAX_FAILURES} failed authentication attempts: closing");
+            return Step::Close(consumed);
+        }
+        Step::Consumed(consumed)
+    }
+}
