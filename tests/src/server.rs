@@ -230,6 +230,19 @@ impl Server {
         Server::try_start_from(kind, cmd, extra_args).unwrap_or_else(|msg| panic!("{msg}"))
     }
 
+    /// Like [`Server::try_start`] with `env` set for the server (`MEMCACHED_SASL_PWDB`).
+    pub fn try_start_with_env(
+        kind: Kind,
+        env: &[(&str, &std::ffi::OsStr)],
+        extra_args: &[&str],
+    ) -> Result<Server, String> {
+        let mut cmd = kind.command();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        Server::try_start_from(kind, cmd, extra_args)
+    }
+
     /// Resident memory of the server process now (`VmRSS`), in bytes; `None` once it is gone.
     pub fn resident_bytes(&self) -> Option<u64> {
         resident_bytes(self.pid())
