@@ -498,6 +498,63 @@ fn sasl_args(ca: Option<&OsStr>) -> Vec<&OsStr> {
     args
 }
 
+/// pylibmc (libmemcached with Cyrus SASL; Debian's python3-pylibmc for the system python3)
+/// sees `SCRAM-SHA-256 PLAIN` offered and authenticates with SCRAM-SHA-256, the strongest,
+/// over plaintext TCP (SCRAM never sends the password), with a hashed entry and with a
+/// cleartext one; a wrong password fails.
+#[test]
+fn pylibmc_authenticates_with_scram_sha_256() {
+    let python = "/usr/bin/python3";
+    require_module(
+        python,
+        "pylibmc",
+        "pylibmc (Debian: apt-get install python3-pylibmc)",
+    );
+    let dir = TempDir::new().expect("temp dir");
+    let text = format!("{}bob:builder\n", passwd_line("carol", "hunter2"));
+    let users = credentials(dir.path(), "users", &text, 0o600);
+    let server = Server::start(
+        Kind::Rampart,
+        &["-S", "-Y", path_arg(&users), "-t", "2", "-v"],
+    );
+    for (user, password) in [("carol", "hunter2"), ("bob", "builder")] {
+        let mut cmd = Command::new(python);
+        cmd.arg(rampart_tests::package_dir().join("python/pylibmc_sasl.py"))
+            .args(["--port", &server.port().to_string()])
+            .args(["--user", user, "--password", password]);
+        let done = rampart_tests::server::run_bounded(cmd, Duration::from_secs(60));
+        assert_eq!(
+            done.stdout,
+            "wrong: Error\n\
+             right: set -> True\n\
+             right: get -> 'v1'\n\
+             right: get_multi -> [('k', 'v1')]\n\
+             right: delete -> True\n\
+             # done\n",
+            "{user}: {}\n{}",
+            done.stderr,
+            server.diagnostics()
+        );
+    }
+    // Both wrong passwords failed in the SCRAM exchange itself, not earlier.
+    let mut admin = Conn::new(tcp_connect(server.port()).expect("connect"));
+    admin
+        .send(b"set auth 0 0 11\r\nbob builder\r\nstats\r\n")
+        .expect("send");
+    let stats = parse_stats(&admin.read_until(b"END\r\n", BOUND).bytes);
+    assert_eq!(stats["auth_errors"], "2", "{stats:?}");
+    // `-v` logs why: the proof, so the exchange was SCRAM's.
+    assert_eq!(
+        server
+            .stderr()
+            .matches("SCRAM exchange failed: the proof is wrong")
+            .count(),
+        2,
+        "{}",
+        server.stderr()
+    );
+}
+
 /// [`run_script`] against a server's second (plaintext) listener.
 struct PlainPort<'a> {
     server: &'a Server,
@@ -559,6 +616,14 @@ fn hostile_clients_before_authentication() {
 
     for (what, request) in [
         ("a step before any auth", packet(SASL_STEP, b"PLAIN", b"x")),
+        (
+            "a SCRAM step before its start",
+            packet(SASL_STEP, b"SCRAM-SHA-256", b"c=biws,r=x,p=AAAA"),
+        ),
+        (
+            "a SCRAM start with channel binding",
+            packet(SASL_AUTH, b"SCRAM-SHA-256", b"p=tls-unique,,n=alice,r=abc"),
+        ),
         ("an unknown mechanism", packet(SASL_AUTH, b"CRAM-MD6", b"x")),
         (
             "another authzid",
@@ -611,9 +676,9 @@ fn hostile_clients_before_authentication() {
     let stats = parse_stats(&admin.read_until(b"END\r\n", BOUND).bytes);
     assert_eq!(stats["auth_lockouts"], "1");
     assert_eq!(stats["auth_timeouts"], "1");
-    // 5 wrong passwords, the long token, 6 SASL failures and the right one.
-    assert_eq!(stats["auth_cmds"], "13", "{stats:?}");
-    assert_eq!(stats["auth_errors"], "12");
+    // 5 wrong passwords, the long token, 8 SASL failures and the right one.
+    assert_eq!(stats["auth_cmds"], "15", "{stats:?}");
+    assert_eq!(stats["auth_errors"], "14");
 }
 
 /// A credential file others may read, a malformed one, and `-S` without any file stop the

@@ -33,6 +33,16 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libmemcached-tools", "memccapable"),
     // The TLS tests drive `openssl s_client` (the libraries come with libssl-dev).
     ("openssl", "openssl"),
+    // pylibmc (libmemcached with Cyrus SASL) for the SASL tests, for the system python3, and
+    // Cyrus's SCRAM and PLAIN client plugins; a path marks what is not a command.
+    (
+        "python3-pylibmc",
+        "/usr/lib/python3/dist-packages/pylibmc/__init__.py",
+    ),
+    (
+        "libsasl2-modules",
+        "/usr/share/doc/libsasl2-modules/copyright",
+    ),
 ];
 /// PyPI packages the client tests need, and the module each provides.
 const PIP_PACKAGES: &[(&str, &str)] = &[
@@ -150,6 +160,15 @@ fn on_path(name: &str) -> bool {
     find_on_path(name).is_some()
 }
 
+/// A package's marker: a command on `PATH`, or an absolute path that must exist.
+fn installed(marker: &str) -> bool {
+    if marker.starts_with('/') {
+        Path::new(marker).exists()
+    } else {
+        on_path(marker)
+    }
+}
+
 /// The first `name` on `PATH`.
 fn find_on_path(name: &str) -> Option<PathBuf> {
     env::var_os("PATH").and_then(|path| {
@@ -250,7 +269,7 @@ fn target_dir(root: &Path) -> PathBuf {
 fn install_prerequisites() -> Result<()> {
     let missing_apt: Vec<&str> = APT_PACKAGES
         .iter()
-        .filter(|(_, command)| !on_path(command))
+        .filter(|(_, marker)| !installed(marker))
         .map(|(package, _)| *package)
         .collect();
     let python = python();

@@ -50,8 +50,12 @@ pub struct FileError {
 
 #[derive(Clone)]
 enum Secret {
-    /// The SHA-256 of the password: compared in constant time without revealing its length.
-    Clear([u8; 32]),
+    /// A cleartext password: its SHA-256 (compared in constant time without revealing the
+    /// length) and the password itself, from which a SCRAM exchange derives its keys.
+    Clear {
+        digest: [u8; 32],
+        password: Box<[u8]>,
+    },
     Scram(ScramSecret),
 }
 
@@ -65,6 +69,8 @@ pub struct CredentialStore {
     /// user and to a wrong password take the same work: a hashed secret when the file holds
     /// any (with the most iterations used), else a cleartext digest.
     dummy: Secret,
+    /// Random per store: the salts of SCRAM exchanges for cleartext entries and unknown users.
+    store_key: [u8; 32],
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -106,11 +112,14 @@ fn valid_user(name: &str) -> Result<(), String> {
 impl CredentialStore {
     /// An empty store (no user can authenticate).
     pub fn empty() -> CredentialStore {
+        let mut store_key = [0u8; 32];
+        let _ = openssl::rand::rand_bytes(&mut store_key);
         CredentialStore {
             users: HashMap::new(),
             cleartext_entries: 0,
             hashed_entries: 0,
-            dummy: Secret::Clear(digest(b"")),
+            dummy: clear(b""),
+            store_key,
         }
     }
 
@@ -150,7 +159,7 @@ impl CredentialStore {
                     )));
                 }
                 self.cleartext_entries += 1;
-                Secret::Clear(digest(secret.as_bytes()))
+                clear(secret.as_bytes())
             };
             self.users.entry(user.into()).or_default().push(secret);
         }
@@ -165,7 +174,7 @@ impl CredentialStore {
             .flatten()
             .filter_map(|secret| match secret {
                 Secret::Scram(scram) => Some(scram.iterations()),
-                Secret::Clear(_) => None,
+                Secret::Clear { .. } => None,
             })
             .max();
         match iterations {
@@ -174,10 +183,10 @@ impl CredentialStore {
                 let _ = openssl::rand::rand_bytes(&mut salt);
                 match ScramSecret::derive(&salt, &salt, iterations.max(DEFAULT_ITERATIONS)) {
                     Ok(secret) => Secret::Scram(secret),
-                    Err(_) => Secret::Clear(digest(&salt)),
+                    Err(_) => clear(&salt),
                 }
             }
-            None => Secret::Clear(digest(b"\0no such user\0")),
+            None => clear(b"\0no such user\0"),
         }
     }
 
@@ -193,6 +202,46 @@ impl CredentialStore {
 
     pub fn hashed_entries(&self) -> usize {
         self.hashed_entries
+    }
+
+    /// The secret a SCRAM exchange for `user` uses: the newest hashed entry, else one
+    /// derived from the newest cleartext entry (salt fixed per user), else, for an unknown
+    /// user, one that matches nothing, made with the same work as a known user's.
+    pub(crate) fn scram_secret(&self, user: &str) -> (Option<User>, ScramSecret) {
+        use crate::scram::{unmatched_secret, user_salt};
+        let Some((name, secrets)) = self.users.get_key_value(user) else {
+            let iterations = match &self.dummy {
+                Secret::Scram(dummy) => dummy.iterations(),
+                Secret::Clear { .. } => DEFAULT_ITERATIONS,
+            };
+            let secret = unmatched_secret(&self.store_key, user, iterations);
+            if self.hashed_entries == 0 {
+                // Cleartext users cost a derivation here; so does an unknown one.
+                let _ = ScramSecret::derive(b"", secret.salt(), DEFAULT_ITERATIONS);
+            }
+            return (None, secret);
+        };
+        let hashed = secrets.iter().rev().find_map(|secret| match secret {
+            Secret::Scram(scram) => Some(scram.clone()),
+            Secret::Clear { .. } => None,
+        });
+        if let Some(secret) = hashed {
+            return (Some(User(name.clone())), secret);
+        }
+        let derived = secrets.iter().rev().find_map(|secret| match secret {
+            Secret::Clear { password, .. } => {
+                let salt = user_salt(&self.store_key, b"cleartext ", user);
+                ScramSecret::derive(password, &salt, DEFAULT_ITERATIONS).ok()
+            }
+            Secret::Scram(_) => None,
+        });
+        match derived {
+            Some(secret) => (Some(User(name.clone())), secret),
+            None => (
+                None,
+                unmatched_secret(&self.store_key, user, DEFAULT_ITERATIONS),
+            ),
+        }
     }
 
     /// The user, when `password` is one of `user`'s. Every entry of the user is checked (no
@@ -212,9 +261,18 @@ impl CredentialStore {
     }
 }
 
+fn clear(password: &[u8]) -> Secret {
+    Secret::Clear {
+        digest: digest(password),
+        password: password.into(),
+    }
+}
+
 fn matches(secret: &Secret, password: &[u8]) -> bool {
     match secret {
-        Secret::Clear(expected) => openssl::memcmp::eq(&digest(password), expected),
+        Secret::Clear {
+            digest: expected, ..
+        } => openssl::memcmp::eq(&digest(password), expected),
         Secret::Scram(scram) => scram.matches(password),
     }
 }

@@ -3,7 +3,8 @@
 //! or not the user exists, and the SASL mechanisms' message parsing.
 //!
 //! The server owns one [`CredentialStore`] (built from `-Y`, `-S`'s `MEMCACHED_SASL_PWDB` or
-//! both) and asks it [`CredentialStore::check_password`] for ASCII auth and SASL `PLAIN`. The
+//! both) and asks it [`CredentialStore::check_password`] for ASCII auth and SASL `PLAIN`, and
+//! [`CredentialStore::scram_start`] then [`ScramExchange::finish`] for `SCRAM-SHA-256`. The
 //! store never logs, formats or returns a secret; comparisons are constant-time
 //! (`CRYPTO_memcmp`).
 //!
@@ -12,8 +13,10 @@
 
 mod credentials;
 mod plain;
+mod scram;
 mod secret;
 
 pub use credentials::{CredentialStore, FileError, User};
 pub use plain::{PlainError, PlainMessage};
+pub use scram::{SCRAM_SHA_256, ScramError, ScramExchange};
 pub use secret::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramSecret, SecretError};

@@ -65,7 +65,7 @@ fn crypto(err: openssl::error::ErrorStack) -> SecretError {
     SecretError::Crypto(err.to_string())
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Result<[u8; KEY_BYTES], SecretError> {
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> Result<[u8; KEY_BYTES], SecretError> {
     let key = PKey::hmac(key).map_err(crypto)?;
     let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(crypto)?;
     signer.update(message).map_err(crypto)?;
@@ -74,7 +74,7 @@ fn hmac(key: &[u8], message: &[u8]) -> Result<[u8; KEY_BYTES], SecretError> {
     Ok(out)
 }
 
-fn sha256(message: &[u8]) -> Result<[u8; KEY_BYTES], SecretError> {
+pub(crate) fn sha256(message: &[u8]) -> Result<[u8; KEY_BYTES], SecretError> {
     let digest = hash(MessageDigest::sha256(), message).map_err(crypto)?;
     let mut out = [0u8; KEY_BYTES];
     out.copy_from_slice(&digest);
@@ -125,6 +125,21 @@ impl ScramSecret {
         })
     }
 
+    /// A secret from its parts (a made-up one for an unknown user).
+    pub(crate) fn from_parts(
+        iterations: u32,
+        salt: Vec<u8>,
+        stored_key: [u8; KEY_BYTES],
+        server_key: [u8; KEY_BYTES],
+    ) -> ScramSecret {
+        ScramSecret {
+            iterations,
+            salt,
+            stored_key,
+            server_key,
+        }
+    }
+
     /// A new secret for `password` with a random 16-byte salt.
     pub fn generate(password: &[u8], iterations: u32) -> Result<ScramSecret, SecretError> {
         let mut salt = [0u8; 16];
@@ -167,6 +182,18 @@ impl ScramSecret {
 
     pub fn iterations(&self) -> u32 {
         self.iterations
+    }
+
+    pub(crate) fn salt(&self) -> &[u8] {
+        &self.salt
+    }
+
+    pub(crate) fn stored_key(&self) -> &[u8; KEY_BYTES] {
+        &self.stored_key
+    }
+
+    pub(crate) fn server_key(&self) -> &[u8; KEY_BYTES] {
+        &self.server_key
     }
 
     /// Whether `password` is the one this secret was made from (the full derivation, then a

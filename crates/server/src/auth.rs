@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rampart_auth::{CredentialStore, User};
+use rampart_auth::{CredentialStore, ScramExchange, User};
 
 /// How long a connection may stay unauthenticated by default.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,8 +18,9 @@ pub const MAX_FAILURES: u32 = 5;
 /// Before authentication a request (an ASCII auth data block, a binary packet's body) longer
 /// than this closes the connection.
 pub const PRE_AUTH_FRAME_BYTES: usize = 4096;
-/// The SASL mechanisms offered, as the binary list-mechanisms reply names them.
-pub const MECHANISMS: &[u8] = b"PLAIN";
+/// The SASL mechanisms offered, strongest first, as the binary list-mechanisms reply names
+/// them (Cyrus SASL clients pick the strongest both sides have).
+pub const MECHANISMS: &[u8] = b"SCRAM-SHA-256 PLAIN";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +179,39 @@ impl Authenticator {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
         found
+    }
+
+    /// Starts a SCRAM-SHA-256 exchange: the exchange to keep and the server's first message.
+    pub fn scram_start(&self, client_first: &[u8]) -> Option<(ScramExchange, Vec<u8>)> {
+        let mut random = [0u8; 18];
+        openssl::rand::rand_bytes(&mut random).ok()?;
+        let nonce = openssl::base64::encode_block(&random);
+        match self.store.scram_start(client_first, nonce.as_bytes()) {
+            Ok(started) => Some(started),
+            Err(err) => {
+                log::debug!("SCRAM exchange refused: {err}");
+                self.count_failure();
+                None
+            }
+        }
+    }
+
+    /// Ends a SCRAM-SHA-256 exchange, counting the attempt: the user and the server's final
+    /// message.
+    pub fn scram_finish(
+        &self,
+        exchange: &ScramExchange,
+        client_final: &[u8],
+    ) -> Option<(User, Vec<u8>)> {
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        match exchange.finish(client_final) {
+            Ok(done) => Some(done),
+            Err(err) => {
+                log::debug!("SCRAM exchange failed: {err}");
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Counts an attempt that failed before any password was checked (a malformed SASL

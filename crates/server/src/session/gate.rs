@@ -15,7 +15,7 @@
 //! authentication token format` (fewer than two tokens) or `CLIENT_ERROR bad command line
 //! termination` (no `\r\n` after the block).
 
-use rampart_auth::PlainMessage;
+use rampart_auth::{PlainMessage, SCRAM_SHA_256};
 use rampart_proto::Request;
 use rampart_proto::Sasl;
 use rampart_proto::binary::{Frame, Opcode, Status, reply};
@@ -280,6 +280,45 @@ impl Session {
                     }
                 }
             }
+            Sasl::Auth { mechanism, data } if mechanism == SCRAM_SHA_256 => {
+                self.scram = None;
+                match auth.scram_start(data) {
+                    Some((exchange, server_first)) => {
+                        self.scram = Some(Box::new(exchange));
+                        reply::sasl(
+                            out.bytes(),
+                            opcode,
+                            opaque,
+                            Status::AuthContinue,
+                            &server_first,
+                        );
+                        Step::Consumed(consumed)
+                    }
+                    None => {
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                        self.failed(auth, consumed)
+                    }
+                }
+            }
+            Sasl::Step { mechanism, data }
+                if mechanism == SCRAM_SHA_256 && self.scram.is_some() =>
+            {
+                let finished = self
+                    .scram
+                    .take()
+                    .and_then(|exchange| auth.scram_finish(&exchange, data));
+                match finished {
+                    Some((user, server_final)) => {
+                        self.open(user);
+                        reply::sasl(out.bytes(), opcode, opaque, Status::Success, &server_final);
+                        Step::Consumed(consumed)
+                    }
+                    None => {
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                        self.failed(auth, consumed)
+                    }
+                }
+            }
             Sasl::Auth { mechanism, .. } => {
                 if mechanism == b"PLAIN" {
                     log::debug!(
@@ -290,8 +329,9 @@ impl Session {
                 reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                 self.failed(auth, consumed)
             }
-            // No mechanism offered has a second step.
+            // A step of no exchange in progress.
             Sasl::Step { .. } => {
+                self.scram = None;
                 auth.count_failure();
                 reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                 self.failed(auth, consumed)

@@ -131,6 +131,8 @@ pub struct Session {
     identity: Identity,
     /// Whether the connection must authenticate first (`-Y`, `-S`).
     gate: Gate,
+    /// A SCRAM-SHA-256 exchange between its two steps.
+    scram: Option<Box<rampart_auth::ScramExchange>>,
     state: ReadState,
     /// Requests for other cores' keys, waiting for [`Session::exchange`].
     plan: Plan,
@@ -148,6 +150,7 @@ impl Session {
         Session {
             identity,
             gate: Gate::Open,
+            scram: None,
             state,
             plan: Plan::default(),
             high_water: OUT_HIGH_WATER_BYTES,
