@@ -3,7 +3,9 @@
 //!   file that parses authenticates its user with its password, and with no other;
 //! - a `PLAIN` message parses only with exactly two NUL separators, a non-empty user and
 //!   password, and an authzid that is empty or the user's;
-//! - a SCRAM secret's text form parses only back to the same text.
+//! - a SCRAM secret's text form parses only back to the same text;
+//! - a SCRAM exchange fed arbitrary client messages never panics, and never authenticates
+//!   without the proof (random bytes never carry it).
 
 #![no_main]
 
@@ -14,10 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    match selector % 3 {
+    match selector % 4 {
         0 => credentials(rest),
         1 => plain(rest),
-        _ => scram(rest),
+        2 => scram(rest),
+        _ => exchange(rest),
     }
 });
 
@@ -73,4 +76,19 @@ fn scram(data: &[u8]) {
         let again = ScramSecret::parse(&secret.to_text()).expect("its own text form parses");
         assert_eq!(again, secret);
     }
+}
+
+fn exchange(data: &[u8]) {
+    thread_local! {
+        static STORE: CredentialStore =
+            CredentialStore::parse("alice:pencil\nbob:builder\n").expect("a fixed store");
+    }
+    let split = data.iter().position(|&b| b == 0xff).unwrap_or(data.len());
+    let (first, last) = (&data[..split], data.get(split + 1..).unwrap_or_default());
+    STORE.with(|store| {
+        if let Ok((exchange, server_first)) = store.scram_start(first, b"servernonce") {
+            assert!(server_first.starts_with(b"r="));
+            assert!(exchange.finish(last).is_err(), "authenticated without the proof");
+        }
+    });
 }

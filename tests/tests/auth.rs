@@ -681,6 +681,95 @@ fn hostile_clients_before_authentication() {
     assert_eq!(stats["auth_errors"], "14");
 }
 
+/// SIGHUP reloads the credential files at once: a connection whose user's password changed
+/// must authenticate again at its next request, one whose user is unchanged goes on, the new
+/// password works and the old one does not; a malformed file changes nothing.
+#[test]
+fn sighup_reloads_credentials_and_revokes_changed_users() {
+    let dir = TempDir::new().expect("temp dir");
+    let users = credentials(dir.path(), "users", "alice:secret\nbob:builder\n", 0o600);
+    // The server reloads as the user it runs as (`nobody` when the tests run as root), so
+    // the file must be that user's, as an operator's would be the `-u` user's.
+    give_to_nobody(&users);
+    let mut server = Server::start(Kind::Rampart, &["-Y", path_arg(&users)]);
+    let mut alice = Conn::new(tcp_connect(server.port()).expect("connect"));
+    assert_eq!(alice.roundtrip(AUTH_LINE, b"\r\n"), b"STORED\r\n");
+    let mut bob = Conn::new(tcp_connect(server.port()).expect("connect"));
+    assert_eq!(
+        bob.roundtrip(b"set auth 0 0 11\r\nbob builder\r\n", b"\r\n"),
+        b"STORED\r\n"
+    );
+    fs::write(&users, "alice:changed\nbob:builder\n").expect("rewrite");
+    let reloads = |server: &Server| server.stderr().matches("SIGHUP: credentials").count();
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + BOUND;
+    while reloads(&server) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged\n{}",
+            server.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server
+            .stderr()
+            .contains("SIGHUP: credentials reloaded, 2 user(s)"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(alice.roundtrip(b"get k\r\n", b"\r\n"), UNAUTHENTICATED);
+    assert_eq!(bob.roundtrip(b"get k\r\n", b"\r\n"), b"END\r\n");
+    // The revoked connection may authenticate again, with the new password only.
+    assert_eq!(
+        alice.roundtrip(AUTH_LINE, b"\r\n"),
+        b"CLIENT_ERROR authentication failure\r\n"
+    );
+    assert_eq!(
+        alice.roundtrip(b"set auth 0 0 13\r\nalice changed\r\n", b"\r\n"),
+        b"STORED\r\n"
+    );
+    fs::write(&users, "alice:changed\nbroken line\n").expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + BOUND;
+    while reloads(&server) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged\n{}",
+            server.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.stderr().contains("not reloaded, the old ones stay"));
+    assert!(server.stderr().contains("line 2"), "{}", server.stderr());
+    assert_eq!(bob.roundtrip(b"get k\r\n", b"\r\n"), b"END\r\n");
+    assert_eq!(
+        exchange(server.port(), b"set auth 0 0 11\r\nbob builder\r\n"),
+        b"STORED\r\n"
+    );
+}
+
+/// Makes `path` the `nobody` account's when the tests run as root (the harness starts the
+/// server with `-u nobody` then).
+fn give_to_nobody(path: &Path) {
+    if !rampart_tests::running_as_root() {
+        return;
+    }
+    let name = std::ffi::CString::new("nobody").expect("name");
+    // SAFETY: getpwnam reads a NUL-terminated name; the result is checked before use.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!entry.is_null(), "no nobody account");
+    // SAFETY: `entry` is a valid passwd record returned above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    let c_path = std::ffi::CString::new(path_arg(path)).expect("path");
+    // SAFETY: a NUL-terminated path and ids from the passwd record.
+    assert_eq!(
+        unsafe { libc::chown(c_path.as_ptr(), uid, gid) },
+        0,
+        "chown"
+    );
+}
+
 /// A credential file others may read, a malformed one, and `-S` without any file stop the
 /// start-up with one line that says which and why, never the secret.
 #[test]

@@ -244,6 +244,26 @@ impl CredentialStore {
         }
     }
 
+    /// A digest of `user`'s entries: equal across two stores exactly when the user has the
+    /// same secrets in both (a reload revokes a connection whose user's digest changed).
+    pub fn fingerprint(&self, user: &str) -> Option<[u8; 32]> {
+        let secrets = self.users.get(user)?;
+        let mut material = Vec::new();
+        for secret in secrets {
+            match secret {
+                Secret::Clear { digest, .. } => {
+                    material.push(b'c');
+                    material.extend_from_slice(digest);
+                }
+                Secret::Scram(scram) => {
+                    material.push(b's');
+                    material.extend_from_slice(scram.to_text().as_bytes());
+                }
+            }
+        }
+        Some(digest(&material))
+    }
+
     /// The user, when `password` is one of `user`'s. Every entry of the user is checked (no
     /// early exit), and an unknown user is checked against a dummy secret of the file's kind.
     pub fn check_password(&self, user: &[u8], password: &[u8]) -> Option<User> {
@@ -346,6 +366,15 @@ mod tests {
         assert_eq!(store.user_count(), 1000);
         assert!(store.check_password(b"user999", b"pw999").is_some());
         assert!(store.check_password(b"user999", b"pw998").is_none());
+    }
+
+    #[test]
+    fn fingerprints_change_with_a_user_s_entries_only() {
+        let a = CredentialStore::parse("alice:a\nbob:b\n").expect("parse");
+        let b = CredentialStore::parse("bob:b\nalice:a2\n").expect("parse");
+        assert_eq!(a.fingerprint("bob"), b.fingerprint("bob"));
+        assert_ne!(a.fingerprint("alice"), b.fingerprint("alice"));
+        assert!(a.fingerprint("carol").is_none());
     }
 
     #[test]

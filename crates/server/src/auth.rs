@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rampart_auth::{CredentialStore, ScramExchange, User};
@@ -88,7 +89,13 @@ pub struct AuthCounters {
 /// Authentication as configured, shared by every connection.
 #[derive(Debug)]
 pub struct Authenticator {
-    store: CredentialStore,
+    /// Replaced whole by a reload; readers take a reference for one check.
+    store: RwLock<Arc<CredentialStore>>,
+    /// Bumped by every reload that changed the store, so a connection notices it with one
+    /// load per turn.
+    generation: AtomicU64,
+    /// Where the store came from, for reloads.
+    settings: AuthSettings,
     /// `-Y`: text connections authenticate with memcached's `set` form.
     pub ascii: bool,
     /// `-S`: binary connections authenticate with SASL.
@@ -104,41 +111,7 @@ impl Authenticator {
         if !settings.enabled() {
             return Ok(None);
         }
-        let mut store = CredentialStore::empty();
-        let mut files: Vec<&Path> = Vec::new();
-        if let Some(path) = &settings.ascii_file {
-            files.push(path);
-        }
-        if settings.sasl {
-            match (&settings.sasl_file, &settings.ascii_file) {
-                (Some(path), _) => {
-                    if settings.ascii_file.as_deref() != Some(path.as_path()) {
-                        files.push(path);
-                    }
-                }
-                (None, Some(_)) => {}
-                (None, None) => return Err(AuthError::NoSaslFile),
-            }
-        }
-        for path in files {
-            let text = read_private(path)?;
-            store.add_text(&text).map_err(|err| AuthError::Malformed {
-                path: path.display().to_string(),
-                err,
-            })?;
-        }
-        if store.cleartext_entries() > 0 {
-            log::warn!(
-                "{} credential entr{} stored in cleartext; `rampart passwd <user>` writes a \
-                 hashed (SCRAM-SHA-256) entry instead",
-                store.cleartext_entries(),
-                if store.cleartext_entries() == 1 {
-                    "y is"
-                } else {
-                    "ies are"
-                }
-            );
-        }
+        let store = read_store(settings)?;
         log::info!(
             "authentication required: {} user(s){}{}",
             store.user_count(),
@@ -150,7 +123,9 @@ impl Authenticator {
             if settings.sasl { ", SASL" } else { "" }
         );
         Ok(Some(Authenticator {
-            store,
+            store: RwLock::new(Arc::new(store)),
+            generation: AtomicU64::new(0),
+            settings: settings.clone(),
             ascii: settings.ascii_file.is_some(),
             sasl: settings.sasl,
             plain_cleartext: settings.plain_cleartext,
@@ -159,10 +134,45 @@ impl Authenticator {
         }))
     }
 
+    /// Reads the files again (SIGHUP). A file that cannot be used changes nothing; a good one
+    /// replaces the store at once, and connections whose user was removed or given other
+    /// secrets must authenticate again at their next request.
+    pub fn reload(&self) -> Result<usize, AuthError> {
+        let store = read_store(&self.settings)?;
+        let users = store.user_count();
+        *self
+            .store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(store);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(users)
+    }
+
+    /// The store's generation: connections compare it with the one they authenticated in.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> Arc<CredentialStore> {
+        Arc::clone(
+            &self
+                .store
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// What `user`'s entries are now (`None`: the user is gone).
+    pub fn fingerprint(&self, user: &User) -> Option<[u8; 32]> {
+        self.current().fingerprint(user.as_str())
+    }
+
     /// An authenticator over `store` (tests).
     pub fn with_store(store: CredentialStore, ascii: bool, sasl: bool) -> Authenticator {
         Authenticator {
-            store,
+            store: RwLock::new(Arc::new(store)),
+            generation: AtomicU64::new(0),
+            settings: AuthSettings::default(),
             ascii,
             sasl,
             plain_cleartext: true,
@@ -174,7 +184,7 @@ impl Authenticator {
     /// Checks a user's password, counting the attempt.
     pub fn check(&self, user: &[u8], password: &[u8]) -> Option<User> {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-        let found = self.store.check_password(user, password);
+        let found = self.current().check_password(user, password);
         if found.is_none() {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -186,7 +196,7 @@ impl Authenticator {
         let mut random = [0u8; 18];
         openssl::rand::rand_bytes(&mut random).ok()?;
         let nonce = openssl::base64::encode_block(&random);
-        match self.store.scram_start(client_first, nonce.as_bytes()) {
+        match self.current().scram_start(client_first, nonce.as_bytes()) {
             Ok(started) => Some(started),
             Err(err) => {
                 log::debug!("SCRAM exchange refused: {err}");
@@ -220,6 +230,46 @@ impl Authenticator {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The store `settings`' files make (the server warns about cleartext entries).
+fn read_store(settings: &AuthSettings) -> Result<CredentialStore, AuthError> {
+    let mut store = CredentialStore::empty();
+    let mut files: Vec<&Path> = Vec::new();
+    if let Some(path) = &settings.ascii_file {
+        files.push(path);
+    }
+    if settings.sasl {
+        match (&settings.sasl_file, &settings.ascii_file) {
+            (Some(path), _) => {
+                if settings.ascii_file.as_deref() != Some(path.as_path()) {
+                    files.push(path);
+                }
+            }
+            (None, Some(_)) => {}
+            (None, None) => return Err(AuthError::NoSaslFile),
+        }
+    }
+    for path in files {
+        let text = read_private(path)?;
+        store.add_text(&text).map_err(|err| AuthError::Malformed {
+            path: path.display().to_string(),
+            err,
+        })?;
+    }
+    if store.cleartext_entries() > 0 {
+        log::warn!(
+            "{} credential entr{} stored in cleartext; `rampart passwd <user>` writes a \
+             hashed (SCRAM-SHA-256) entry instead",
+            store.cleartext_entries(),
+            if store.cleartext_entries() == 1 {
+                "y is"
+            } else {
+                "ies are"
+            }
+        );
+    }
+    Ok(store)
 }
 
 /// A credential file's text, refused when other users may read or write it.

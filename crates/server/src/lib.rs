@@ -447,7 +447,7 @@ fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>, security:
 
 mod signals {
     //! SIGTERM and SIGINT start a graceful stop; a second one exits at once; SIGHUP reloads
-    //! the TLS certificates. The signals are blocked in every thread and taken synchronously
+    //! the TLS certificates and the credential files. The signals are blocked in every thread and taken synchronously
     //! by one waiting thread, so no handler runs on an executor.
 
     use std::sync::Arc;
@@ -492,8 +492,20 @@ mod signals {
                         // memcached reloads its certificates on SIGHUP; the outcome is logged.
                         if process.tls.is_some() {
                             let _ = process.refresh_certs();
-                        } else {
-                            log::info!("SIGHUP: nothing to reload without TLS");
+                        }
+                        // The credential files too: a bad one changes nothing.
+                        if let Some(auth) = &process.auth {
+                            match auth.reload() {
+                                Ok(users) => {
+                                    log::info!("SIGHUP: credentials reloaded, {users} user(s)")
+                                }
+                                Err(err) => log::error!(
+                                    "SIGHUP: credentials not reloaded, the old ones stay: {err}"
+                                ),
+                            }
+                        }
+                        if process.tls.is_none() && process.auth.is_none() {
+                            log::info!("SIGHUP: nothing to reload without TLS or credentials");
                         }
                         continue;
                     }

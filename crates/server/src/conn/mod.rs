@@ -306,7 +306,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     }
     let mut session = Session::new(identity, worker.config().protocol);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
-    let auth_deadline = worker.auth().map(|auth| {
+    let mut auth_deadline = worker.auth().map(|auth| {
         // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
         let plain_allowed =
             matches!(link, Link::Tls(_)) || stream.addresses().is_none() || auth.plain_cleartext;
@@ -351,9 +351,16 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             if let Some(listed) = &listed {
                 listed.entry.waiting();
             }
-            let wait = match auth_deadline {
-                Some(deadline) if session.is_locked() => Wait::Until(deadline),
-                _ => idle_wait,
+            // The deadline runs from the connection's start, or from when a credential reload
+            // made it authenticate again.
+            let wait = match worker.auth() {
+                Some(auth) if session.is_locked() => {
+                    Wait::Until(*auth_deadline.get_or_insert_with(|| Instant::now() + auth.timeout))
+                }
+                _ => {
+                    auth_deadline = None;
+                    idle_wait
+                }
             };
             match link.read(&mut stream, &mut input, wait, &idle).await {
                 Ok(0) => break,

@@ -49,6 +49,15 @@ pub(crate) enum Gate {
     },
 }
 
+/// What an authenticated connection was authenticated against, to notice a reload that
+/// removed its user or changed the user's secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    generation: u64,
+    fingerprint: [u8; 32],
+    plain_allowed: bool,
+}
+
 /// What one step before authentication did.
 pub(super) enum Step {
     /// `n` bytes of input used up, a reply (if any) written.
@@ -147,7 +156,7 @@ impl Session {
             };
             return match auth.check(user, password) {
                 Some(user) => {
-                    self.open(user);
+                    self.open(auth, user);
                     line(out.bytes(), b"STORED");
                     Step::Consumed(len)
                 }
@@ -270,7 +279,7 @@ impl Session {
                 };
                 match user {
                     Some(user) => {
-                        self.open(user);
+                        self.open(auth, user);
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, AUTHENTICATED);
                         Step::Consumed(consumed)
                     }
@@ -309,7 +318,7 @@ impl Session {
                     .and_then(|exchange| auth.scram_finish(&exchange, data));
                 match finished {
                     Some((user, server_final)) => {
-                        self.open(user);
+                        self.open(auth, user);
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, &server_final);
                         Step::Consumed(consumed)
                     }
@@ -345,9 +354,49 @@ impl Session {
         }
     }
 
-    fn open(&mut self, user: rampart_auth::User) {
+    fn open(&mut self, auth: &Authenticator, user: rampart_auth::User) {
+        let plain_allowed = match self.gate {
+            Gate::Locked { plain_allowed, .. } => plain_allowed,
+            Gate::Open => self.verified.as_ref().is_none_or(|v| v.plain_allowed),
+        };
+        let generation = auth.generation();
+        self.verified = auth.fingerprint(&user).map(|fingerprint| {
+            Box::new(Verified {
+                generation,
+                fingerprint,
+                plain_allowed,
+            })
+        });
         self.gate = Gate::Open;
         self.identity = Identity::User(Box::new(user));
+    }
+
+    /// After a reload: a connection whose user is gone or has other secrets now must
+    /// authenticate again (its next request answers as an unauthenticated one's would).
+    pub(super) fn recheck(&mut self, auth: &Authenticator) {
+        let Some(verified) = self.verified.as_mut() else {
+            return;
+        };
+        if verified.generation == auth.generation() {
+            return;
+        }
+        let generation = auth.generation();
+        let now = match &self.identity {
+            Identity::User(user) => auth.fingerprint(user),
+            Identity::Anonymous | Identity::Certificate(_) => None,
+        };
+        if now == Some(verified.fingerprint) {
+            verified.generation = generation;
+            return;
+        }
+        log::info!(
+            "credentials reloaded: a connection's user was removed or changed; it must authenticate again"
+        );
+        let plain_allowed = verified.plain_allowed;
+        self.verified = None;
+        self.scram = None;
+        self.identity = Identity::Anonymous;
+        self.lock(plain_allowed);
     }
 
     /// One more failed attempt; the connection closes at [`MAX_FAILURES`].

@@ -133,6 +133,8 @@ pub struct Session {
     gate: Gate,
     /// A SCRAM-SHA-256 exchange between its two steps.
     scram: Option<Box<rampart_auth::ScramExchange>>,
+    /// What an authenticated connection authenticated against (`-Y`, `-S`).
+    verified: Option<Box<gate::Verified>>,
     state: ReadState,
     /// Requests for other cores' keys, waiting for [`Session::exchange`].
     plan: Plan,
@@ -151,6 +153,7 @@ impl Session {
             identity,
             gate: Gate::Open,
             scram: None,
+            verified: None,
             state,
             plan: Plan::default(),
             high_water: OUT_HIGH_WATER_BYTES,
@@ -181,6 +184,11 @@ impl Session {
         let mut requests = 0;
         let limits = worker.limits();
         let sharded = worker.router().shard_count() > 1;
+        if self.verified.is_some()
+            && let Some(auth) = worker.auth()
+        {
+            self.recheck(auth);
+        }
         let progress = |consumed, requests, stop| Progress {
             consumed,
             requests,
