@@ -24,7 +24,7 @@ const AUTH_LINE: &[u8] = b"set auth 0 0 12\r\nalice secret\r\n";
 const BOUND: Duration = Duration::from_secs(5);
 /// How long a reply may pause before it is taken as complete, in the differential cases
 /// (whose replies have no common terminator).
-const QUIET: Duration = Duration::from_millis(250);
+const QUIET: Duration = Duration::from_millis(400);
 
 /// A credential file in `dir` with `text`, mode `mode`.
 fn credentials(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
@@ -114,8 +114,11 @@ fn ascii_auth_answers_as_memcached_does() {
         b"\x80\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
     ];
     for case in cases {
-        let expected = exchange_quiet(memcached.port(), case);
-        let got = exchange_quiet(rampart.port(), case);
+        let (expected, got) = std::thread::scope(|scope| {
+            let expected = scope.spawn(|| exchange_quiet(memcached.port(), case));
+            let got = exchange_quiet(rampart.port(), case);
+            (expected.join().expect("memcached's side"), got)
+        });
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&expected),
@@ -699,6 +702,16 @@ fn sighup_reloads_credentials_and_revokes_changed_users() {
         bob.roundtrip(b"set auth 0 0 11\r\nbob builder\r\n", b"\r\n"),
         b"STORED\r\n"
     );
+    // `stats conns` names who authenticated.
+    bob.send(b"stats conns\r\n").expect("send");
+    let conns = parse_stats(&bob.read_until(b"END\r\n", BOUND).bytes);
+    let mut names: Vec<&str> = conns
+        .iter()
+        .filter(|(name, _)| name.ends_with(":user"))
+        .map(|(_, user)| user.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice", "bob"], "{conns:?}");
     fs::write(&users, "alice:changed\nbob:builder\n").expect("rewrite");
     let reloads = |server: &Server| server.stderr().matches("SIGHUP: credentials").count();
     server.signal(libc::SIGHUP);
@@ -720,6 +733,14 @@ fn sighup_reloads_credentials_and_revokes_changed_users() {
     );
     assert_eq!(alice.roundtrip(b"get k\r\n", b"\r\n"), UNAUTHENTICATED);
     assert_eq!(bob.roundtrip(b"get k\r\n", b"\r\n"), b"END\r\n");
+    bob.send(b"stats conns\r\n").expect("send");
+    let conns = parse_stats(&bob.read_until(b"END\r\n", BOUND).bytes);
+    let names: Vec<&String> = conns
+        .iter()
+        .filter(|(n, _)| n.ends_with(":user"))
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(names, ["bob"], "revoked alice is still shown: {conns:?}");
     // The revoked connection may authenticate again, with the new password only.
     assert_eq!(
         alice.roundtrip(AUTH_LINE, b"\r\n"),

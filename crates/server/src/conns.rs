@@ -5,7 +5,8 @@
 //! turn a connection only stores its clock and state into its own entry (relaxed atomics).
 //! Lines are memcached's (`<fd>:addr`, `<fd>:listen_addr`, `<fd>:state`,
 //! `<fd>:secs_since_last_cmd`), plus, for TLS connections, `<fd>:tls_version`,
-//! `<fd>:tls_cipher` and the verified client certificate's `<fd>:peer_cn` and `<fd>:peer_san`.
+//! `<fd>:tls_cipher` and the verified client certificate's `<fd>:peer_cn` and `<fd>:peer_san`,
+//! and, once a connection has authenticated (`-Y`, `-S`), `<fd>:user`.
 //! Listening sockets are not listed (memcached shows them as `conn_listening`; rampart has one
 //! per executor per address), nor are connections over unix sockets (glommio does not expose
 //! their descriptor, which is what memcached keys the lines by).
@@ -39,6 +40,8 @@ pub struct ConnEntry {
     last_cmd: AtomicU64,
     /// Waiting for input (`conn_waiting`) rather than running requests (`conn_parse_cmd`).
     waiting: AtomicBool,
+    /// The authenticated user, when there is one.
+    user: Mutex<Option<Box<str>>>,
 }
 
 impl ConnEntry {
@@ -51,6 +54,11 @@ impl ConnEntry {
     /// The connection is about to wait for input.
     pub fn waiting(&self) {
         self.waiting.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection authenticated as `user` (or lost its authentication: `None`).
+    pub fn set_user(&self, user: Option<&str>) {
+        *self.user.lock().unwrap_or_else(PoisonError::into_inner) = user.map(Into::into);
     }
 }
 
@@ -99,6 +107,7 @@ impl ConnTable {
             tls,
             last_cmd: AtomicU64::new(now),
             waiting: AtomicBool::new(true),
+            user: Mutex::new(None),
         });
         self.lock().insert(fd, Arc::clone(&entry));
         Listed {
@@ -144,6 +153,14 @@ impl ConnTable {
                         stat(out, fd, "peer_san", sans.as_bytes());
                     }
                 }
+            }
+            let user = entry
+                .user
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(user) = user {
+                stat(out, fd, "user", user.as_bytes());
             }
         }
     }

@@ -313,6 +313,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         session.lock(plain_allowed);
         Instant::now() + auth.timeout
     });
+    let mut shown_user: Option<Box<str>> = None;
     let mut out = Output::new();
     let per_event = worker.config().requests_per_event.max(1);
     let idle_wait = Wait::idle(worker.config().idle_timeout);
@@ -394,6 +395,14 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         let stop = loop {
             let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
             input.consume(progress.consumed);
+            // `stats conns` shows who authenticated, before the replies that say so go out
+            // (looked at only with -Y or -S).
+            if worker.auth().is_some() && shown_user.as_deref() != session.user() {
+                shown_user = session.user().map(Into::into);
+                if let Some(listed) = &listed {
+                    listed.entry.set_user(session.user());
+                }
+            }
             let budget_spent = progress.requests >= per_event;
             if progress.stop == Stop::WholeCache {
                 // Everything before it has run first, so its view includes them.

@@ -114,17 +114,9 @@ impl Session {
         out: &mut Output,
     ) -> Step {
         let wire = match self.state {
-            ReadState::Negotiating => {
-                // With ASCII auth only, connections speak text (memcached's -Y does not serve
-                // the binary protocol): a binary packet is just a bad line.
-                let wire = if rest[0] == BINARY_REQUEST_MAGIC && auth.sasl {
-                    Wire::Binary
-                } else {
-                    Wire::Text
-                };
-                self.state = ReadState::Reading(wire);
-                wire
-            }
+            // With ASCII auth only, connections speak text (memcached's -Y does not serve the
+            // binary protocol): a binary packet is just a bad line.
+            ReadState::Negotiating => self.negotiate(rest[0], auth.sasl),
             ReadState::Reading(wire) => wire,
             // Neither starts before authentication.
             ReadState::ResumingGet { .. } | ReadState::Swallowing { .. } => Wire::Text,

@@ -237,15 +237,7 @@ impl Session {
                         }
                     }
                 }
-                ReadState::Negotiating => {
-                    let wire = if rest[0] == BINARY_REQUEST_MAGIC {
-                        Wire::Binary
-                    } else {
-                        Wire::Text
-                    };
-                    self.state = ReadState::Reading(wire);
-                    wire
-                }
+                ReadState::Negotiating => self.negotiate(rest[0], true),
                 ReadState::Reading(wire) => wire,
                 ReadState::ResumingGet { keys_done: done } => {
                     keys_done = done;
@@ -421,6 +413,26 @@ impl Session {
                 self.refuse_store(store, Refusal::TooLarge, swallow, worker, now, out);
                 Flow::Continue
             }
+        }
+    }
+
+    /// `-B auto`: the first byte chooses the protocol for the life of the connection (binary
+    /// only where `binary_allowed`).
+    fn negotiate(&mut self, first: u8, binary_allowed: bool) -> Wire {
+        let wire = if first == BINARY_REQUEST_MAGIC && binary_allowed {
+            Wire::Binary
+        } else {
+            Wire::Text
+        };
+        self.state = ReadState::Reading(wire);
+        wire
+    }
+
+    /// The authenticated user's name, when there is one.
+    pub fn user(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::User(user) => Some(user.as_str()),
+            Identity::Anonymous | Identity::Certificate(_) => None,
         }
     }
 
