@@ -770,6 +770,144 @@ fn sighup_reloads_credentials_and_revokes_changed_users() {
     );
 }
 
+/// A minimal SCRAM-SHA-256 client (RFC 5802), to drive the exchange step by step.
+mod scram_client {
+    use openssl::base64;
+    use openssl::hash::{MessageDigest, hash};
+    use openssl::pkey::PKey;
+    use openssl::sign::Signer;
+
+    fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+        let key = PKey::hmac(key).expect("hmac key");
+        let mut signer = Signer::new(MessageDigest::sha256(), &key).expect("signer");
+        signer.update(message).expect("update");
+        signer.sign_to_vec().expect("sign")
+    }
+
+    /// `client-final-message` for `password`, given the client-first-bare and server-first.
+    pub fn final_message(password: &str, client_first_bare: &str, server_first: &str) -> String {
+        let field = |name: &str| {
+            server_first
+                .split(',')
+                .find_map(|f| f.strip_prefix(name))
+                .expect("a server-first field")
+                .to_string()
+        };
+        let (nonce, salt, iterations) = (field("r="), field("s="), field("i="));
+        let salt = base64::decode_block(&salt).expect("salt");
+        let mut salted = [0u8; 32];
+        openssl::pkcs5::pbkdf2_hmac(
+            password.as_bytes(),
+            &salt,
+            iterations.parse().expect("iterations"),
+            MessageDigest::sha256(),
+            &mut salted,
+        )
+        .expect("pbkdf2");
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = hash(MessageDigest::sha256(), &client_key).expect("sha256");
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        format!("{without_proof},p={}", base64::encode_block(&proof))
+    }
+}
+
+/// One SASL request and its response on `conn`: (status, body).
+fn sasl_roundtrip(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) -> (u16, Vec<u8>) {
+    conn.send(&packet(opcode, mechanism, data)).expect("send");
+    let header = conn.read_until(b"\xde\xad\xbe\xef", BOUND);
+    assert_eq!(header.end, End::Terminator, "no response: {header:?}");
+    let mut reply = header.bytes;
+    let body = u32::from_be_bytes([reply[8], reply[9], reply[10], reply[11]]) as usize;
+    // The rest of the header (CAS) and the body.
+    while reply.len() < 24 + body {
+        let more = conn.read_until(b"", Duration::from_millis(200));
+        if more.bytes.is_empty() {
+            break;
+        }
+        reply.extend(more.bytes);
+    }
+    status_of(&reply)
+}
+
+/// SCRAM by hand: the exchange works step by step; one begun before a reload that changed the
+/// user's password fails even with the old password's proof (it would otherwise let a holder
+/// of the old password in after the rotation); an authenticated client that guesses other
+/// users' passwords is closed after five failures; an unauthenticated one that sends 16
+/// requests without authenticating is closed.
+#[test]
+fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
+    let dir = TempDir::new().expect("temp dir");
+    let users = credentials(dir.path(), "users", &passwd_line("alice", "old"), 0o600);
+    give_to_nobody(&users);
+    let mut server = Server::start(Kind::Rampart, &["-S", "-Y", path_arg(&users)]);
+    let first_bare = "n=alice,r=clientnonce";
+    let start = |conn: &mut Conn| {
+        let (status, server_first) = sasl_roundtrip(
+            conn,
+            SASL_AUTH,
+            b"SCRAM-SHA-256",
+            format!("n,,{first_bare}").as_bytes(),
+        );
+        assert_eq!(status, 0x21, "continue");
+        String::from_utf8(server_first).expect("ascii")
+    };
+    // A whole exchange.
+    let mut conn = Conn::new(tcp_connect(server.port()).expect("connect"));
+    let server_first = start(&mut conn);
+    let last = scram_client::final_message("old", first_bare, &server_first);
+    let (status, server_final) =
+        sasl_roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes());
+    assert_eq!(status, 0);
+    assert!(server_final.starts_with(b"v="));
+    // One begun before a reload.
+    let mut pending = Conn::new(tcp_connect(server.port()).expect("connect"));
+    let server_first = start(&mut pending);
+    fs::write(&users, passwd_line("alice", "new")).expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + BOUND;
+    while !server.stderr().contains("SIGHUP: credentials reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload\n{}",
+            server.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let last = scram_client::final_message("old", first_bare, &server_first);
+    let (status, _) = sasl_roundtrip(&mut pending, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes());
+    assert_eq!(
+        status, 0x20,
+        "an exchange from before the reload let the old password in"
+    );
+    // The authenticated connection from before was revoked (its password changed): a
+    // binary request now gets Auth failure and the connection closes.
+    conn.send(&packet(GETK, b"k", b"")).expect("send");
+    let reply = conn.read_to_eof(BOUND);
+    assert_eq!(status_of(&reply.bytes).0, 0x20);
+    // Guessing after authenticating: five failures close the connection.
+    let mut guesser = Conn::new(tcp_connect(server.port()).expect("connect"));
+    let server_first = start(&mut guesser);
+    let last = scram_client::final_message("new", first_bare, &server_first);
+    assert_eq!(
+        sasl_roundtrip(&mut guesser, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes()).0,
+        0
+    );
+    let guesses = packet(SASL_AUTH, b"SCRAM-SHA-256", b"n,,n=bob,r=x").repeat(6);
+    guesser.send(&guesses).expect("send");
+    let reply = guesser.read_to_eof(BOUND);
+    assert_eq!(reply.end, End::Eof, "still open after guesses: {reply:?}");
+    // Sixteen requests without authenticating, then the connection closes.
+    let reply = exchange(server.port(), &b"get k\r\n".repeat(20));
+    assert_eq!(reply, [&UNAUTHENTICATED.repeat(16)[..], b"<EOF>"].concat());
+}
+
 /// Makes `path` the `nobody` account's when the tests run as root (the harness starts the
 /// server with `-u nobody` then).
 fn give_to_nobody(path: &Path) {

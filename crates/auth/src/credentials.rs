@@ -110,10 +110,17 @@ fn valid_user(name: &str) -> Result<(), String> {
 }
 
 impl CredentialStore {
-    /// An empty store (no user can authenticate).
+    /// An empty store (no user can authenticate), with a random salt key.
     pub fn empty() -> CredentialStore {
         let mut store_key = [0u8; 32];
         let _ = openssl::rand::rand_bytes(&mut store_key);
+        CredentialStore::with_salt_key(store_key)
+    }
+
+    /// An empty store whose made-up SCRAM salts (for cleartext entries and unknown users)
+    /// come from `store_key`: keep it across reloads, so that those salts do not change when
+    /// real ones do not, which would tell made-up users from real ones.
+    pub fn with_salt_key(store_key: [u8; 32]) -> CredentialStore {
         CredentialStore {
             users: HashMap::new(),
             cleartext_entries: 0,
@@ -210,11 +217,8 @@ impl CredentialStore {
     pub(crate) fn scram_secret(&self, user: &str) -> (Option<User>, ScramSecret) {
         use crate::scram::{unmatched_secret, user_salt};
         let Some((name, secrets)) = self.users.get_key_value(user) else {
-            let iterations = match &self.dummy {
-                Secret::Scram(dummy) => dummy.iterations(),
-                Secret::Clear { .. } => DEFAULT_ITERATIONS,
-            };
-            let secret = unmatched_secret(&self.store_key, user, iterations);
+            // The iteration count new entries get, as most real users' will be.
+            let secret = unmatched_secret(&self.store_key, user, DEFAULT_ITERATIONS);
             if self.hashed_entries == 0 {
                 // Cleartext users cost a derivation here; so does an unknown one.
                 let _ = ScramSecret::derive(b"", secret.salt(), DEFAULT_ITERATIONS);

@@ -14,8 +14,12 @@ use rampart_auth::{CredentialStore, ScramExchange, User};
 
 /// How long a connection may stay unauthenticated by default.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Failed attempts one connection may make; the next closes it.
+/// Failed attempts one connection may make (a SCRAM exchange counts when it starts); the
+/// last closes it.
 pub const MAX_FAILURES: u32 = 5;
+/// Requests an unauthenticated connection may make that are no authentication attempt
+/// (each answered `CLIENT_ERROR unauthenticated`); the next closes it.
+pub const MAX_UNAUTHENTICATED_REQUESTS: u32 = 16;
 /// Before authentication a request (an ASCII auth data block, a binary packet's body) longer
 /// than this closes the connection.
 pub const PRE_AUTH_FRAME_BYTES: usize = 4096;
@@ -89,11 +93,11 @@ pub struct AuthCounters {
 /// Authentication as configured, shared by every connection.
 #[derive(Debug)]
 pub struct Authenticator {
-    /// Replaced whole by a reload; readers take a reference for one check.
-    store: RwLock<Arc<CredentialStore>>,
-    /// Bumped by every reload that changed the store, so a connection notices it with one
-    /// load per turn.
-    generation: AtomicU64,
+    /// The store and its generation (bumped by every reload), replaced together; readers
+    /// take a reference for one check.
+    store: RwLock<(u64, Arc<CredentialStore>)>,
+    /// The made-up SCRAM salts' key, the same across reloads.
+    salt_key: [u8; 32],
     /// Where the store came from, for reloads.
     settings: AuthSettings,
     /// `-Y`: text connections authenticate with memcached's `set` form.
@@ -111,7 +115,9 @@ impl Authenticator {
         if !settings.enabled() {
             return Ok(None);
         }
-        let store = read_store(settings)?;
+        let mut salt_key = [0u8; 32];
+        let _ = openssl::rand::rand_bytes(&mut salt_key);
+        let store = read_store(settings, salt_key)?;
         log::info!(
             "authentication required: {} user(s){}{}",
             store.user_count(),
@@ -123,8 +129,8 @@ impl Authenticator {
             if settings.sasl { ", SASL" } else { "" }
         );
         Ok(Some(Authenticator {
-            store: RwLock::new(Arc::new(store)),
-            generation: AtomicU64::new(0),
+            store: RwLock::new((0, Arc::new(store))),
+            salt_key,
             settings: settings.clone(),
             ascii: settings.ascii_file.is_some(),
             sasl: settings.sasl,
@@ -134,44 +140,11 @@ impl Authenticator {
         }))
     }
 
-    /// Reads the files again (SIGHUP). A file that cannot be used changes nothing; a good one
-    /// replaces the store at once, and connections whose user was removed or given other
-    /// secrets must authenticate again at their next request.
-    pub fn reload(&self) -> Result<usize, AuthError> {
-        let store = read_store(&self.settings)?;
-        let users = store.user_count();
-        *self
-            .store
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(store);
-        self.generation.fetch_add(1, Ordering::Release);
-        Ok(users)
-    }
-
-    /// The store's generation: connections compare it with the one they authenticated in.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    fn current(&self) -> Arc<CredentialStore> {
-        Arc::clone(
-            &self
-                .store
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-
-    /// What `user`'s entries are now (`None`: the user is gone).
-    pub fn fingerprint(&self, user: &User) -> Option<[u8; 32]> {
-        self.current().fingerprint(user.as_str())
-    }
-
     /// An authenticator over `store` (tests).
     pub fn with_store(store: CredentialStore, ascii: bool, sasl: bool) -> Authenticator {
         Authenticator {
-            store: RwLock::new(Arc::new(store)),
-            generation: AtomicU64::new(0),
+            store: RwLock::new((0, Arc::new(store))),
+            salt_key: [0; 32],
             settings: AuthSettings::default(),
             ascii,
             sasl,
@@ -181,10 +154,55 @@ impl Authenticator {
         }
     }
 
+    /// Reads the files again (SIGHUP). A file that cannot be used changes nothing; a good one
+    /// replaces the store at once, and connections whose user was removed or given other
+    /// secrets must authenticate again at their next request.
+    pub fn reload(&self) -> Result<usize, AuthError> {
+        let store = read_store(&self.settings, self.salt_key)?;
+        let users = store.user_count();
+        let mut current = self
+            .store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The generation changes with the store, under the same lock.
+        *current = (current.0 + 1, Arc::new(store));
+        Ok(users)
+    }
+
+    /// The store and its generation, as one consistent pair.
+    fn snapshot(&self) -> (u64, Arc<CredentialStore>) {
+        let current = self
+            .store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (current.0, Arc::clone(&current.1))
+    }
+
+    /// The store's generation: connections compare it with the one they authenticated in.
+    pub fn generation(&self) -> u64 {
+        self.snapshot().0
+    }
+
+    /// Whether `user` still has the entries `fingerprint` describes; with the generation
+    /// that answer holds for.
+    pub fn still_valid(&self, user: &User, fingerprint: &[u8; 32]) -> (u64, bool) {
+        let (generation, store) = self.snapshot();
+        let now = store.fingerprint(user.as_str());
+        (generation, now.as_ref() == Some(fingerprint))
+    }
+
     /// Checks a user's password, counting the attempt.
-    pub fn check(&self, user: &[u8], password: &[u8]) -> Option<User> {
+    pub fn check(&self, user: &[u8], password: &[u8]) -> Option<Authenticated> {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-        let found = self.current().check_password(user, password);
+        let (generation, store) = self.snapshot();
+        let found = store.check_password(user, password).and_then(|user| {
+            let fingerprint = store.fingerprint(user.as_str())?;
+            Some(Authenticated {
+                user,
+                generation,
+                fingerprint,
+            })
+        });
         if found.is_none() {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -192,12 +210,19 @@ impl Authenticator {
     }
 
     /// Starts a SCRAM-SHA-256 exchange: the exchange to keep and the server's first message.
-    pub fn scram_start(&self, client_first: &[u8]) -> Option<(ScramExchange, Vec<u8>)> {
+    pub fn scram_start(&self, client_first: &[u8]) -> Option<(PendingScram, Vec<u8>)> {
         let mut random = [0u8; 18];
         openssl::rand::rand_bytes(&mut random).ok()?;
         let nonce = openssl::base64::encode_block(&random);
-        match self.current().scram_start(client_first, nonce.as_bytes()) {
-            Ok(started) => Some(started),
+        let (generation, store) = self.snapshot();
+        match store.scram_start(client_first, nonce.as_bytes()) {
+            Ok((exchange, server_first)) => Some((
+                PendingScram {
+                    generation,
+                    exchange,
+                },
+                server_first,
+            )),
             Err(err) => {
                 log::debug!("SCRAM exchange refused: {err}");
                 self.count_failure();
@@ -207,14 +232,36 @@ impl Authenticator {
     }
 
     /// Ends a SCRAM-SHA-256 exchange, counting the attempt: the user and the server's final
-    /// message.
+    /// message. An exchange begun before a reload fails (it used the old secrets).
     pub fn scram_finish(
         &self,
-        exchange: &ScramExchange,
+        pending: &PendingScram,
         client_final: &[u8],
-    ) -> Option<(User, Vec<u8>)> {
+    ) -> Option<(Authenticated, Vec<u8>)> {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-        match exchange.finish(client_final) {
+        let (generation, store) = self.snapshot();
+        let finished = if generation == pending.generation {
+            pending
+                .exchange
+                .finish(client_final)
+                .map_err(|err| err.to_string())
+        } else {
+            Err("the credentials were reloaded during the exchange".to_string())
+        };
+        let done = finished.and_then(|(user, server_final)| {
+            let fingerprint = store
+                .fingerprint(user.as_str())
+                .ok_or_else(|| "the user is gone".to_string())?;
+            Ok((
+                Authenticated {
+                    user,
+                    generation,
+                    fingerprint,
+                },
+                server_final,
+            ))
+        });
+        match done {
             Ok(done) => Some(done),
             Err(err) => {
                 log::debug!("SCRAM exchange failed: {err}");
@@ -232,9 +279,24 @@ impl Authenticator {
     }
 }
 
+/// A successful authentication: who, and against which store generation and entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: User,
+    pub generation: u64,
+    pub fingerprint: [u8; 32],
+}
+
+/// A SCRAM exchange between its two steps, and the store generation it began in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingScram {
+    generation: u64,
+    exchange: ScramExchange,
+}
+
 /// The store `settings`' files make (the server warns about cleartext entries).
-fn read_store(settings: &AuthSettings) -> Result<CredentialStore, AuthError> {
-    let mut store = CredentialStore::empty();
+fn read_store(settings: &AuthSettings, salt_key: [u8; 32]) -> Result<CredentialStore, AuthError> {
+    let mut store = CredentialStore::with_salt_key(salt_key);
     let mut files: Vec<&Path> = Vec::new();
     if let Some(path) = &settings.ascii_file {
         files.push(path);

@@ -44,6 +44,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
 
     /// The client's and the listener's addresses, for `stats conns` (TCP only).
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)>;
+
+    /// A unix socket: only local processes reach it.
+    fn is_local(&self) -> bool;
 }
 
 impl Transport for glommio::net::TcpStream {
@@ -54,6 +57,10 @@ impl Transport for glommio::net::TcpStream {
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         Some((self.peer_addr().ok()?, self.local_addr().ok()?))
     }
+
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for glommio::net::UnixStream {
@@ -63,6 +70,10 @@ impl Transport for glommio::net::UnixStream {
 
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         None
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 }
 
@@ -309,7 +320,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let mut auth_deadline = worker.auth().map(|auth| {
         // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
         let plain_allowed =
-            matches!(link, Link::Tls(_)) || stream.addresses().is_none() || auth.plain_cleartext;
+            matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;
         session.lock(plain_allowed);
         Instant::now() + auth.timeout
     });

@@ -21,7 +21,10 @@ use rampart_proto::Sasl;
 use rampart_proto::binary::{Frame, Opcode, Status, reply};
 use rampart_proto::text::reply::line;
 
-use crate::auth::{Authenticator, MAX_FAILURES, MECHANISMS, PRE_AUTH_FRAME_BYTES};
+use crate::auth::{
+    Authenticated, Authenticator, MAX_FAILURES, MAX_UNAUTHENTICATED_REQUESTS, MECHANISMS,
+    PRE_AUTH_FRAME_BYTES,
+};
 use crate::authz::Identity;
 use crate::output::Output;
 use crate::stats;
@@ -40,22 +43,33 @@ pub(crate) enum Gate {
     Open,
     /// Not authenticated yet.
     Locked {
-        failures: u32,
         /// ASCII auth: the `set` line has been read and its data block (with `\r\n`) of this
         /// many bytes comes next.
         block: Option<usize>,
-        /// SASL PLAIN may be used: TLS, a unix socket, or `-o sasl_plain_cleartext`.
-        plain_allowed: bool,
+        /// Requests answered `CLIENT_ERROR unauthenticated` so far.
+        refused: u32,
     },
 }
 
-/// What an authenticated connection was authenticated against, to notice a reload that
-/// removed its user or changed the user's secrets.
+/// A connection's authentication state besides its gate: what lasts across a
+/// re-authentication (boxed in the session: most connections never authenticate).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct AuthState {
+    /// SASL PLAIN may be used: TLS, a unix socket, or `-o sasl_plain_cleartext`.
+    plain_allowed: bool,
+    /// Failed attempts (a SCRAM exchange counts from its start); reset by a success.
+    failures: u32,
+    /// A SCRAM-SHA-256 exchange between its two steps.
+    scram: Option<crate::auth::PendingScram>,
+    /// What the connection authenticated against, to notice a reload that removed its user
+    /// or changed the user's secrets.
+    verified: Option<Verified>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Verified {
     generation: u64,
     fingerprint: [u8; 32],
-    plain_allowed: bool,
 }
 
 /// What one step before authentication did.
@@ -91,13 +105,16 @@ fn length(token: &[u8]) -> Option<usize> {
 }
 
 impl Session {
-    /// Requires authentication before anything else, as `auth` says. `plain_allowed`: SASL
-    /// PLAIN may be used on this connection.
+    /// Requires authentication before anything else. `plain_allowed`: SASL PLAIN may be
+    /// used on this connection.
     pub fn lock(&mut self, plain_allowed: bool) {
+        let state = self.auth.get_or_insert_with(Box::default);
+        state.plain_allowed = plain_allowed;
+        state.verified = None;
+        state.scram = None;
         self.gate = Gate::Locked {
-            failures: 0,
             block: None,
-            plain_allowed,
+            refused: 0,
         };
     }
 
@@ -147,8 +164,8 @@ impl Session {
                 return Step::Consumed(len);
             };
             return match auth.check(user, password) {
-                Some(user) => {
-                    self.open(auth, user);
+                Some(done) => {
+                    self.open(done);
                     line(out.bytes(), b"STORED");
                     Step::Consumed(len)
                 }
@@ -167,8 +184,7 @@ impl Session {
         let consumed = newline + 1;
         if !auth.ascii {
             // SASL only: a text connection has no way to authenticate.
-            line(out.bytes(), UNAUTHENTICATED);
-            return Step::Consumed(consumed);
+            return self.unauthenticated(out, consumed);
         }
         let words: Vec<&[u8]> = tokens(&rest[..newline]).take(6).collect();
         let size = match words.as_slice() {
@@ -176,8 +192,7 @@ impl Session {
             _ => None,
         };
         let Some(size) = size else {
-            line(out.bytes(), UNAUTHENTICATED);
-            return Step::Consumed(consumed);
+            return self.unauthenticated(out, consumed);
         };
         if size.saturating_add(2) > PRE_AUTH_FRAME_BYTES {
             line(out.bytes(), TOKEN_TOO_LONG);
@@ -251,27 +266,23 @@ impl Session {
         out: &mut Output,
         consumed: usize,
     ) -> Step {
-        let plain_allowed = match self.gate {
-            Gate::Locked { plain_allowed, .. } => plain_allowed,
-            // Already authenticated over this connection.
-            Gate::Open => true,
-        };
+        let plain_allowed = self.auth.as_ref().is_some_and(|state| state.plain_allowed);
         match sasl {
             Sasl::ListMechanisms => {
                 reply::sasl(out.bytes(), opcode, opaque, Status::Success, MECHANISMS);
                 Step::Consumed(consumed)
             }
             Sasl::Auth { mechanism, data } if mechanism == b"PLAIN" && plain_allowed => {
-                let user = match PlainMessage::parse(data) {
+                let done = match PlainMessage::parse(data) {
                     Ok(message) => auth.check(message.user, message.password),
                     Err(_) => {
                         auth.count_failure();
                         None
                     }
                 };
-                match user {
-                    Some(user) => {
-                        self.open(auth, user);
+                match done {
+                    Some(done) => {
+                        self.open(done);
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, AUTHENTICATED);
                         Step::Consumed(consumed)
                     }
@@ -282,10 +293,18 @@ impl Session {
                 }
             }
             Sasl::Auth { mechanism, data } if mechanism == SCRAM_SHA_256 => {
-                self.scram = None;
-                match auth.scram_start(data) {
-                    Some((exchange, server_first)) => {
-                        self.scram = Some(Box::new(exchange));
+                // An exchange counts as a failure from its start, so starts cannot be repeated
+                // for free (each may cost a key derivation); a success clears the count.
+                if let Step::Close(n) = self.failed(auth, consumed) {
+                    reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                    return Step::Close(n);
+                }
+                let started = auth.scram_start(data);
+                let state = self.auth.get_or_insert_with(Box::default);
+                state.scram = None;
+                match started {
+                    Some((pending, server_first)) => {
+                        state.scram = Some(pending);
                         reply::sasl(
                             out.bytes(),
                             opcode,
@@ -293,32 +312,29 @@ impl Session {
                             Status::AuthContinue,
                             &server_first,
                         );
-                        Step::Consumed(consumed)
                     }
-                    None => {
-                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
-                        self.failed(auth, consumed)
-                    }
+                    None => reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError),
                 }
+                Step::Consumed(consumed)
             }
             Sasl::Step { mechanism, data }
-                if mechanism == SCRAM_SHA_256 && self.scram.is_some() =>
+                if mechanism == SCRAM_SHA_256
+                    && self
+                        .auth
+                        .as_ref()
+                        .is_some_and(|state| state.scram.is_some()) =>
             {
-                let finished = self
-                    .scram
-                    .take()
-                    .and_then(|exchange| auth.scram_finish(&exchange, data));
+                let pending = self.auth.as_mut().and_then(|state| state.scram.take());
+                let finished = pending.and_then(|pending| auth.scram_finish(&pending, data));
                 match finished {
-                    Some((user, server_final)) => {
-                        self.open(auth, user);
+                    Some((done, server_final)) => {
+                        self.open(done);
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, &server_final);
-                        Step::Consumed(consumed)
                     }
-                    None => {
-                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
-                        self.failed(auth, consumed)
-                    }
+                    // Counted when the exchange started.
+                    None => reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError),
                 }
+                Step::Consumed(consumed)
             }
             Sasl::Auth { mechanism, .. } => {
                 if mechanism == b"PLAIN" {
@@ -332,7 +348,9 @@ impl Session {
             }
             // A step of no exchange in progress.
             Sasl::Step { .. } => {
-                self.scram = None;
+                if let Some(state) = self.auth.as_mut() {
+                    state.scram = None;
+                }
                 auth.count_failure();
                 reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                 self.failed(auth, consumed)
@@ -346,59 +364,75 @@ impl Session {
         }
     }
 
-    fn open(&mut self, auth: &Authenticator, user: rampart_auth::User) {
-        let plain_allowed = match self.gate {
-            Gate::Locked { plain_allowed, .. } => plain_allowed,
-            Gate::Open => self.verified.as_ref().is_none_or(|v| v.plain_allowed),
-        };
-        let generation = auth.generation();
-        self.verified = auth.fingerprint(&user).map(|fingerprint| {
-            Box::new(Verified {
-                generation,
-                fingerprint,
-                plain_allowed,
-            })
+    /// Answers `CLIENT_ERROR unauthenticated`; past [`MAX_UNAUTHENTICATED_REQUESTS`] of them
+    /// the connection closes (a client that does not authenticate gets little of the server).
+    fn unauthenticated(&mut self, out: &mut Output, consumed: usize) -> Step {
+        line(out.bytes(), UNAUTHENTICATED);
+        if let Gate::Locked { refused, .. } = &mut self.gate {
+            *refused += 1;
+            if *refused >= MAX_UNAUTHENTICATED_REQUESTS {
+                log::debug!(
+                    "{MAX_UNAUTHENTICATED_REQUESTS} requests without authenticating: closing"
+                );
+                return Step::Close(consumed);
+            }
+        }
+        Step::Consumed(consumed)
+    }
+
+    fn open(&mut self, done: Authenticated) {
+        let state = self.auth.get_or_insert_with(Box::default);
+        state.failures = 0;
+        state.scram = None;
+        state.verified = Some(Verified {
+            generation: done.generation,
+            fingerprint: done.fingerprint,
         });
         self.gate = Gate::Open;
-        self.identity = Identity::User(Box::new(user));
+        self.identity = Identity::User(Box::new(done.user));
     }
 
     /// After a reload: a connection whose user is gone or has other secrets now must
-    /// authenticate again (its next request answers as an unauthenticated one's would).
+    /// authenticate again (its next request answers as an unauthenticated one's would). A
+    /// connection part-way through discarding a refused data block finishes that first.
     pub(super) fn recheck(&mut self, auth: &Authenticator) {
-        let Some(verified) = self.verified.as_mut() else {
+        if matches!(self.state, ReadState::Swallowing { .. }) {
+            return;
+        }
+        let Some(state) = self.auth.as_mut() else {
+            return;
+        };
+        let Some(verified) = state.verified.as_mut() else {
             return;
         };
         if verified.generation == auth.generation() {
             return;
         }
-        let generation = auth.generation();
-        let now = match &self.identity {
-            Identity::User(user) => auth.fingerprint(user),
-            Identity::Anonymous | Identity::Certificate(_) => None,
-        };
-        if now == Some(verified.fingerprint) {
-            verified.generation = generation;
-            return;
+        if let Identity::User(user) = &self.identity {
+            let (generation, valid) = auth.still_valid(user, &verified.fingerprint);
+            if valid {
+                verified.generation = generation;
+                return;
+            }
         }
         log::info!(
             "credentials reloaded: a connection's user was removed or changed; it must authenticate again"
         );
-        let plain_allowed = verified.plain_allowed;
-        self.verified = None;
-        self.scram = None;
+        let plain_allowed = state.plain_allowed;
         self.identity = Identity::Anonymous;
+        if let ReadState::ResumingGet { .. } = self.state {
+            // The half-answered multi-get is not resumed for an unauthenticated client.
+            self.state = ReadState::Reading(Wire::Text);
+        }
         self.lock(plain_allowed);
     }
 
-    /// One more failed attempt; the connection closes at [`MAX_FAILURES`].
+    /// One more failed attempt; the connection closes at [`MAX_FAILURES`], authenticated or
+    /// not (an authenticated client may not guess other users' passwords either).
     fn failed(&mut self, auth: &Authenticator, consumed: usize) -> Step {
-        let Gate::Locked { failures, .. } = &mut self.gate else {
-            // A failed re-authentication: the connection keeps its identity, as memcached's.
-            return Step::Consumed(consumed);
-        };
-        *failures += 1;
-        if *failures >= MAX_FAILURES {
+        let state = self.auth.get_or_insert_with(Box::default);
+        state.failures += 1;
+        if state.failures >= MAX_FAILURES {
             auth.counters
                 .lockouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

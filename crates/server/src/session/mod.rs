@@ -131,10 +131,9 @@ pub struct Session {
     identity: Identity,
     /// Whether the connection must authenticate first (`-Y`, `-S`).
     gate: Gate,
-    /// A SCRAM-SHA-256 exchange between its two steps.
-    scram: Option<Box<rampart_auth::ScramExchange>>,
-    /// What an authenticated connection authenticated against (`-Y`, `-S`).
-    verified: Option<Box<gate::Verified>>,
+    /// `-Y`, `-S`: failures, a SCRAM exchange in progress, what the connection authenticated
+    /// against.
+    auth: Option<Box<gate::AuthState>>,
     state: ReadState,
     /// Requests for other cores' keys, waiting for [`Session::exchange`].
     plan: Plan,
@@ -152,8 +151,7 @@ impl Session {
         Session {
             identity,
             gate: Gate::Open,
-            scram: None,
-            verified: None,
+            auth: None,
             state,
             plan: Plan::default(),
             high_water: OUT_HIGH_WATER_BYTES,
@@ -184,7 +182,7 @@ impl Session {
         let mut requests = 0;
         let limits = worker.limits();
         let sharded = worker.router().shard_count() > 1;
-        if self.verified.is_some()
+        if self.auth.is_some()
             && let Some(auth) = worker.auth()
         {
             self.recheck(auth);
@@ -317,6 +315,13 @@ impl Session {
         out: &mut Output,
     ) -> Result<Progress, Gone> {
         let limits = worker.limits();
+        if let Some(auth) = worker.auth() {
+            // A reload may have come while the queued requests were exchanged.
+            self.recheck(auth);
+            if self.is_locked() {
+                return Ok(self.process(input, worker, now, 1, out));
+            }
+        }
         if self.state == ReadState::Reading(Wire::Binary) {
             if let AnyParsed::Complete { consumed, frame } =
                 rampart_proto::binary::parse(input, &limits)

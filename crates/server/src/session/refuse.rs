@@ -212,6 +212,15 @@ impl Session {
         now: u64,
         out: &mut Output,
     ) -> Progress {
+        if self.is_locked() {
+            // Before authentication nothing is large enough to get here; after a revocation,
+            // the store is not run for an unauthenticated connection.
+            return Progress {
+                consumed: 0,
+                requests: 0,
+                stop: Stop::Close,
+            };
+        }
         worker.process_state().read_budget.refused();
         let binary = self.front_is_binary(input);
         match self.front_store(input, worker) {
