@@ -74,7 +74,8 @@ pub struct Args {
     /// comma separated extended options: idle_timeout=<seconds>,
     /// read_buf_mem_limit=<MB> (default -m; 0 no limit), ssl_chain_cert, ssl_key,
     /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
-    /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout, and
+    /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout,
+    /// ssl_psk_file, sasl_plain_cleartext, auth_timeout=<seconds>, and
     /// memcached's tuning options
     #[argh(option, short = 'o')]
     pub extended: Vec<String>,

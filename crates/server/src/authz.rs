@@ -20,6 +20,8 @@ pub enum Identity {
     Certificate(Box<PeerIdentity>),
     /// A user who authenticated with ASCII auth or SASL.
     User(Box<rampart_auth::User>),
+    /// A TLS client that authenticated with a pre-shared key (`ssl_psk_file`): its identity.
+    Psk(Box<str>),
 }
 
 /// The outcome of an authorization decision.
@@ -36,7 +38,7 @@ pub fn authorize(identity: &Identity, request: &Request<'_>) -> Decision {
     match identity {
         // Without a configured policy memcached's behaviour is the contract: everything is
         // allowed, including admin commands, which have their own switches (-A, -F).
-        Identity::Anonymous | Identity::Certificate(_) | Identity::User(_) => {
+        Identity::Anonymous | Identity::Certificate(_) | Identity::User(_) | Identity::Psk(_) => {
             let _ = request;
             Decision::Allow
         }

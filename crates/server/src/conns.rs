@@ -6,7 +6,8 @@
 //! Lines are memcached's (`<fd>:addr`, `<fd>:listen_addr`, `<fd>:state`,
 //! `<fd>:secs_since_last_cmd`), plus, for TLS connections, `<fd>:tls_version`,
 //! `<fd>:tls_cipher` and the verified client certificate's `<fd>:peer_cn` and `<fd>:peer_san`,
-//! and, once a connection has authenticated (`-Y`, `-S`), `<fd>:user`.
+//! `<fd>:psk_identity` for a pre-shared key, and, once a connection has authenticated (`-Y`,
+//! `-S`), `<fd>:user`.
 //! Listening sockets are not listed (memcached shows them as `conn_listening`; rampart has one
 //! per executor per address), nor are connections over unix sockets (glommio does not expose
 //! their descriptor, which is what memcached keys the lines by).
@@ -26,6 +27,8 @@ pub struct TlsDescription {
     pub version: &'static str,
     pub cipher: &'static str,
     pub peer: Option<PeerIdentity>,
+    /// The pre-shared key's identity, when the client used one.
+    pub psk: Option<String>,
 }
 
 /// One open connection.
@@ -153,6 +156,9 @@ impl ConnTable {
                         stat(out, fd, "peer_san", sans.as_bytes());
                     }
                 }
+                if let Some(psk) = &tls.psk {
+                    stat(out, fd, "psk_identity", psk.as_bytes());
+                }
             }
             let user = entry
                 .user
@@ -207,6 +213,7 @@ mod tests {
                 version: "TLSv1.3",
                 cipher: "TLS_AES_256_GCM_SHA384",
                 peer: Some(peer),
+                psk: None,
             };
             let _tls = table.insert(
                 9,

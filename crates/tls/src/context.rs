@@ -75,6 +75,28 @@ pub fn build_context(
             .map_err(|_| RefreshError::Ciphers {
                 ciphers: ciphers.clone(),
             })?;
+    } else if settings.psk_file.is_some() {
+        // OpenSSL's default list leaves out the TLS 1.2 PSK suites.
+        ctx.set_cipher_list("DEFAULT:PSK").map_err(internal)?;
+    }
+    if let Some(path) = &settings.psk_file {
+        // Read with the context, so a refresh reads the keys again too.
+        let table = crate::psk::PskTable::load(path)?;
+        let index = crate::psk::identity_index().map_err(internal)?;
+        ctx.set_psk_server_callback(move |ssl, identity, psk| {
+            let found = identity.and_then(|identity| Some((identity, table.key(identity)?)));
+            match found {
+                Some((identity, key)) if key.len() <= psk.len() => {
+                    psk[..key.len()].copy_from_slice(key);
+                    // OpenSSL does not report the identity of a TLS 1.3 PSK taken through this
+                    // callback: remember it on the connection.
+                    ssl.set_ex_data(index, String::from_utf8_lossy(identity).into_owned());
+                    Ok(key.len())
+                }
+                // An unknown identity: no key, and the handshake fails.
+                _ => Ok(0),
+            }
+        });
     }
     load_certificates(&mut ctx, settings)?;
     ctx.set_verify(settings.verify_mode.openssl());

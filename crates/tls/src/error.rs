@@ -45,6 +45,9 @@ pub enum RefreshError {
     Ca { path: String, detail: String },
     #[error("Error setting the provided cipher(s): {ciphers}")]
     Ciphers { ciphers: String },
+    /// `ssl_psk_file` cannot be used (rampart only).
+    #[error("Error loading the PSK file: {path} : {detail}")]
+    Psk { path: String, detail: String },
     /// Allocation or option failures inside OpenSSL: the server's fault, not the files'.
     #[error("Error creating the TLS context: {detail}")]
     Context { detail: String },

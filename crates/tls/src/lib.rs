@@ -31,6 +31,7 @@
 mod context;
 mod error;
 mod holder;
+mod psk;
 mod session;
 mod settings;
 

@@ -354,6 +354,15 @@ impl TlsSession {
         }
     }
 
+    /// The PSK identity the client authenticated with (`ssl_psk_file`), once established.
+    pub fn psk_identity(&self) -> Option<String> {
+        if !self.is_established() {
+            return None;
+        }
+        let index = crate::psk::identity_index().ok()?;
+        self.ssl()?.ex_data(index).cloned()
+    }
+
     /// The negotiated protocol and cipher (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`), once known.
     pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
         let ssl = self.ssl()?;

@@ -113,6 +113,9 @@ pub struct TlsSettings {
     pub kernel_tls: bool,
     /// rampart only: the connection driver closes a connection still handshaking after this.
     pub handshake_timeout: Duration,
+    /// rampart only: `ssl_psk_file`, stunnel's `PSKsecrets` format (`IDENTITY:KEY` lines):
+    /// clients may authenticate with a pre-shared key instead of (or beside) certificates.
+    pub psk_file: Option<PathBuf>,
 }
 
 impl Default for TlsSettings {
@@ -130,6 +133,7 @@ impl Default for TlsSettings {
             min_version: MinVersion::Tls12,
             kernel_tls: false,
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            psk_file: None,
         }
     }
 }
@@ -204,6 +208,9 @@ impl TlsSettings {
                     self.handshake_timeout = Duration::from_secs(secs);
                     Ok(())
                 })
+            }
+            "ssl_psk_file" => {
+                required("ssl_psk_file", value).map(|v| self.psk_file = Some(PathBuf::from(v)))
             }
             _ => return None,
         };

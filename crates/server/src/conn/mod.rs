@@ -222,14 +222,16 @@ impl Link {
             return None;
         };
         let (version, cipher) = tls.negotiated()?;
-        let peer = match identity {
-            Identity::Certificate(peer) => Some((**peer).clone()),
-            Identity::Anonymous | Identity::User(_) => None,
+        let (peer, psk) = match identity {
+            Identity::Certificate(peer) => (Some((**peer).clone()), None),
+            Identity::Psk(name) => (None, Some(name.to_string())),
+            Identity::Anonymous | Identity::User(_) => (None, None),
         };
         Some(TlsDescription {
             version,
             cipher,
             peer,
+            psk,
         })
     }
 
@@ -283,9 +285,12 @@ async fn establish<S: Transport>(
             return None;
         }
     }
-    let identity = link.peer().map_or(Identity::Anonymous, |peer| {
-        Identity::Certificate(Box::new(peer.clone()))
-    });
+    // A pre-shared key is the stronger proof: it names the client's identity.
+    let identity = match (link.psk_identity(), link.peer()) {
+        (Some(psk), _) => Identity::Psk(psk.into_boxed_str()),
+        (None, Some(peer)) => Identity::Certificate(Box::new(peer.clone())),
+        (None, None) => Identity::Anonymous,
+    };
     Some((Link::Tls(Box::new(link)), identity))
 }
 
@@ -317,7 +322,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     }
     let mut session = Session::new(identity, worker.config().protocol);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
-    let mut auth_deadline = worker.auth().map(|auth| {
+    // A pre-shared key already authenticated the client.
+    let psk = matches!(session.identity(), Identity::Psk(_));
+    let mut auth_deadline = worker.auth().filter(|_| !psk).map(|auth| {
         // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
         let plain_allowed =
             matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;

@@ -102,6 +102,11 @@ impl TlsLink {
         self.session.peer_identity()
     }
 
+    /// The PSK identity the client authenticated with.
+    pub fn psk_identity(&self) -> Option<String> {
+        self.session.psk_identity()
+    }
+
     /// Reads from the socket until there is plaintext in `input` (its length is returned),
     /// the handshake advanced, or the stream ended (`Ok(0)`). A TLS failure is
     /// `InvalidData`, after the alert has been written.

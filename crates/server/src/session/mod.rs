@@ -437,8 +437,13 @@ impl Session {
     pub fn user(&self) -> Option<&str> {
         match &self.identity {
             Identity::User(user) => Some(user.as_str()),
-            Identity::Anonymous | Identity::Certificate(_) => None,
+            Identity::Anonymous | Identity::Certificate(_) | Identity::Psk(_) => None,
         }
+    }
+
+    /// Who the connection is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Discards the next `bytes` of input as they arrive (a refused data block), then goes

@@ -1,0 +1,221 @@
+//! TLS-PSK (`-o ssl_psk_file`, stunnel's `PSKsecrets` format): the RHEL guide's client-side
+//! stunnel configuration (`client = yes`, `ciphers = PSK`, `PSKsecrets`) connects straight to
+//! rampart, and so does `openssl s_client -psk` over TLS 1.2 and TLS 1.3; the PSK identity is
+//! the connection's identity (it passes `-Y` without ASCII auth, and `stats conns` names it);
+//! a wrong key or an unknown identity gets no connection, a client without a PSK gets no more
+//! than any certificate-only client, and unusable PSK files stop the start-up.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_tests::server::{find_on_path, run_bounded};
+use rampart_tests::tempdir::TempDir;
+use rampart_tests::tls::{Pki, second_port, tcp_connect};
+use rampart_tests::{Kind, Server};
+
+/// The key as text (20 characters, not all hex digits, so stunnel reads it as bytes).
+const KEY: &str = "0123456789abcdefghij";
+const BOUND: Duration = Duration::from_secs(10);
+
+fn write_private(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// rampart with a certificate, `ssl_psk_file` and ASCII auth, plus a plaintext listener.
+fn start(dir: &Path, pki: &Pki) -> Server {
+    let psk = write_private(dir, "psk", &format!("# stunnel's format\nclient1:{KEY}\n"));
+    let users = write_private(dir, "users", "alice:secret\n");
+    let opts = format!("{},ssl_psk_file={}", pki.cert_opts(), psk.display());
+    Server::start(
+        Kind::Rampart,
+        &[
+            "-Z",
+            "-o",
+            &opts,
+            "-Y",
+            users.to_str().expect("path"),
+            "-l",
+            "notls:127.0.0.1:0",
+        ],
+    )
+}
+
+/// `openssl s_client` with `args`, sending `version` then `quit`; its output.
+fn s_client(port: u16, args: &str) -> String {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "printf 'version\\r\\nquit\\r\\n' | openssl s_client -quiet -connect 127.0.0.1:{port} {args}"
+    ));
+    let done = run_bounded(cmd, BOUND);
+    format!("{}{}", done.stdout, done.stderr)
+}
+
+#[test]
+fn openssl_s_client_connects_with_a_psk_over_tls_1_2_and_1_3() {
+    let dir = TempDir::new().expect("temp dir");
+    let pki = Pki::new();
+    let server = start(dir.path(), &pki);
+    let key = hex(KEY.as_bytes());
+    let tls12 = s_client(
+        server.port(),
+        &format!("-tls1_2 -cipher PSK-AES128-GCM-SHA256 -psk_identity client1 -psk {key}"),
+    );
+    // Served without ASCII auth: the PSK authenticated the client.
+    assert!(
+        tls12.contains("VERSION "),
+        "TLS 1.2: {tls12}\n{}",
+        server.diagnostics()
+    );
+    let tls13 = s_client(
+        server.port(),
+        &format!("-tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256 -psk_identity client1 -psk {key}"),
+    );
+    assert!(tls13.contains("VERSION "), "TLS 1.3: {tls13}");
+    let wrong = s_client(
+        server.port(),
+        &format!(
+            "-tls1_2 -cipher PSK -psk_identity client1 -psk {}",
+            hex(b"0123456789abcdefXXXX")
+        ),
+    );
+    assert!(
+        !wrong.contains("VERSION "),
+        "a wrong key was served: {wrong}"
+    );
+    let unknown = s_client(
+        server.port(),
+        &format!("-tls1_2 -cipher PSK -psk_identity nobody -psk {key}"),
+    );
+    assert!(
+        !unknown.contains("VERSION "),
+        "an unknown identity was served: {unknown}"
+    );
+    // Without a PSK, a certificate-only client is only as trusted as any: it must authenticate.
+    let plain_tls = s_client(server.port(), "");
+    assert!(
+        plain_tls.contains("CLIENT_ERROR unauthenticated"),
+        "a client without a PSK skipped authentication: {plain_tls}"
+    );
+}
+
+/// stunnel as the RHEL guide configures it on the client: the application speaks plaintext
+/// to stunnel's port, stunnel speaks TLS-PSK to rampart, with no server-side stunnel.
+#[test]
+fn the_rhel_guides_stunnel_client_connects_straight_to_rampart() {
+    let stunnel = find_on_path("stunnel4")
+        .or_else(|| find_on_path("stunnel"))
+        .expect("stunnel is not on PATH (Debian package stunnel4; `cargo xtask ci` installs it)");
+    let dir = TempDir::new().expect("temp dir");
+    let pki = Pki::new();
+    let server = start(dir.path(), &pki);
+    let secrets = write_private(dir.path(), "client-psk", &format!("client1:{KEY}\n"));
+    let accept = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("address").port()
+    };
+    let config = write_private(
+        dir.path(),
+        "stunnel.conf",
+        &format!(
+            "foreground = yes\n[memcached]\nclient = yes\naccept = 127.0.0.1:{accept}\n\
+             connect = 127.0.0.1:{}\nciphers = PSK\nPSKsecrets = {}\n",
+            server.port(),
+            secrets.display()
+        ),
+    );
+    let child = Command::new(stunnel)
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stunnel");
+    let mut stunnel = Stopped(child);
+    let deadline = Instant::now() + BOUND;
+    let mut conn = loop {
+        if let Ok(conn) = tcp_connect(accept) {
+            break conn;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stunnel did not listen on {accept}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    conn.set_read_timeout(Some(BOUND)).expect("timeout");
+    conn.write_all(b"set k 0 0 2\r\nhi\r\nget k\r\nstats conns\r\nquit\r\n")
+        .expect("send through stunnel");
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    assert!(
+        reply.starts_with("STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"),
+        "through stunnel: {reply:?}\n{}\n{}",
+        stunnel.output(),
+        server.diagnostics()
+    );
+    assert!(reply.contains(":psk_identity client1\r\n"), "{reply}");
+    // The plaintext listener still asks for authentication.
+    let mut plain = tcp_connect(second_port(&server)).expect("connect");
+    plain.set_read_timeout(Some(BOUND)).expect("timeout");
+    plain.write_all(b"get k\r\n").expect("send");
+    let mut line = [0u8; 30];
+    plain.read_exact(&mut line).expect("read");
+    assert_eq!(&line, b"CLIENT_ERROR unauthenticated\r\n");
+    let _ = stunnel.0.kill();
+}
+
+/// Kills the child when dropped.
+struct Stopped(Child);
+
+impl Stopped {
+    fn output(&mut self) -> String {
+        let _ = self.0.kill();
+        let mut text = String::new();
+        if let Some(err) = self.0.stderr.as_mut() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn unusable_psk_files_stop_the_start_up() {
+    let dir = TempDir::new().expect("temp dir");
+    let pki = Pki::new();
+    let short = write_private(dir.path(), "short", "client1:tooshort\n");
+    let exposed = write_private(dir.path(), "exposed", &format!("client1:{KEY}\n"));
+    fs::set_permissions(&exposed, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let nameless = write_private(dir.path(), "nameless", &format!(":{KEY}\n"));
+    let long_name = write_private(dir.path(), "long", &format!("{}:{KEY}\n", "i".repeat(129)));
+    for (file, says) in [
+        (&short, "line 1: a key is 16"),
+        (&exposed, "other users"),
+        (&nameless, "line 1: an identity"),
+        (&long_name, "line 1: an identity"),
+    ] {
+        let opts = format!("{},ssl_psk_file={}", pki.cert_opts(), file.display());
+        let err = Server::try_start(Kind::Rampart, &["-Z", "-o", &opts]).expect_err("started");
+        assert!(err.contains("Error loading the PSK file"), "{err}");
+        assert!(err.contains(says), "{file:?}: {err}");
+        assert!(!err.contains(KEY), "the key is shown: {err}");
+    }
+}
