@@ -558,6 +558,60 @@ fn pylibmc_authenticates_with_scram_sha_256() {
     );
 }
 
+/// spymemcached (Debian's libspymemcached-java, the Java client whose default mechanisms are
+/// CRAM-MD5 and PLAIN) authenticates with each: CRAM-MD5 is offered because the file has a
+/// cleartext entry, PLAIN over plaintext because `-o sasl_plain_cleartext` allows it. A wrong
+/// password fails.
+#[test]
+fn spymemcached_authenticates_with_cram_md5_and_plain() {
+    let jar = Path::new("/usr/share/java/spymemcached.jar");
+    assert!(
+        jar.is_file(),
+        "{} is missing (Debian package libspymemcached-java; `cargo xtask ci` installs it)",
+        jar.display()
+    );
+    let javac = rampart_tests::server::find_on_path("javac")
+        .expect("javac is not on PATH (Debian package default-jdk-headless)");
+    let dir = TempDir::new().expect("temp dir");
+    let mut compile = Command::new(javac);
+    compile
+        .arg("-cp")
+        .arg(jar)
+        .arg("-d")
+        .arg(dir.path())
+        .arg(rampart_tests::package_dir().join("java/SpyAuth.java"));
+    let compiled = rampart_tests::server::run_bounded(compile, Duration::from_secs(120));
+    assert!(
+        compiled.status.is_some_and(|s| s.success()),
+        "{}",
+        compiled.stderr
+    );
+    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let server = Server::start(
+        Kind::Rampart,
+        &["-S", "-Y", path_arg(&users), "-o", "sasl_plain_cleartext"],
+    );
+    let classpath = format!("{}:{}", jar.display(), dir.path().display());
+    for (mechanism, password, expected) in [
+        ("CRAM-MD5", "secret", "set -> true\nget -> v1\n# done\n"),
+        ("PLAIN", "secret", "set -> true\nget -> v1\n# done\n"),
+        ("CRAM-MD5", "wrong", "failed\n# done\n"),
+    ] {
+        let mut java = Command::new("java");
+        java.args(["-cp", &classpath, "SpyAuth"])
+            .arg(server.port().to_string())
+            .args([mechanism, "alice", password]);
+        let done = rampart_tests::server::run_bounded(java, Duration::from_secs(60));
+        assert_eq!(
+            done.stdout,
+            expected,
+            "{mechanism} with {password}: {}\n{}",
+            done.stderr,
+            server.diagnostics()
+        );
+    }
+}
+
 /// [`run_script`] against a server's second (plaintext) listener.
 struct PlainPort<'a> {
     server: &'a Server,

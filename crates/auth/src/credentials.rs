@@ -268,6 +268,39 @@ impl CredentialStore {
         Some(digest(&material))
     }
 
+    /// Whether any entry is cleartext: only those can answer SASL `CRAM-MD5`.
+    pub fn has_cleartext(&self) -> bool {
+        self.cleartext_entries > 0
+    }
+
+    /// SASL `CRAM-MD5` (RFC 2195): the user, when `digest` (lowercase hex) is
+    /// `HMAC-MD5(password, challenge)` for one of `user`'s cleartext entries. Hashed entries
+    /// cannot answer it (the password is not stored); an unknown user costs the same HMAC.
+    pub fn check_cram_md5(&self, user: &[u8], challenge: &[u8], digest: &[u8]) -> Option<User> {
+        let name = std::str::from_utf8(user).ok();
+        let entry = name.and_then(|name| self.users.get_key_value(name));
+        let mut matched = false;
+        let mut tried = false;
+        if let Some((_, secrets)) = entry {
+            for secret in secrets {
+                if let Secret::Clear { password, .. } = secret {
+                    tried = true;
+                    matched |= openssl::memcmp::eq(
+                        hmac_md5_hex(password, challenge).as_bytes(),
+                        &padded(digest, 32),
+                    ) && digest.len() == 32;
+                }
+            }
+        }
+        if !tried {
+            let _ = hmac_md5_hex(b"\0no such user\0", challenge);
+        }
+        match (entry, matched) {
+            (Some((name, _)), true) => Some(User(name.clone())),
+            _ => None,
+        }
+    }
+
     /// The user, when `password` is one of `user`'s. Every entry of the user is checked (no
     /// early exit), and an unknown user is checked against a dummy secret of the file's kind.
     pub fn check_password(&self, user: &[u8], password: &[u8]) -> Option<User> {
@@ -283,6 +316,25 @@ impl CredentialStore {
         }
         matched.then(|| User(name.clone()))
     }
+}
+
+/// `HMAC-MD5(key, message)` in lowercase hex.
+fn hmac_md5_hex(key: &[u8], message: &[u8]) -> String {
+    let mac = openssl::pkey::PKey::hmac(key)
+        .and_then(|key| {
+            let mut signer = openssl::sign::Signer::new(MessageDigest::md5(), &key)?;
+            signer.update(message)?;
+            signer.sign_to_vec()
+        })
+        .unwrap_or_default();
+    mac.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `bytes` cut or zero-padded to `len`, so a comparison takes the same time whatever came in.
+fn padded(bytes: &[u8], len: usize) -> Vec<u8> {
+    let mut out = bytes[..bytes.len().min(len)].to_vec();
+    out.resize(len, 0);
+    out
 }
 
 fn clear(password: &[u8]) -> Secret {
@@ -379,6 +431,39 @@ mod tests {
         assert_eq!(a.fingerprint("bob"), b.fingerprint("bob"));
         assert_ne!(a.fingerprint("alice"), b.fingerprint("alice"));
         assert!(a.fingerprint("carol").is_none());
+    }
+
+    /// RFC 2195's example: user tim, password tanstaaftanstaaf.
+    #[test]
+    fn cram_md5_answers_for_cleartext_entries_only() {
+        let store = CredentialStore::parse(&format!(
+            "tim:tanstaaftanstaaf\ncarol:{}\n",
+            ScramSecret::generate(b"pw", DEFAULT_ITERATIONS)
+                .expect("generate")
+                .to_text()
+        ))
+        .expect("parse");
+        let challenge = b"<1896.697170952@postoffice.reston.mci.net>";
+        let digest = b"b913a602c7eda7a495b4e6e7334d3890";
+        assert_eq!(
+            store
+                .check_cram_md5(b"tim", challenge, digest)
+                .map(|u| u.to_string()),
+            Some("tim".into())
+        );
+        assert!(
+            store
+                .check_cram_md5(b"tim", challenge, b"b913a602c7eda7a495b4e6e7334d3891")
+                .is_none()
+        );
+        assert!(
+            store
+                .check_cram_md5(b"tim", challenge, b"b913a602")
+                .is_none()
+        );
+        assert!(store.check_cram_md5(b"carol", challenge, digest).is_none());
+        assert!(store.check_cram_md5(b"nobody", challenge, digest).is_none());
+        assert!(store.has_cleartext());
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub const MAX_UNAUTHENTICATED_REQUESTS: u32 = 16;
 /// than this closes the connection.
 pub const PRE_AUTH_FRAME_BYTES: usize = 4096;
 /// The SASL mechanisms offered, strongest first, as the binary list-mechanisms reply names
-/// them (Cyrus SASL clients pick the strongest both sides have).
+/// them (Cyrus SASL clients pick the strongest both sides have). `CRAM-MD5` only when some
+/// entry is cleartext: it cannot be answered from a hashed one.
 pub const MECHANISMS: &[u8] = b"SCRAM-SHA-256 PLAIN";
+pub const MECHANISMS_WITH_CRAM_MD5: &[u8] = b"SCRAM-SHA-256 CRAM-MD5 PLAIN";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +273,54 @@ impl Authenticator {
         }
     }
 
+    /// The SASL mechanisms to list.
+    pub fn mechanisms(&self) -> &'static [u8] {
+        if self.snapshot().1.has_cleartext() {
+            MECHANISMS_WITH_CRAM_MD5
+        } else {
+            MECHANISMS
+        }
+    }
+
+    /// A CRAM-MD5 challenge (RFC 2195's form) and the generation it belongs to.
+    pub fn cram_challenge(&self) -> Option<PendingCram> {
+        let mut random = [0u8; 12];
+        openssl::rand::rand_bytes(&mut random).ok()?;
+        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (generation, store) = self.snapshot();
+        store.has_cleartext().then(|| PendingCram {
+            generation,
+            challenge: format!("<{token}.{now}@rampart>").into_bytes(),
+        })
+    }
+
+    /// Checks a CRAM-MD5 response (`<user> <hex digest>`), counting the attempt.
+    pub fn cram_finish(&self, pending: &PendingCram, response: &[u8]) -> Option<Authenticated> {
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        let (generation, store) = self.snapshot();
+        let split = response.iter().rposition(|&b| b == b' ');
+        let found = split
+            .filter(|_| generation == pending.generation)
+            .and_then(|at| {
+                store.check_cram_md5(&response[..at], &pending.challenge, &response[at + 1..])
+            })
+            .and_then(|user| {
+                let fingerprint = store.fingerprint(user.as_str())?;
+                Some(Authenticated {
+                    user,
+                    generation,
+                    fingerprint,
+                })
+            });
+        if found.is_none() {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
     /// Counts an attempt that failed before any password was checked (a malformed SASL
     /// message, an unknown mechanism).
     pub fn count_failure(&self) {
@@ -285,6 +335,19 @@ pub struct Authenticated {
     pub user: User,
     pub generation: u64,
     pub fingerprint: [u8; 32],
+}
+
+/// A CRAM-MD5 challenge sent, and the store generation it was sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCram {
+    generation: u64,
+    challenge: Vec<u8>,
+}
+
+impl PendingCram {
+    pub fn challenge(&self) -> &[u8] {
+        &self.challenge
+    }
 }
 
 /// A SCRAM exchange between its two steps, and the store generation it began in.

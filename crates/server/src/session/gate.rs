@@ -22,8 +22,7 @@ use rampart_proto::binary::{Frame, Opcode, Status, reply};
 use rampart_proto::text::reply::line;
 
 use crate::auth::{
-    Authenticated, Authenticator, MAX_FAILURES, MAX_UNAUTHENTICATED_REQUESTS, MECHANISMS,
-    PRE_AUTH_FRAME_BYTES,
+    Authenticated, Authenticator, MAX_FAILURES, MAX_UNAUTHENTICATED_REQUESTS, PRE_AUTH_FRAME_BYTES,
 };
 use crate::authz::Identity;
 use crate::output::Output;
@@ -61,6 +60,8 @@ pub(crate) struct AuthState {
     failures: u32,
     /// A SCRAM-SHA-256 exchange between its two steps.
     scram: Option<crate::auth::PendingScram>,
+    /// A CRAM-MD5 challenge waiting for its answer.
+    cram: Option<crate::auth::PendingCram>,
     /// What the connection authenticated against, to notice a reload that removed its user
     /// or changed the user's secrets.
     verified: Option<Verified>,
@@ -87,6 +88,7 @@ const BAD_TOKEN_FORMAT: &[u8] = b"CLIENT_ERROR bad authentication token format";
 const BAD_TERMINATION: &[u8] = b"CLIENT_ERROR bad command line termination";
 const TOKEN_TOO_LONG: &[u8] = b"CLIENT_ERROR auth token too long";
 const AUTHENTICATED: &[u8] = b"Authenticated";
+const CRAM_MD5: &[u8] = b"CRAM-MD5";
 
 /// memcached's `tokenize_command`: tokens separated by spaces, empty ones skipped.
 fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -112,6 +114,7 @@ impl Session {
         state.plain_allowed = plain_allowed;
         state.verified = None;
         state.scram = None;
+        state.cram = None;
         self.gate = Gate::Locked {
             block: None,
             refused: 0,
@@ -269,7 +272,13 @@ impl Session {
         let plain_allowed = self.auth.as_ref().is_some_and(|state| state.plain_allowed);
         match sasl {
             Sasl::ListMechanisms => {
-                reply::sasl(out.bytes(), opcode, opaque, Status::Success, MECHANISMS);
+                reply::sasl(
+                    out.bytes(),
+                    opcode,
+                    opaque,
+                    Status::Success,
+                    auth.mechanisms(),
+                );
                 Step::Consumed(consumed)
             }
             Sasl::Auth { mechanism, data } if mechanism == b"PLAIN" && plain_allowed => {
@@ -336,6 +345,48 @@ impl Session {
                 }
                 Step::Consumed(consumed)
             }
+            Sasl::Auth { mechanism, .. } if mechanism == CRAM_MD5 => {
+                // Counted from its start, as SCRAM.
+                if let Step::Close(n) = self.failed(auth, consumed) {
+                    reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                    return Step::Close(n);
+                }
+                let pending = auth.cram_challenge();
+                let state = self.auth.get_or_insert_with(Box::default);
+                match pending {
+                    Some(pending) => {
+                        reply::sasl(
+                            out.bytes(),
+                            opcode,
+                            opaque,
+                            Status::AuthContinue,
+                            pending.challenge(),
+                        );
+                        state.cram = Some(pending);
+                    }
+                    // No cleartext entry: nobody can answer it.
+                    None => {
+                        state.cram = None;
+                        auth.count_failure();
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                    }
+                }
+                Step::Consumed(consumed)
+            }
+            Sasl::Step { mechanism, data }
+                if mechanism == CRAM_MD5
+                    && self.auth.as_ref().is_some_and(|state| state.cram.is_some()) =>
+            {
+                let pending = self.auth.as_mut().and_then(|state| state.cram.take());
+                match pending.and_then(|pending| auth.cram_finish(&pending, data)) {
+                    Some(done) => {
+                        self.open(done);
+                        reply::sasl(out.bytes(), opcode, opaque, Status::Success, AUTHENTICATED);
+                    }
+                    None => reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError),
+                }
+                Step::Consumed(consumed)
+            }
             Sasl::Auth { mechanism, .. } => {
                 if mechanism == b"PLAIN" {
                     log::debug!(
@@ -350,6 +401,7 @@ impl Session {
             Sasl::Step { .. } => {
                 if let Some(state) = self.auth.as_mut() {
                     state.scram = None;
+                    state.cram = None;
                 }
                 auth.count_failure();
                 reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
@@ -384,6 +436,7 @@ impl Session {
         let state = self.auth.get_or_insert_with(Box::default);
         state.failures = 0;
         state.scram = None;
+        state.cram = None;
         state.verified = Some(Verified {
             generation: done.generation,
             fingerprint: done.fingerprint,
