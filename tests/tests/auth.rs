@@ -612,6 +612,98 @@ fn spymemcached_authenticates_with_cram_md5_and_plain() {
     }
 }
 
+/// Binary SASL answered as memcached 1.6.18 with `-S` answers it (its Cyrus sasldb made with
+/// `saslpasswd2`, `mech_list: plain`): PLAIN with the right and a wrong password, a request
+/// before authenticating (Auth failure, then the connection closes), a step with nothing
+/// started, an unknown mechanism, and a get after authenticating. Each case on a fresh
+/// connection; the responses (opcode, status, opaque, body) must be the same bytes.
+#[test]
+fn binary_sasl_answers_as_memcached_does() {
+    let saslpasswd2 = rampart_tests::server::find_on_path("saslpasswd2")
+        .expect("saslpasswd2 is not on PATH (Debian package sasl2-bin)");
+    let dir = TempDir::new().expect("temp dir");
+    let sasldb = dir.path().join("sasldb2");
+    let mut make = Command::new(saslpasswd2);
+    make.args(["-p", "-a", "memcached", "-c", "-f"])
+        .arg(&sasldb)
+        .arg("alice")
+        .stdin(Stdio::piped());
+    let mut child = make
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("saslpasswd2");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"secret")
+        .expect("password");
+    assert!(
+        child.wait().expect("saslpasswd2").success(),
+        "saslpasswd2 failed"
+    );
+    // memcached runs as nobody under the harness.
+    fs::set_permissions(&sasldb, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(
+        dir.path().join("memcached.conf"),
+        format!("mech_list: plain\nsasldb_path: {}\n", sasldb.display()),
+    )
+    .expect("sasl conf");
+    let env = [("SASL_CONF_PATH", dir.path().as_os_str())];
+    let memcached = Server::try_start_with_env(Kind::Memcached, &env, &["-S"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let rampart = Server::start(
+        Kind::Rampart,
+        &[
+            "-S",
+            "-Y",
+            path_arg(&users),
+            "-B",
+            "binary",
+            "-o",
+            "sasl_plain_cleartext",
+        ],
+    );
+    let plain = |password: &str| {
+        packet(
+            SASL_AUTH,
+            b"PLAIN",
+            format!("\0alice\0{password}").as_bytes(),
+        )
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("PLAIN", plain("secret")),
+        ("PLAIN, wrong password", plain("wrong")),
+        ("a get before authenticating", packet(GETK, b"k", b"")),
+        (
+            "a step with nothing started",
+            packet(SASL_STEP, b"PLAIN", b"x"),
+        ),
+        ("an unknown mechanism", packet(SASL_AUTH, b"FOO", b"x")),
+        (
+            "PLAIN, then a get",
+            [plain("secret"), packet(GETK, b"k", b"")].concat(),
+        ),
+        (
+            "a wrong password, then the right one",
+            [plain("wrong"), plain("secret")].concat(),
+        ),
+    ];
+    for (what, request) in cases {
+        let (expected, got) = std::thread::scope(|scope| {
+            let expected = scope.spawn(|| exchange_quiet(memcached.port(), &request));
+            let got = exchange_quiet(rampart.port(), &request);
+            (expected.join().expect("memcached's side"), got)
+        });
+        assert_eq!(
+            got, expected,
+            "{what}: rampart {got:02x?}\nmemcached {expected:02x?}"
+        );
+    }
+}
+
 /// [`run_script`] against a server's second (plaintext) listener.
 struct PlainPort<'a> {
     server: &'a Server,
