@@ -5,7 +5,7 @@
 //!   password, and an authzid that is empty or the user's;
 //! - a SCRAM secret's text form parses only back to the same text;
 //! - a SCRAM exchange fed arbitrary client messages never panics, and never authenticates
-//!   without the proof (random bytes never carry it).
+//!   without the proof (random bytes never carry it); nor does a CRAM-MD5 response.
 
 #![no_main]
 
@@ -90,5 +90,11 @@ fn exchange(data: &[u8]) {
             assert!(server_first.starts_with(b"r="));
             assert!(exchange.finish(last).is_err(), "authenticated without the proof");
         }
+        let at = last.iter().rposition(|&b| b == b' ').unwrap_or(0);
+        let (user, digest) = (&last[..at], last.get(at + 1..).unwrap_or_default());
+        assert!(
+            store.check_cram_md5(user, first, digest).is_none(),
+            "CRAM-MD5 without the digest"
+        );
     });
 }
