@@ -197,14 +197,9 @@ impl Authenticator {
     pub fn check(&self, user: &[u8], password: &[u8]) -> Option<Authenticated> {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
         let (generation, store) = self.snapshot();
-        let found = store.check_password(user, password).and_then(|user| {
-            let fingerprint = store.fingerprint(user.as_str())?;
-            Some(Authenticated {
-                user,
-                generation,
-                fingerprint,
-            })
-        });
+        let found = store
+            .check_password(user, password)
+            .and_then(|user| Authenticated::in_store(&store, generation, user));
         if found.is_none() {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -251,17 +246,9 @@ impl Authenticator {
             Err("the credentials were reloaded during the exchange".to_string())
         };
         let done = finished.and_then(|(user, server_final)| {
-            let fingerprint = store
-                .fingerprint(user.as_str())
+            let done = Authenticated::in_store(&store, generation, user)
                 .ok_or_else(|| "the user is gone".to_string())?;
-            Ok((
-                Authenticated {
-                    user,
-                    generation,
-                    fingerprint,
-                },
-                server_final,
-            ))
+            Ok((done, server_final))
         });
         match done {
             Ok(done) => Some(done),
@@ -307,14 +294,7 @@ impl Authenticator {
             .and_then(|at| {
                 store.check_cram_md5(&response[..at], &pending.challenge, &response[at + 1..])
             })
-            .and_then(|user| {
-                let fingerprint = store.fingerprint(user.as_str())?;
-                Some(Authenticated {
-                    user,
-                    generation,
-                    fingerprint,
-                })
-            });
+            .and_then(|user| Authenticated::in_store(&store, generation, user));
         if found.is_none() {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -335,6 +315,19 @@ pub struct Authenticated {
     pub user: User,
     pub generation: u64,
     pub fingerprint: [u8; 32],
+}
+
+impl Authenticated {
+    /// `user`, authenticated against `store` of `generation`, with its entries' fingerprint
+    /// (`None` when the user has none, which a check that just succeeded rules out).
+    fn in_store(store: &CredentialStore, generation: u64, user: User) -> Option<Authenticated> {
+        let fingerprint = store.fingerprint(user.as_str())?;
+        Some(Authenticated {
+            user,
+            generation,
+            fingerprint,
+        })
+    }
 }
 
 /// A CRAM-MD5 challenge sent, and the store generation it was sent in.
