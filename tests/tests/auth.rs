@@ -321,6 +321,39 @@ fn every_listener_and_protocol_requires_authentication() {
     drop(unix);
 }
 
+/// `-o auth_exempt_unix_socket`: the operator trusts the unix socket's permissions, so its
+/// connections need no authentication (without the option they do: see
+/// `every_listener_and_protocol_requires_authentication`).
+#[test]
+fn an_exempted_unix_socket_needs_no_authentication() {
+    let dir = TempDir::new().expect("temp dir");
+    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let socket = dir.path().join("exempt.sock");
+    let _server = UnixServer::start(
+        &[
+            "-S",
+            "-Y",
+            path_arg(&users),
+            "-s",
+            path_arg(&socket),
+            "-a",
+            "0777",
+            "-o",
+            "auth_exempt_unix_socket",
+        ],
+        &socket,
+    );
+    let mut stream = UnixStream::connect(&socket).expect("unix connect");
+    stream.set_read_timeout(Some(QUIET)).expect("timeout");
+    stream
+        .write_all(b"set k 0 0 1\r\nv\r\nget k\r\n")
+        .expect("send");
+    assert_eq!(
+        read_quiet(&mut stream),
+        b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
+    );
+}
+
 /// rampart on a unix socket only (the harness's [`Server`] waits for a TCP port file).
 struct UnixServer(std::process::Child);
 

@@ -75,7 +75,8 @@ pub struct Args {
     /// read_buf_mem_limit=<MB> (default -m; 0 no limit), ssl_chain_cert, ssl_key,
     /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
     /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout,
-    /// ssl_psk_file, sasl_plain_cleartext, auth_timeout=<seconds>, and
+    /// ssl_psk_file, sasl_plain_cleartext, auth_timeout=<seconds>, auth_exempt_unix_socket,
+    /// and
     /// memcached's tuning options
     #[argh(option, short = 'o')]
     pub extended: Vec<String>,
@@ -343,6 +344,7 @@ pub fn to_config(
                 read_buf_mem_limit = Some(bytes);
             }
             "sasl_plain_cleartext" => auth.plain_cleartext = true,
+            "auth_exempt_unix_socket" => auth.exempt_unix_socket = true,
             "auth_timeout" => {
                 let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                     usage(format!(

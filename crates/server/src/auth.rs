@@ -43,6 +43,9 @@ pub struct AuthSettings {
     pub plain_cleartext: bool,
     /// `-o auth_timeout=<seconds>`.
     pub timeout: Duration,
+    /// `-o auth_exempt_unix_socket`: connections on the unix socket (`-s`) need no
+    /// authentication (whoever may open the socket, per `-a`, is trusted).
+    pub exempt_unix_socket: bool,
 }
 
 impl Default for AuthSettings {
@@ -53,6 +56,7 @@ impl Default for AuthSettings {
             sasl_file: None,
             plain_cleartext: false,
             timeout: DEFAULT_AUTH_TIMEOUT,
+            exempt_unix_socket: false,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Authenticator {
     pub sasl: bool,
     pub plain_cleartext: bool,
     pub timeout: Duration,
+    /// Unix-socket connections skip authentication (`-o auth_exempt_unix_socket`).
+    pub exempt_unix_socket: bool,
     pub counters: AuthCounters,
 }
 
@@ -138,6 +144,7 @@ impl Authenticator {
             sasl: settings.sasl,
             plain_cleartext: settings.plain_cleartext,
             timeout: settings.timeout,
+            exempt_unix_socket: settings.exempt_unix_socket,
             counters: AuthCounters::default(),
         }))
     }
@@ -152,6 +159,7 @@ impl Authenticator {
             sasl,
             plain_cleartext: true,
             timeout: DEFAULT_AUTH_TIMEOUT,
+            exempt_unix_socket: false,
             counters: AuthCounters::default(),
         }
     }

@@ -322,15 +322,20 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     }
     let mut session = Session::new(identity, worker.config().protocol);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
-    // A pre-shared key already authenticated the client.
+    // A pre-shared key already authenticated the client; the operator may trust the unix
+    // socket's permissions instead.
     let psk = matches!(session.identity(), Identity::Psk(_));
-    let mut auth_deadline = worker.auth().filter(|_| !psk).map(|auth| {
-        // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
-        let plain_allowed =
-            matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;
-        session.lock(plain_allowed);
-        Instant::now() + auth.timeout
-    });
+    let exempt = |auth: &&crate::auth::Authenticator| auth.exempt_unix_socket && stream.is_local();
+    let mut auth_deadline = worker
+        .auth()
+        .filter(|auth| !psk && !exempt(auth))
+        .map(|auth| {
+            // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
+            let plain_allowed =
+                matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;
+            session.lock(plain_allowed);
+            Instant::now() + auth.timeout
+        });
     let mut shown_user: Option<Box<str>> = None;
     let mut out = Output::new();
     let per_event = worker.config().requests_per_event.max(1);
