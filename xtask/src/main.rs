@@ -160,8 +160,17 @@ fn on_path(name: &str) -> bool {
     find_on_path(name).is_some()
 }
 
-/// A package's marker: a command on `PATH`, or an absolute path that must exist.
+/// A package's marker: a command on `PATH`, an absolute path that must exist, or
+/// `dpkg:<package>`, which dpkg must report installed.
 fn installed(marker: &str) -> bool {
+    if let Some(package) = marker.strip_prefix("dpkg:") {
+        return Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", package])
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).contains("install ok installed")
+            });
+    }
     if marker.starts_with('/') {
         Path::new(marker).exists()
     } else {

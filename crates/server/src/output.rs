@@ -27,6 +27,14 @@ const INLINE_SLICES: usize = 8;
 /// after their turn.
 const KEEP_BYTES: usize = 64 * 1024;
 
+/// The one rule for what is held rather than copied: a value of [`HOLD_FROM_BYTES`] or more
+/// whose item is at hand (`shared`). The output and the cross-core batches both follow it.
+pub fn held(value: &[u8], shared: Option<&ItemBytes>) -> Option<SharedValue> {
+    shared
+        .filter(|_| value.len() >= HOLD_FROM_BYTES)
+        .map(|item| SharedValue::tail(item, value.len()))
+}
+
 /// A held value and where it goes.
 #[derive(Debug)]
 struct Held {
@@ -76,11 +84,9 @@ impl Output {
     /// copied.
     #[inline]
     pub fn value(&mut self, value: &[u8], shared: Option<&ItemBytes>) {
-        match shared {
-            Some(item) if value.len() >= HOLD_FROM_BYTES => {
-                self.hold(SharedValue::tail(item, value.len()));
-            }
-            _ => self.bytes.extend_from_slice(value),
+        match held(value, shared) {
+            Some(held) => self.hold(held),
+            None => self.bytes.extend_from_slice(value),
         }
     }
 

@@ -189,20 +189,16 @@ impl ReplyValues {
     /// Carries `value` back: held when it is long and `shared` is its item (as the output
     /// would hold it), else copied.
     pub fn carry(&mut self, value: &[u8], shared: Option<&ItemBytes>) -> Carried {
-        match shared {
-            Some(item) if value.len() >= crate::output::HOLD_FROM_BYTES => {
-                self.held_bytes += value.len();
-                Carried::Held(SharedValue::tail(item, value.len()))
-            }
-            _ => {
-                let span = Span {
-                    start: self.arena.len(),
-                    len: value.len(),
-                };
-                self.arena.extend_from_slice(value);
-                Carried::Copied(span)
-            }
+        if let Some(held) = crate::output::held(value, shared) {
+            self.held_bytes += held.len();
+            return Carried::Held(held);
         }
+        let span = Span {
+            start: self.arena.len(),
+            len: value.len(),
+        };
+        self.arena.extend_from_slice(value);
+        Carried::Copied(span)
     }
 
     /// The value again, with its item when it is held.
