@@ -33,7 +33,7 @@ pub mod tempdir;
 pub mod tls;
 pub mod transcript;
 
-pub use server::{Kind, Server};
+pub use server::{Kind, Server, UnixServer};
 
 use std::path::PathBuf;
 

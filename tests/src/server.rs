@@ -477,3 +477,38 @@ pub fn run_bounded(mut cmd: Command, bound: Duration) -> Finished {
         stderr: stderr.text(),
     }
 }
+
+/// rampart on a unix socket only ([`Server`] waits for a TCP port file, which a server with
+/// `-s` never writes). Killed on drop.
+#[derive(Debug)]
+pub struct UnixServer(std::process::Child);
+
+impl UnixServer {
+    /// Starts rampart with `args` (which include `-s <socket>`) and waits, bounded, until
+    /// `socket` accepts connections.
+    pub fn start(args: &[&str], socket: &Path) -> UnixServer {
+        let child = Kind::Rampart
+            .command()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rampart");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rampart did not listen on {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        UnixServer(child)
+    }
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

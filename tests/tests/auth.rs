@@ -17,7 +17,7 @@ use rampart_tests::io::{Conn, End};
 use rampart_tests::python::{self, require_module, run_script};
 use rampart_tests::tempdir::TempDir;
 use rampart_tests::tls::{Pki, parse_stats, second_port, tcp_connect};
-use rampart_tests::{Kind, Server};
+use rampart_tests::{Kind, Server, UnixServer};
 
 const UNAUTHENTICATED: &[u8] = b"CLIENT_ERROR unauthenticated\r\n";
 const AUTH_LINE: &[u8] = b"set auth 0 0 12\r\nalice secret\r\n";
@@ -352,37 +352,6 @@ fn an_exempted_unix_socket_needs_no_authentication() {
         read_quiet(&mut stream),
         b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
     );
-}
-
-/// rampart on a unix socket only (the harness's [`Server`] waits for a TCP port file).
-struct UnixServer(std::process::Child);
-
-impl UnixServer {
-    fn start(args: &[&str], socket: &Path) -> UnixServer {
-        let child = Kind::Rampart
-            .command()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rampart");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "rampart did not listen on {socket:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        UnixServer(child)
-    }
-}
-
-impl Drop for UnixServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A TLS connection read with [`read_quiet`] (its reads time out like the socket's).

@@ -13,6 +13,7 @@
 
 mod credentials;
 mod plain;
+pub mod policy;
 mod scram;
 mod secret;
 

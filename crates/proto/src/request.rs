@@ -70,6 +70,33 @@ pub enum Request<'a> {
 }
 
 impl Request<'_> {
+    /// A classic text command's `noreply`: its errors are not answered either. Meta requests'
+    /// `q` never hides an error, so they are never `noreply` here.
+    pub fn noreply(&self) -> bool {
+        match self {
+            Request::Store(Store { noreply, .. })
+            | Request::Arith(Arith { noreply, .. })
+            | Request::Delete(Delete { noreply, .. })
+            | Request::Touch(Touch { noreply, .. })
+            | Request::FlushAll(FlushAll { noreply, .. })
+            | Request::Verbosity(Verbosity { noreply, .. })
+            | Request::CacheMemlimit(CacheMemlimit { noreply, .. })
+            | Request::RefreshCerts { noreply } => *noreply,
+            Request::Get(_)
+            | Request::Version
+            | Request::Quit
+            | Request::Shutdown(_)
+            | Request::Stats(_)
+            | Request::MetaGet(_)
+            | Request::MetaSet(_)
+            | Request::MetaDelete(_)
+            | Request::MetaArith(_)
+            | Request::MetaNoop
+            | Request::MetaDebug(_)
+            | Request::Sasl(_) => false,
+        }
+    }
+
     /// The command's name as an operator would write it in a rule or a log line.
     pub fn command_name(&self) -> &'static str {
         match self {

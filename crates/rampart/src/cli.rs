@@ -76,7 +76,8 @@ pub struct Args {
     /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
     /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout,
     /// ssl_psk_file, sasl_plain_cleartext, auth_timeout=<seconds>, auth_exempt_unix_socket,
-    /// and
+    /// acl_file=<path>, remote_admin, audit_log=<path|->, audit_auth_success,
+    /// audit_connections, and
     /// memcached's tuning options
     #[argh(option, short = 'o')]
     pub extended: Vec<String>,
@@ -309,6 +310,8 @@ pub fn to_config(
         })?;
     let mut idle_timeout = None;
     let mut read_buf_mem_limit = None;
+    let mut acl_file = None;
+    let mut remote_admin = false;
     let mut auth = AuthSettings {
         ascii_file: args.auth_file.clone(),
         sasl: args.enable_sasl,
@@ -343,6 +346,9 @@ pub fn to_config(
                     .ok_or_else(|| usage(format!("-o read_buf_mem_limit={value}: too large")))?;
                 read_buf_mem_limit = Some(bytes);
             }
+            "acl_file" if !value.is_empty() => acl_file = Some(PathBuf::from(value)),
+            "acl_file" => return Err(usage("-o acl_file=<path>: the path is missing")),
+            "remote_admin" => remote_admin = true,
             "sasl_plain_cleartext" => auth.plain_cleartext = true,
             "auth_exempt_unix_socket" => auth.exempt_unix_socket = true,
             "auth_timeout" => {
@@ -412,6 +418,8 @@ pub fn to_config(
         run_as: run_as(args.user)?,
         tls,
         auth,
+        acl_file,
+        remote_admin,
     })
 }
 

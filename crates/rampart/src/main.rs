@@ -75,7 +75,8 @@ fn main() -> ExitCode {
         Err(
             err @ (rampart_server::ServerError::Usage(_)
             | rampart_server::ServerError::Tls(_)
-            | rampart_server::ServerError::Auth(_)),
+            | rampart_server::ServerError::Auth(_)
+            | rampart_server::ServerError::Access(_)),
         ) => {
             eprintln!("rampart: {err}");
             ExitCode::from(EXIT_USAGE)

@@ -1,13 +1,22 @@
 //! The one place where a parsed request is allowed or refused.
 //!
-//! Every request of every protocol passes through [`authorize`] with the identity of the
-//! connection that sent it, after parsing and before it touches a shard. A connection is
-//! [`Identity::Anonymous`] unless its TLS client presented a verified certificate, or it
-//! authenticated (`-Y`, `-S`: then it is [`Identity::User`]). No policy
-//! is configured yet, so everything is allowed, as memcached allows it; access rules
-//! (per-client commands and keys) plug in here.
+//! Every request of every protocol passes through [`Session`](crate::session::Session)'s
+//! authorization with the identity of the connection that sent it, after parsing (and base64
+//! key decoding) and before it touches a shard, whether its keys are this core's or another's.
+//!
+//! - With an access policy (`-o acl_file=<path>`, [`Access`]), what [`need`] says the
+//!   request needs must be granted to the connection's identity on every key it names.
+//! - Without one, behaviour is memcached's, with one secure default: `cache_memlimit`,
+//!   `verbosity`, `stats reset` and `refresh_certs` are accepted only from loopback and
+//!   unix-socket clients, unless `-o remote_admin` opens them ([`default_check`]).
 
-use rampart_proto::Request;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use rampart_auth::policy::{Denial, Grants, IdentityName, Policy, PolicyError, Rights};
+use rampart_proto::request::{MAX_KEY_BYTES, MetaKey, MetaSetMode};
+use rampart_proto::{Request, StoreMode};
 use rampart_tls::PeerIdentity;
 
 /// Who is on the other end of a connection.
@@ -22,25 +31,452 @@ pub enum Identity {
     User(Box<rampart_auth::User>),
     /// A TLS client that authenticated with a pre-shared key (`ssl_psk_file`): its identity.
     Psk(Box<str>),
+    /// A unix-socket client, by the user id the kernel reports for it (`SO_PEERCRED`).
+    Uid(u32),
 }
 
-/// The outcome of an authorization decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// Answered `CLIENT_ERROR access denied` (text and meta) or status 0x08 `access denied`
-    /// (binary) without running the request.
-    Deny,
-}
-
-/// Decides whether `identity` may run `request`.
-pub fn authorize(identity: &Identity, request: &Request<'_>) -> Decision {
-    match identity {
-        // Without a configured policy memcached's behaviour is the contract: everything is
-        // allowed, including admin commands, which have their own switches (-A, -F).
-        Identity::Anonymous | Identity::Certificate(_) | Identity::User(_) | Identity::Psk(_) => {
-            let _ = request;
-            Decision::Allow
+impl Identity {
+    /// The name a policy gives this identity. A certificate is named by its subject's CN; one
+    /// without a CN is anonymous.
+    pub fn policy_name(&self) -> IdentityName {
+        match self {
+            Identity::Anonymous => IdentityName::Anonymous,
+            Identity::Certificate(peer) => match &peer.common_name {
+                Some(cn) => IdentityName::Cert(cn.clone()),
+                None => IdentityName::Anonymous,
+            },
+            Identity::User(user) => IdentityName::User(user.as_str().to_owned()),
+            Identity::Psk(name) => IdentityName::Psk(name.to_string()),
+            Identity::Uid(uid) => IdentityName::Uid(*uid),
         }
+    }
+}
+
+/// What a request needs, read from the request alone.
+#[derive(Debug, Clone, Copy)]
+pub enum Need<'r, 'a> {
+    /// Authentication itself (binary SASL): the gate's business, never refused here.
+    Nothing,
+    Keyless(Rights),
+    /// Rights on every key of a multi-key request.
+    Keys(Rights, rampart_proto::request::Keys<'a>),
+    Key(Rights, &'a [u8]),
+    /// Rights on a meta key, decoded first when it is base64.
+    MetaKey(Rights, &'r MetaKey<'a>),
+}
+
+/// The rights `request` needs. A meta request's follow what its flags do: an `mg` that sets a
+/// TTL also touches, one that creates on a miss also adds; an `ms` needs its mode's right.
+pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
+    match request {
+        Request::Get(get) => {
+            let mut rights = Rights::GET;
+            if get.touch.is_some() {
+                rights |= Rights::TOUCH;
+            }
+            Need::Keys(rights, get.keys)
+        }
+        Request::Store(store) => Need::Key(store_right(store.mode), store.key),
+        Request::Arith(arith) => Need::Key(
+            if arith.incr {
+                Rights::INCR
+            } else {
+                Rights::DECR
+            },
+            arith.key,
+        ),
+        Request::Delete(delete) => Need::Key(Rights::DELETE, delete.key),
+        Request::Touch(touch) => Need::Key(Rights::TOUCH, touch.key),
+        Request::FlushAll(_) => Need::Keyless(Rights::FLUSH_ALL),
+        Request::Version => Need::Keyless(Rights::VERSION),
+        Request::Verbosity(_) => Need::Keyless(Rights::VERBOSITY),
+        Request::Quit => Need::Keyless(Rights::QUIT),
+        Request::Shutdown(_) => Need::Keyless(Rights::SHUTDOWN),
+        Request::Stats(stats) => Need::Keyless(match stats.group {
+            Some(b"reset") => Rights::STATS_RESET,
+            Some(b"conns") => Rights::STATS_CONNS,
+            Some(b"detail" | b"cachedump") => Rights::DUMP,
+            _ => Rights::STATS,
+        }),
+        Request::CacheMemlimit(_) => Need::Keyless(Rights::CACHE_MEMLIMIT),
+        Request::RefreshCerts { .. } => Need::Keyless(Rights::REFRESH_CERTS),
+        Request::MetaGet(get) => {
+            // Reading anything about the item (or only whether it exists) is `get`; an `mg`
+            // whose only effect is a new TTL (a binary touch) needs `touch` alone.
+            let reveals = get.flags.as_slice().iter().any(|f| b"cfhlstv".contains(f));
+            let mut rights = Rights::NONE;
+            if reveals || get.touch.is_none() {
+                rights |= Rights::GET;
+            }
+            if get.touch.is_some() {
+                rights |= Rights::TOUCH;
+            }
+            if get.vivify.is_some() {
+                rights |= Rights::ADD;
+            }
+            Need::MetaKey(rights, &get.key)
+        }
+        Request::MetaSet(set) => {
+            let right = match (set.mode, set.cas.is_some()) {
+                (MetaSetMode::Set | MetaSetMode::Replace, true) => Rights::CAS,
+                (MetaSetMode::Set, false) => Rights::SET,
+                (MetaSetMode::Replace, false) => Rights::REPLACE,
+                (MetaSetMode::Add, _) => Rights::ADD,
+                (MetaSetMode::Append, _) => Rights::APPEND,
+                (MetaSetMode::Prepend, _) => Rights::PREPEND,
+            };
+            Need::MetaKey(right, &set.key)
+        }
+        Request::MetaDelete(delete) => Need::MetaKey(Rights::DELETE, &delete.key),
+        Request::MetaArith(arith) => {
+            let mut rights = if arith.incr {
+                Rights::INCR
+            } else {
+                Rights::DECR
+            };
+            if arith.vivify.is_some() {
+                rights |= Rights::ADD;
+            }
+            if arith.touch.is_some() {
+                rights |= Rights::TOUCH;
+            }
+            Need::MetaKey(rights, &arith.key)
+        }
+        Request::MetaNoop => Need::Keyless(Rights::NOOP),
+        Request::MetaDebug(debug) => Need::MetaKey(Rights::DEBUG, &debug.key),
+        Request::Sasl(_) => Need::Nothing,
+    }
+}
+
+fn store_right(mode: StoreMode) -> Rights {
+    match mode {
+        StoreMode::Set => Rights::SET,
+        StoreMode::Add => Rights::ADD,
+        StoreMode::Replace => Rights::REPLACE,
+        StoreMode::Append => Rights::APPEND,
+        StoreMode::Prepend => Rights::PREPEND,
+        StoreMode::Cas(_) => Rights::CAS,
+    }
+}
+
+/// Decides `need` against an identity's grants. Every key of a multi-key request must be
+/// allowed, or the whole request is refused.
+pub fn check(grants: &Grants, need: Need<'_, '_>) -> Result<(), Denial> {
+    match need {
+        Need::Nothing => Ok(()),
+        Need::Keyless(rights) => grants.check_keyless(rights),
+        Need::Key(rights, key) => {
+            grants.check_command(rights)?;
+            grants.check_key(key, rights)
+        }
+        Need::Keys(rights, keys) => {
+            grants.check_command(rights)?;
+            keys.iter()
+                .try_for_each(|key| grants.check_key(key, rights))
+        }
+        Need::MetaKey(rights, key) => {
+            grants.check_command(rights)?;
+            let mut scratch = [0u8; MAX_KEY_BYTES];
+            grants.check_key(key.decode(&mut scratch), rights)
+        }
+    }
+}
+
+/// Without a policy: the admin commands that change the server for everyone are accepted
+/// only from clients on this machine, unless `-o remote_admin`.
+pub fn default_check(need: Need<'_, '_>, admin_allowed: bool) -> Result<(), Denial> {
+    const LOCAL_ONLY: Rights = Rights::CACHE_MEMLIMIT
+        .union(Rights::VERBOSITY)
+        .union(Rights::STATS_RESET)
+        .union(Rights::REFRESH_CERTS);
+    match need {
+        Need::Keyless(rights) if !admin_allowed && rights.bits() & LOCAL_ONLY.bits() != 0 => {
+            Err(Denial::Admin)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why an access policy cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}:{}: {}", err.line, err.message)]
+    Malformed { path: String, err: PolicyError },
+}
+
+/// Counters `stats` reports.
+#[derive(Debug, Default)]
+pub struct AccessCounters {
+    /// Requests refused because the command was not granted (`acl_denied_command`).
+    pub denied_command: AtomicU64,
+    /// Requests refused because a key was not granted (`acl_denied_key`).
+    pub denied_key: AtomicU64,
+    /// Admin commands refused from a remote client without a policy (`acl_denied_admin`).
+    pub denied_admin: AtomicU64,
+    /// Policy reloads that applied, and ones refused for a bad file.
+    pub reloads: AtomicU64,
+    pub reload_errors: AtomicU64,
+}
+
+impl AccessCounters {
+    pub fn count(&self, denial: Denial) {
+        let counter = match denial {
+            Denial::Command => &self.denied_command,
+            Denial::Key => &self.denied_key,
+            Denial::Admin => &self.denied_admin,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The configured access policy, shared by every connection and replaced whole on reload.
+#[derive(Debug)]
+pub struct Access {
+    /// The policy and its generation (bumped by every reload), replaced together.
+    policy: RwLock<(u64, Arc<Policy>)>,
+    /// The same generation, read without the lock once per request.
+    generation: AtomicU64,
+    path: PathBuf,
+}
+
+/// A connection's grants, and the policy generation they were looked up in.
+#[derive(Debug, Clone)]
+pub struct CachedGrants {
+    generation: u64,
+    grants: Arc<Grants>,
+}
+
+impl Access {
+    /// Reads and compiles the policy at `path`.
+    pub fn load(path: &Path) -> Result<Access, AccessError> {
+        let policy = read_policy(path)?;
+        log::info!(
+            "access policy {}: {} rule(s) for {} identit(ies)",
+            path.display(),
+            policy.rule_count(),
+            policy.identity_count()
+        );
+        Ok(Access {
+            policy: RwLock::new((0, Arc::new(policy))),
+            generation: AtomicU64::new(0),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Reads the file again (SIGHUP, `acl reload`). A file that cannot be used changes
+    /// nothing; a good one applies to every connection at its next request.
+    pub fn reload(&self) -> Result<usize, AccessError> {
+        let policy = read_policy(&self.path)?;
+        let rules = policy.rule_count();
+        let mut current = self
+            .policy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = current.0 + 1;
+        *current = (generation, Arc::new(policy));
+        self.generation.store(generation, Ordering::Release);
+        Ok(rules)
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        let current = self
+            .policy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(&current.1)
+    }
+
+    /// `identity`'s grants, from `cached` while the policy has not changed since.
+    pub fn grants<'c>(
+        &self,
+        cached: &'c mut Option<CachedGrants>,
+        identity: &Identity,
+    ) -> &'c Grants {
+        let generation = self.generation.load(Ordering::Acquire);
+        if cached
+            .as_ref()
+            .is_some_and(|cached| cached.generation != generation)
+        {
+            *cached = None;
+        }
+        let cached = cached.get_or_insert_with(|| {
+            let current = self
+                .policy
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            CachedGrants {
+                generation: current.0,
+                grants: current.1.grants(&identity.policy_name()),
+            }
+        });
+        &cached.grants
+    }
+}
+
+fn read_policy(path: &Path) -> Result<Policy, AccessError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| AccessError::Read {
+        path: display.clone(),
+        err,
+    })?;
+    Policy::parse(&text).map_err(|err| AccessError::Malformed { path: display, err })
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_proto::text::{self, Frame, Limits, Parsed};
+
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            item_size_max: 1024 * 1024,
+            flush_enabled: true,
+        }
+    }
+
+    /// The rights (and, for keyed requests, the keys) `line` needs.
+    fn needs(line: &[u8]) -> (Rights, Vec<Vec<u8>>) {
+        let Parsed::Complete { frame, .. } = text::parse(line, &limits()) else {
+            panic!("{line:?} does not parse");
+        };
+        let request = match frame {
+            Frame::Request(request) => request,
+            Frame::Meta(rampart_proto::meta::Frame::Request(request)) => request,
+            other => panic!("{line:?}: {other:?}"),
+        };
+        let mut scratch = [0u8; MAX_KEY_BYTES];
+        match need(&request) {
+            Need::Nothing => (Rights::NONE, vec![]),
+            Need::Keyless(rights) => (rights, vec![]),
+            Need::Key(rights, key) => (rights, vec![key.to_vec()]),
+            Need::Keys(rights, keys) => (rights, keys.iter().map(<[u8]>::to_vec).collect()),
+            Need::MetaKey(rights, key) => (rights, vec![key.decode(&mut scratch).to_vec()]),
+        }
+    }
+
+    #[test]
+    fn each_request_needs_what_it_does() {
+        let k = |s: &str| vec![s.as_bytes().to_vec()];
+        let cases: &[(&[u8], Rights, Vec<Vec<u8>>)] = &[
+            (
+                b"get a b\r\n",
+                Rights::GET,
+                vec![b"a".to_vec(), b"b".to_vec()],
+            ),
+            (b"gat 10 a\r\n", Rights::GET | Rights::TOUCH, k("a")),
+            (b"set a 0 0 1\r\nx\r\n", Rights::SET, k("a")),
+            (b"cas a 0 0 1 5\r\nx\r\n", Rights::CAS, k("a")),
+            (b"append a 0 0 1\r\nx\r\n", Rights::APPEND, k("a")),
+            (b"incr a 1\r\n", Rights::INCR, k("a")),
+            (b"decr a 1\r\n", Rights::DECR, k("a")),
+            (b"touch a 1\r\n", Rights::TOUCH, k("a")),
+            (b"delete a\r\n", Rights::DELETE, k("a")),
+            // Meta: the rights follow the flags; base64 keys are decoded.
+            (b"mg YQ== b v\r\n", Rights::GET, k("a")),
+            (b"mg a\r\n", Rights::GET, k("a")),
+            (b"mg a T30\r\n", Rights::TOUCH, k("a")),
+            (b"mg a T30 v\r\n", Rights::GET | Rights::TOUCH, k("a")),
+            (b"mg a T30 t\r\n", Rights::GET | Rights::TOUCH, k("a")),
+            (b"mg a N30 v\r\n", Rights::GET | Rights::ADD, k("a")),
+            (b"ms a 1\r\nx\r\n", Rights::SET, k("a")),
+            (b"ms a 1 C5\r\nx\r\n", Rights::CAS, k("a")),
+            (b"ms a 1 MA\r\nx\r\n", Rights::APPEND, k("a")),
+            (b"ms a 1 MP\r\nx\r\n", Rights::PREPEND, k("a")),
+            (b"ms a 1 ME\r\nx\r\n", Rights::ADD, k("a")),
+            (b"ms a 1 MR\r\nx\r\n", Rights::REPLACE, k("a")),
+            (b"ms a 1 MR C5\r\nx\r\n", Rights::CAS, k("a")),
+            (b"md a\r\n", Rights::DELETE, k("a")),
+            (b"ma a\r\n", Rights::INCR, k("a")),
+            (
+                b"ma a MD N0 T5\r\n",
+                Rights::DECR | Rights::ADD | Rights::TOUCH,
+                k("a"),
+            ),
+            (b"me a\r\n", Rights::DEBUG, k("a")),
+            // Keyless.
+            (b"mn\r\n", Rights::NOOP, vec![]),
+            (b"version\r\n", Rights::VERSION, vec![]),
+            (b"stats\r\n", Rights::STATS, vec![]),
+            (b"stats items\r\n", Rights::STATS, vec![]),
+            (b"stats reset\r\n", Rights::STATS_RESET, vec![]),
+            (b"stats conns\r\n", Rights::STATS_CONNS, vec![]),
+            (b"flush_all\r\n", Rights::FLUSH_ALL, vec![]),
+            (b"verbosity 1\r\n", Rights::VERBOSITY, vec![]),
+            (b"cache_memlimit 10\r\n", Rights::CACHE_MEMLIMIT, vec![]),
+        ];
+        for (line, rights, keys) in cases {
+            assert_eq!(
+                needs(line),
+                (*rights, keys.clone()),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn binary_requests_need_what_their_text_forms_need() {
+        // A binary touch (opcode 0x1c) answers the item's flags and CAS as memcached does, so
+        // it reads as well as touches, like a gat.
+        let packet = |opcode: u8, extras: &[u8], key: &[u8]| {
+            let mut p = vec![
+                0x80,
+                opcode,
+                0,
+                key.len() as u8,
+                extras.len() as u8,
+                0,
+                0,
+                0,
+            ];
+            p.extend_from_slice(&((extras.len() + key.len()) as u32).to_be_bytes());
+            p.extend_from_slice(&[0; 12]);
+            p.extend_from_slice(extras);
+            p.extend_from_slice(key);
+            p
+        };
+        for (opcode, extras, want) in [
+            (0x1c, &[0u8, 0, 0, 10][..], Rights::GET | Rights::TOUCH),
+            (0x1d, &[0, 0, 0, 10][..], Rights::GET | Rights::TOUCH),
+            (0x0c, &[][..], Rights::GET),
+            (0x04, &[][..], Rights::DELETE),
+        ] {
+            let bytes = packet(opcode, extras, b"k");
+            let rampart_proto::Parsed::Complete {
+                frame: rampart_proto::binary::Frame::Request { request, .. },
+                ..
+            } = rampart_proto::binary::parse(&bytes, &limits())
+            else {
+                panic!("opcode {opcode:#x} does not parse");
+            };
+            let Need::MetaKey(rights, _) = need(&request) else {
+                panic!("opcode {opcode:#x} is keyed");
+            };
+            assert_eq!(rights, want, "opcode {opcode:#x}");
+        }
+    }
+
+    #[test]
+    fn without_a_policy_admin_commands_need_a_local_client() {
+        for rights in [
+            Rights::CACHE_MEMLIMIT,
+            Rights::VERBOSITY,
+            Rights::STATS_RESET,
+            Rights::REFRESH_CERTS,
+        ] {
+            assert_eq!(
+                default_check(Need::Keyless(rights), false),
+                Err(Denial::Admin)
+            );
+            assert_eq!(default_check(Need::Keyless(rights), true), Ok(()));
+        }
+        for rights in [Rights::STATS, Rights::FLUSH_ALL, Rights::VERSION] {
+            assert_eq!(default_check(Need::Keyless(rights), false), Ok(()));
+        }
+        assert_eq!(default_check(Need::Key(Rights::SET, b"k"), false), Ok(()));
     }
 }

@@ -93,6 +93,10 @@ pub struct Config {
     /// `-Y`, `-S`, `MEMCACHED_SASL_PWDB`, `-o sasl_plain_cleartext`, `-o auth_timeout`; the
     /// files are read when the server starts.
     pub auth: crate::auth::AuthSettings,
+    /// `-o acl_file=<path>`: the access policy (read at start-up, on SIGHUP and `acl reload`).
+    pub acl_file: Option<PathBuf>,
+    /// `-o remote_admin`: without a policy, accept admin commands from remote clients too.
+    pub remote_admin: bool,
 }
 
 impl Config {
@@ -129,6 +133,8 @@ impl Default for Config {
             run_as: None,
             tls: TlsSettings::default(),
             auth: crate::auth::AuthSettings::default(),
+            acl_file: None,
+            remote_admin: false,
         }
     }
 }

@@ -98,6 +98,8 @@ pub enum ServerError {
     /// A credential file that cannot be used (exit status 64).
     #[error("{0}")]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Access(#[from] authz::AccessError),
 }
 
 /// memcached's `-v` levels on the logger: nothing extra, then connection events, then every
@@ -131,12 +133,19 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     };
     // Credential files too: a missing, exposed or malformed one stops the start-up.
     let auth = auth::Authenticator::load(&config.auth)?;
+    // And the access policy: a file with a mistake in it stops the start-up, naming the line.
+    let access = config
+        .acl_file
+        .as_deref()
+        .map(authz::Access::load)
+        .transpose()?;
     let bound = listen::bind_tcp(&config, executors)?;
     let config = Arc::new(config);
     let process = Arc::new(
         Process::with_tls(executors, tls)
             .with_read_budget(config.read_buf_limit_bytes())
-            .with_auth(auth),
+            .with_auth(auth)
+            .with_access(access, config.remote_admin),
     );
     let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
@@ -504,8 +513,17 @@ mod signals {
                                 ),
                             }
                         }
-                        if process.tls.is_none() && process.auth.is_none() {
-                            log::info!("SIGHUP: nothing to reload without TLS or credentials");
+                        // And the access policy: a bad file changes nothing.
+                        if process.access.is_some() {
+                            let _ = process.reload_access("SIGHUP");
+                        }
+                        if process.tls.is_none()
+                            && process.auth.is_none()
+                            && process.access.is_none()
+                        {
+                            log::info!(
+                                "SIGHUP: nothing to reload without TLS, credentials or a policy"
+                            );
                         }
                         continue;
                     }

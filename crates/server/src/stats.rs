@@ -102,6 +102,9 @@ pub struct StatsView<'a> {
     pub read_budget: &'a crate::budget::ReadBudget,
     /// With `-Y` or `-S`.
     pub auth: Option<&'a crate::auth::Authenticator>,
+    /// With `-o acl_file`.
+    pub access: Option<&'a crate::authz::Access>,
+    pub access_counters: &'a crate::authz::AccessCounters,
     pub started_at: u64,
     pub now: u64,
 }
@@ -216,6 +219,17 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
         reply::stat_u64(out, "auth_timeouts", auth_counter(|c| &c.timeouts));
         reply::stat_u64(out, "auth_lockouts", auth_counter(|c| &c.lockouts));
     }
+    if view.access.is_some() {
+        // rampart's own: refusals by reason, and policy reloads.
+        let acl = view.access_counters;
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        reply::stat_u64(out, "acl_denied_command", load(&acl.denied_command));
+        reply::stat_u64(out, "acl_denied_key", load(&acl.denied_key));
+        reply::stat_u64(out, "acl_reloads", load(&acl.reloads));
+        reply::stat_u64(out, "acl_reload_errors", load(&acl.reload_errors));
+    }
     reply::stat_u64(out, "bytes_read", sum.bytes_read);
     reply::stat_u64(out, "bytes_written", sum.bytes_written);
     reply::stat_u64(out, "limit_maxbytes", sum.limit_bytes);
@@ -308,6 +322,13 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
             path.display().to_string().as_bytes(),
         ),
         None => reply::stat(out, "auth_enabled_ascii", b"no"),
+    }
+    // rampart's own, shown when set.
+    if let Some(path) = &config.acl_file {
+        reply::stat(out, "acl_file", path.display().to_string().as_bytes());
+    }
+    if config.remote_admin {
+        reply::stat(out, "remote_admin", b"yes");
     }
     reply::stat_u64(out, "item_size_max", config.item_size_max as u64);
     reply::stat_u64(

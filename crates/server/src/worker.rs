@@ -44,6 +44,12 @@ pub struct Process {
     pub read_budget: Arc<ReadBudget>,
     /// `-Y`, `-S`: the credentials every connection must present first.
     pub auth: Option<crate::auth::Authenticator>,
+    /// `-o acl_file`: the access policy every request is checked against.
+    pub access: Option<crate::authz::Access>,
+    /// Refusals by reason, with or without a policy.
+    pub access_counters: crate::authz::AccessCounters,
+    /// `-o remote_admin`: without a policy, admin commands are accepted from any client.
+    pub remote_admin: bool,
 }
 
 /// `refresh_certs` without `-Z`, in memcached's words.
@@ -69,6 +75,36 @@ impl Process {
     pub fn with_auth(mut self, auth: Option<crate::auth::Authenticator>) -> Process {
         self.auth = auth;
         self
+    }
+
+    pub fn with_access(
+        mut self,
+        access: Option<crate::authz::Access>,
+        remote_admin: bool,
+    ) -> Process {
+        self.access = access;
+        self.remote_admin = remote_admin;
+        self
+    }
+
+    /// Reads the access policy again (`why`: SIGHUP or `acl reload`), logging and counting
+    /// the outcome. `None` without a policy.
+    pub fn reload_access(&self, why: &str) -> Option<Result<usize, crate::authz::AccessError>> {
+        let access = self.access.as_ref()?;
+        let outcome = access.reload();
+        match &outcome {
+            Ok(rules) => {
+                self.access_counters.reloads.fetch_add(1, Ordering::Relaxed);
+                log::info!("{why}: access policy reloaded, {rules} rule(s)");
+            }
+            Err(err) => {
+                self.access_counters
+                    .reload_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                log::error!("{why}: access policy not reloaded, the old one stays: {err}");
+            }
+        }
+        Some(outcome)
     }
 
     pub fn with_read_budget(mut self, limit_bytes: Option<usize>) -> Process {
@@ -239,6 +275,10 @@ impl Worker {
     /// The authenticator, when connections must authenticate.
     pub fn auth(&self) -> Option<&crate::auth::Authenticator> {
         self.process_state().auth.as_ref()
+    }
+
+    pub fn access(&self) -> Option<&crate::authz::Access> {
+        self.process_state().access.as_ref()
     }
 
     pub fn process_state(&self) -> &Process {

@@ -65,6 +65,7 @@ pub struct Pki {
     pub live_key: PathBuf,
     /// The client CA file the server is given with [`Pki::ca_opts`]; a copy of `ca`.
     pub live_ca: PathBuf,
+    ca_key: PKey<Private>,
     dir: TempDir,
 }
 
@@ -182,8 +183,23 @@ impl Pki {
             live_cert,
             live_key,
             live_ca,
+            ca_key,
             dir,
         }
+    }
+
+    /// Another client certificate signed by the CA, with subject CN `cn` and no SANs, written
+    /// to `<file>.crt` / `<file>.key`.
+    pub fn issue_client(&self, cn: &str, file: &str, serial: u32) -> Issued {
+        issue(
+            self.dir.path(),
+            cn,
+            file,
+            serial,
+            &[],
+            Some((&self.ca.cert, &self.ca_key)),
+        )
+        .0
     }
 
     pub fn dir(&self) -> &Path {

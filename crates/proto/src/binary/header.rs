@@ -193,8 +193,9 @@ pub enum Status {
     InvalidArguments = 0x04,
     NotStored = 0x05,
     NonNumeric = 0x06,
-    /// Refused by access control (rampart's; the status Cilium's memcached proxy uses).
-    AccessDenied = 0x08,
+    /// Refused by access control. memcached has no such status; this is Couchbase's
+    /// `EACCESS` ("No access"), the one binary-protocol servers already use for it.
+    AccessDenied = 0x24,
     AuthError = 0x20,
     AuthContinue = 0x21,
     UnknownCommand = 0x81,

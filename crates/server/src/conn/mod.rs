@@ -47,6 +47,11 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
 
     /// A unix socket: only local processes reach it.
     fn is_local(&self) -> bool;
+
+    /// A unix socket peer's user id, as the kernel reports it (`SO_PEERCRED`).
+    fn peer_uid(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl Transport for glommio::net::TcpStream {
@@ -74,6 +79,27 @@ impl Transport for glommio::net::UnixStream {
 
     fn is_local(&self) -> bool {
         true
+    }
+
+    fn peer_uid(&self) -> Option<u32> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: the fd is this stream's open socket; `cred` and `len` are valid for writes
+        // of the size passed, and the kernel writes at most `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(cred.uid)
     }
 }
 
@@ -225,7 +251,7 @@ impl Link {
         let (peer, psk) = match identity {
             Identity::Certificate(peer) => (Some((**peer).clone()), None),
             Identity::Psk(name) => (None, Some(name.to_string())),
-            Identity::Anonymous | Identity::User(_) => (None, None),
+            Identity::Anonymous | Identity::User(_) | Identity::Uid(_) => (None, None),
         };
         Some(TlsDescription {
             version,
@@ -294,6 +320,14 @@ async fn establish<S: Transport>(
     Some((Link::Tls(Box::new(link)), identity))
 }
 
+/// `::ffff:127.0.0.1` and the like: a loopback client on a dual-stack socket.
+fn is_mapped_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        std::net::IpAddr::V4(_) => false,
+    }
+}
+
 /// Serves one client until it leaves, misbehaves beyond resynchronising, or the server stops.
 pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Security) {
     let fd = stream.socket().unwrap_or(-1);
@@ -320,7 +354,19 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     if matches!(link, Link::Tls(_)) {
         input.for_tls();
     }
-    let mut session = Session::new(identity, worker.config().protocol);
+    // A unix socket's client is known by its uid when it presented nothing stronger.
+    let identity = match (identity, stream.peer_uid()) {
+        (Identity::Anonymous, Some(uid)) => Identity::Uid(uid),
+        (identity, _) => identity,
+    };
+    // Without a policy, admin commands come only from this machine (or -o remote_admin).
+    let admin_allowed = worker.process_state().remote_admin
+        || stream.is_local()
+        || stream
+            .addresses()
+            .is_some_and(|(peer, _)| peer.ip().is_loopback() || is_mapped_loopback(peer.ip()));
+    let mut session =
+        Session::new(identity, worker.config().protocol).with_admin_allowed(admin_allowed);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
     // A pre-shared key already authenticated the client; the operator may trust the unix
     // socket's permissions instead.

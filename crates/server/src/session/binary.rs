@@ -15,7 +15,6 @@
 use rampart_proto::Request;
 use rampart_proto::binary::{Frame, Status, reply};
 
-use crate::authz::{self, Decision};
 use crate::mesh::Gone;
 use crate::stats;
 use crate::worker::Worker;
@@ -65,7 +64,8 @@ pub(super) fn execute_frame(
             request,
         } => {
             let form = BinaryForm { opcode, opaque };
-            if authz::authorize(&session.identity, &request) == Decision::Deny {
+            // Quiet or not: a refusal is an error, and errors are always answered.
+            if session.authorize(&request, worker).is_err() {
                 form.error(out, Status::AccessDenied);
                 return Flow::Continue;
             }
@@ -165,7 +165,7 @@ pub(super) async fn whole_cache(
         return Ok(false);
     }
     let form = BinaryForm { opcode, opaque };
-    if authz::authorize(&session.identity, &request) == Decision::Deny {
+    if session.authorize(&request, worker).is_err() {
         form.error(out, Status::AccessDenied);
     } else {
         let mut text = Vec::new();

@@ -442,7 +442,7 @@ impl Session {
             fingerprint: done.fingerprint,
         });
         self.gate = Gate::Open;
-        self.identity = Identity::User(Box::new(done.user));
+        self.set_identity(Identity::User(Box::new(done.user)));
     }
 
     /// After a reload: a connection whose user is gone or has other secrets now must
@@ -472,7 +472,7 @@ impl Session {
             "credentials reloaded: a connection's user was removed or changed; it must authenticate again"
         );
         let plain_allowed = state.plain_allowed;
-        self.identity = Identity::Anonymous;
+        self.set_identity(Identity::Anonymous);
         if let ReadState::ResumingGet { .. } = self.state {
             // The half-answered multi-get is not resumed for an unauthenticated client.
             self.state = ReadState::Reading(Wire::Text);

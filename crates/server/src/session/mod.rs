@@ -34,9 +34,12 @@ mod refuse;
 mod whole;
 
 use rampart_proto::Parsed as AnyParsed;
+use rampart_proto::Request;
 use rampart_proto::text::{self, Frame, Parsed, TextError, reply};
 
-use crate::authz::{self, Decision, Identity};
+use rampart_auth::policy::{Denial, Rights};
+
+use crate::authz::{self, CachedGrants, Identity};
 use crate::config::ProtocolChoice;
 use crate::mesh::Gone;
 use crate::worker::Worker;
@@ -129,6 +132,11 @@ pub const OUT_HIGH_WATER_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Session {
     identity: Identity,
+    /// With an access policy: the identity's grants, looked up once per identity and reload.
+    grants: Option<CachedGrants>,
+    /// Without a policy: whether admin commands are accepted (a client on this machine, or
+    /// `-o remote_admin`).
+    admin_allowed: bool,
     /// Whether the connection must authenticate first (`-Y`, `-S`).
     gate: Gate,
     /// `-Y`, `-S`: failures, a SCRAM exchange in progress, what the connection authenticated
@@ -150,12 +158,58 @@ impl Session {
         };
         Session {
             identity,
+            grants: None,
+            admin_allowed: true,
             gate: Gate::Open,
             auth: None,
             state,
             plan: Plan::default(),
             high_water: OUT_HIGH_WATER_BYTES,
         }
+    }
+
+    /// Whether admin commands are accepted without a policy (see [`authz::default_check`]).
+    pub fn with_admin_allowed(mut self, allowed: bool) -> Self {
+        self.admin_allowed = allowed;
+        self
+    }
+
+    /// Whether `request` may run: the policy's decision for this connection's identity, or
+    /// the default without one. A refusal is counted.
+    pub(super) fn authorize(
+        &mut self,
+        request: &Request<'_>,
+        worker: &Worker,
+    ) -> Result<(), Denial> {
+        let need = authz::need(request);
+        let decision = match worker.access() {
+            Some(access) => authz::check(access.grants(&mut self.grants, &self.identity), need),
+            None => authz::default_check(need, self.admin_allowed),
+        };
+        if let Err(denial) = decision {
+            worker.process_state().access_counters.count(denial);
+        }
+        decision
+    }
+
+    /// Whether a refused store may drop the old value of `key` (memcached drops it): that
+    /// needs `set` on the key. Without a policy it always may.
+    pub(super) fn may_unlink(&mut self, key: &[u8], worker: &Worker) -> Result<(), Denial> {
+        let Some(access) = worker.access() else {
+            return Ok(());
+        };
+        let grants = access.grants(&mut self.grants, &self.identity);
+        let decision = authz::check(grants, authz::Need::Key(Rights::SET, key));
+        if let Err(denial) = decision {
+            worker.process_state().access_counters.count(denial);
+        }
+        decision
+    }
+
+    /// The connection's identity changed (it authenticated, or must again).
+    pub(super) fn set_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+        self.grants = None;
     }
 
     /// The same session with another output high-water mark (tests of the resumable path).
@@ -341,8 +395,10 @@ impl Session {
         } = text::parse(input, &limits)
             && let Some(whole) = Whole::of(&request)
         {
-            if authz::authorize(&self.identity, &request) == Decision::Deny {
-                reply::line(out.bytes(), ACCESS_DENIED);
+            if self.authorize(&request, worker).is_err() {
+                if !request.noreply() {
+                    reply::line(out.bytes(), ACCESS_DENIED);
+                }
             } else {
                 whole.run(worker, now, out.bytes()).await?;
             }
@@ -378,8 +434,11 @@ impl Session {
                 Flow::Continue
             }
             Frame::Meta(rampart_proto::meta::Frame::Request(request)) | Frame::Request(request) => {
-                if authz::authorize(&self.identity, &request) == Decision::Deny {
-                    reply::line(out.bytes(), ACCESS_DENIED);
+                // A resumed multi-get was allowed whole before its first key was answered.
+                if keys_done == 0 && self.authorize(&request, worker).is_err() {
+                    if !request.noreply() {
+                        reply::line(out.bytes(), ACCESS_DENIED);
+                    }
                     return Flow::Continue;
                 }
                 let high_water = self.high_water;
@@ -437,7 +496,10 @@ impl Session {
     pub fn user(&self) -> Option<&str> {
         match &self.identity {
             Identity::User(user) => Some(user.as_str()),
-            Identity::Anonymous | Identity::Certificate(_) | Identity::Psk(_) => None,
+            Identity::Anonymous
+            | Identity::Certificate(_)
+            | Identity::Psk(_)
+            | Identity::Uid(_) => None,
         }
     }
 

@@ -69,42 +69,53 @@ impl Session {
         };
         let mut scratch = [0u8; MAX_KEY_BYTES];
         let (key, unlink) = match &store {
-            Unbuffered::Text {
-                key,
-                unlink,
-                noreply,
-            } => {
-                if !noreply {
-                    reply::line(out.bytes(), text_line);
-                }
-                (*key, *unlink)
-            }
-            Unbuffered::Meta { key } => {
-                reply::line(out.bytes(), text_line);
-                (key.decode(&mut scratch), true)
-            }
-            Unbuffered::Binary {
-                opcode,
-                opaque,
-                key,
-                unlink,
-            } => {
-                match why {
-                    Refusal::TooLarge => {
-                        binary::reply::error(out.bytes(), opcode.code(), *opaque, Status::TooLarge);
-                    }
-                    // memcached's words for an item it cannot allocate.
-                    Refusal::NoMemory => binary::reply::error_with(
-                        out.bytes(),
-                        opcode.code(),
-                        *opaque,
-                        Status::OutOfMemory,
-                        binary::reply::OUT_OF_MEMORY_STORING,
-                    ),
-                }
-                (*key, *unlink)
-            }
+            Unbuffered::Text { key, unlink, .. } => (*key, *unlink),
+            Unbuffered::Meta { key } => (key.decode(&mut scratch), true),
+            Unbuffered::Binary { key, unlink, .. } => (*key, *unlink),
         };
+        // Dropping the old value is a write: a client that may not write the key is refused
+        // instead, and the key keeps its value.
+        let denied = unlink && self.may_unlink(key, worker).is_err();
+        match &store {
+            Unbuffered::Text { noreply, .. } => {
+                if !noreply {
+                    let line = if denied {
+                        super::ACCESS_DENIED
+                    } else {
+                        text_line
+                    };
+                    reply::line(out.bytes(), line);
+                }
+            }
+            Unbuffered::Meta { .. } => {
+                let line = if denied {
+                    super::ACCESS_DENIED
+                } else {
+                    text_line
+                };
+                reply::line(out.bytes(), line);
+            }
+            Unbuffered::Binary { opcode, opaque, .. } => match (denied, why) {
+                (true, _) => {
+                    binary::reply::error(out.bytes(), opcode.code(), *opaque, Status::AccessDenied);
+                }
+                (false, Refusal::TooLarge) => {
+                    binary::reply::error(out.bytes(), opcode.code(), *opaque, Status::TooLarge);
+                }
+                // memcached's words for an item it cannot allocate.
+                (false, Refusal::NoMemory) => binary::reply::error_with(
+                    out.bytes(),
+                    opcode.code(),
+                    *opaque,
+                    Status::OutOfMemory,
+                    binary::reply::OUT_OF_MEMORY_STORING,
+                ),
+            },
+        }
+        if denied {
+            self.swallow(swallow, store.wire());
+            return;
+        }
         let call = Call::Refused { unlink, why };
         // Nothing more to answer: the refusal is written above.
         keyed::execute(&mut self.plan, key, call, &[], None, worker, now, out);

@@ -168,6 +168,8 @@ impl Whole {
                     shards: &shards,
                     read_budget: &worker.process_state().read_budget,
                     auth: worker.auth(),
+                    access: worker.access(),
+                    access_counters: &worker.process_state().access_counters,
                     started_at: worker.started_at(),
                     now,
                 };

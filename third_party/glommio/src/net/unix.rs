@@ -279,6 +279,13 @@ pin_project! {
     }
 }
 
+// rampart: the fd, for SO_PEERCRED (PATCHES.md change 4).
+impl<B: RxBuf> AsRawFd for UnixStream<B> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.stream().as_raw_fd()
+    }
+}
+
 impl FromRawFd for UnixStream {
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         UnixStream {
