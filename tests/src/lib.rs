@@ -35,7 +35,7 @@ pub mod transcript;
 
 pub use server::{Kind, Server, UnixServer};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
@@ -55,4 +55,27 @@ pub fn package_dir() -> PathBuf {
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes `path` belong to `nobody` when running as root: the servers run as `nobody` then
+/// (`-u nobody`) and read their files again on SIGHUP after dropping privileges, as an
+/// operator's files would be the `-u` user's. Does nothing otherwise.
+pub fn give_to_nobody(path: &Path) {
+    if !running_as_root() {
+        return;
+    }
+    let name = std::ffi::CString::new("nobody").expect("no NUL in a constant");
+    // SAFETY: getpwnam reads a NUL-terminated name; the result is checked before use.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!entry.is_null(), "no nobody account");
+    // SAFETY: `entry` is a valid passwd record returned above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL");
+    // SAFETY: a NUL-terminated path and ids from the passwd record.
+    assert_eq!(
+        unsafe { libc::chown(c_path.as_ptr(), uid, gid) },
+        0,
+        "chown {path:?}"
+    );
 }

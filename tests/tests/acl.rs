@@ -9,7 +9,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rampart_tests::io::Conn;
@@ -248,24 +247,10 @@ fn ascii_login(port: u16, user: &str) -> Conn {
     conn
 }
 
-/// Makes `path` the server's user's (`nobody` when the tests run as root): the server
-/// reloads it after dropping privileges, as an operator's file would be the `-u` user's.
-fn give_to_nobody(path: &Path) {
-    if !rampart_tests::running_as_root() {
-        return;
-    }
-    let status = std::process::Command::new("chown")
-        .args(["nobody", arg(path)])
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("chown");
-    assert!(status.success(), "chown nobody {path:?}");
-}
-
 fn start_limited_server(dir: &TempDir, extra: &[&str]) -> (Server, PathBuf) {
     let users = write_file(dir.path(), "users", USERS, 0o600);
     let policy = write_file(dir.path(), "limited.acl", LIMITED, 0o644);
-    give_to_nobody(&policy);
+    rampart_tests::give_to_nobody(&policy);
     let acl = format!("acl_file={}", arg(&policy));
     let mut args = vec!["-t", "2", "-Y", arg(&users), "-o", &acl];
     args.extend_from_slice(extra);

@@ -841,7 +841,7 @@ fn sighup_reloads_credentials_and_revokes_changed_users() {
     let users = credentials(dir.path(), "users", "alice:secret\nbob:builder\n", 0o600);
     // The server reloads as the user it runs as (`nobody` when the tests run as root), so
     // the file must be that user's, as an operator's would be the `-u` user's.
-    give_to_nobody(&users);
+    rampart_tests::give_to_nobody(&users);
     let mut server = Server::start(Kind::Rampart, &["-Y", path_arg(&users)]);
     let mut alice = Conn::new(tcp_connect(server.port()).expect("connect"));
     assert_eq!(alice.roundtrip(AUTH_LINE, b"\r\n"), b"STORED\r\n");
@@ -993,7 +993,7 @@ fn sasl_roundtrip(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) ->
 fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
     let dir = TempDir::new().expect("temp dir");
     let users = credentials(dir.path(), "users", &passwd_line("alice", "old"), 0o600);
-    give_to_nobody(&users);
+    rampart_tests::give_to_nobody(&users);
     let mut server = Server::start(Kind::Rampart, &["-S", "-Y", path_arg(&users)]);
     let first_bare = "n=alice,r=clientnonce";
     let start = |conn: &mut Conn| {
@@ -1054,27 +1054,6 @@ fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
     // Sixteen requests without authenticating, then the connection closes.
     let reply = exchange(server.port(), &b"get k\r\n".repeat(20));
     assert_eq!(reply, [&UNAUTHENTICATED.repeat(16)[..], b"<EOF>"].concat());
-}
-
-/// Makes `path` the `nobody` account's when the tests run as root (the harness starts the
-/// server with `-u nobody` then).
-fn give_to_nobody(path: &Path) {
-    if !rampart_tests::running_as_root() {
-        return;
-    }
-    let name = std::ffi::CString::new("nobody").expect("name");
-    // SAFETY: getpwnam reads a NUL-terminated name; the result is checked before use.
-    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
-    assert!(!entry.is_null(), "no nobody account");
-    // SAFETY: `entry` is a valid passwd record returned above.
-    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-    let c_path = std::ffi::CString::new(path_arg(path)).expect("path");
-    // SAFETY: a NUL-terminated path and ids from the passwd record.
-    assert_eq!(
-        unsafe { libc::chown(c_path.as_ptr(), uid, gid) },
-        0,
-        "chown"
-    );
 }
 
 /// A credential file others may read, a malformed one, and `-S` without any file stop the

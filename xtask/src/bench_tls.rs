@@ -15,6 +15,7 @@
 
 mod chart;
 mod hostile;
+mod policy;
 mod report;
 mod server;
 
@@ -252,7 +253,11 @@ pub fn bench_tls(options: &Options) -> Result<()> {
     };
     fs::create_dir_all(&out)?;
     let stem = format!("{}-{}", results.meta.date, results.meta.host);
-    let table = report::markdown(&results);
+    let table = format!(
+        "{}\n{}",
+        report::markdown(&results),
+        policy::table(&results.policy)
+    );
     let svg = out.join(format!("{stem}.svg"));
     chart::draw(&results, &svg)?;
     let md = out.join(format!("{stem}.md"));
@@ -427,8 +432,35 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
             }
         }
     }
+    // What an access policy adds, rampart alone, with and without it in turn.
+    let policy_file = policy::write(dir)?;
+    let acl = format!("acl_file={}", policy_file.display());
+    let mut policy_runs = Vec::new();
+    for round in 1..=options.rounds {
+        for scenario in policy::scenarios() {
+            for with_policy in [false, true] {
+                let name = format!(
+                    "{} {}",
+                    scenario.name(),
+                    if with_policy {
+                        "with policy"
+                    } else {
+                        "without"
+                    }
+                );
+                step(&format!("round {round}/{}: {name}", options.rounds));
+                let options = with_policy.then_some(acl.as_str());
+                match bench.load_with(round, Kind::Rampart, &scenario, options) {
+                    Ok(run) => policy_runs.push(policy::PolicyRun { with_policy, run }),
+                    Err(e) => failures.push(failed(round, Kind::Rampart, &name, &e)),
+                }
+            }
+        }
+    }
     meta.finish();
-    Ok(Results::new(meta, runs, memory, hostiles, failures))
+    let mut results = Results::new(meta, runs, memory, hostiles, failures);
+    results.policy = policy_runs;
+    Ok(results)
 }
 
 /// CPUs for the load generator: every CPU but the server's.
@@ -483,6 +515,21 @@ impl Bench<'_> {
         let result = rampart_perf::run(&config)
             .map_err(anyhow::Error::from)
             .and_then(|report| check_clean(kind, "TLS preflight", &report));
+        with_exit(result, kind, &mut server)
+    }
+
+    /// One closed-loop run against a fresh `kind` started with `-o <options>` too.
+    fn load_with(
+        &self,
+        round: usize,
+        kind: Kind,
+        scenario: &Scenario,
+        options: Option<&str>,
+    ) -> Result<Run> {
+        let mut server =
+            self.launch
+                .start_options(kind, scenario.tls, self.launch.memory_mib, options)?;
+        let result = self.load_on(&server, round, kind, scenario, None);
         with_exit(result, kind, &mut server)
     }
 

@@ -7,6 +7,7 @@
 //! returns the flags, the value and the key), so the server runs one logical request whatever
 //! the encoding and only the reply encoder differs.
 
+mod acl;
 mod meta;
 mod meta_arith;
 mod meta_delete;
@@ -14,6 +15,7 @@ mod meta_get;
 mod meta_set;
 mod sasl;
 
+pub use acl::Acl;
 pub use meta::{MAX_META_FLAGS, MAX_OPAQUE_BYTES, MetaFlags, MetaKey};
 pub use meta_arith::MetaArith;
 pub use meta_delete::{MetaDebug, MetaDelete};
@@ -67,6 +69,8 @@ pub enum Request<'a> {
     MetaDebug(MetaDebug<'a>),
     /// Binary SASL list/auth/step.
     Sasl(Sasl<'a>),
+    /// `acl reload|log|check`: rampart's policy commands.
+    Acl(Acl<'a>),
 }
 
 impl Request<'_> {
@@ -93,7 +97,8 @@ impl Request<'_> {
             | Request::MetaArith(_)
             | Request::MetaNoop
             | Request::MetaDebug(_)
-            | Request::Sasl(_) => false,
+            | Request::Sasl(_)
+            | Request::Acl(_) => false,
         }
     }
 
@@ -133,6 +138,7 @@ impl Request<'_> {
             Request::Sasl(Sasl::ListMechanisms) => "sasl_list_mechs",
             Request::Sasl(Sasl::Auth { .. }) => "sasl_auth",
             Request::Sasl(Sasl::Step { .. }) => "sasl_step",
+            Request::Acl(_) => "acl",
         }
     }
 }
@@ -149,23 +155,47 @@ pub struct Get<'a> {
 }
 
 /// The keys of a multi-key request: a slice of the request line, split lazily on spaces so that
-/// a thousand-key `get` costs no allocation.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// a thousand-key `get` costs no allocation. The parser hands a request of one key over as
+/// that key alone, so the most common `get` is never scanned for spaces again.
+#[derive(Clone, Copy)]
 pub struct Keys<'a> {
     raw: &'a [u8],
+    /// `raw` is exactly one key.
+    single: bool,
 }
 
 impl<'a> Keys<'a> {
     /// Keys separated by one or more spaces. The caller has checked every key's length.
     pub(crate) fn new(raw: &'a [u8]) -> Self {
-        Keys { raw }
+        Keys { raw, single: false }
+    }
+
+    /// Exactly one key (no spaces in it).
+    pub(crate) fn one(key: &'a [u8]) -> Self {
+        Keys {
+            raw: key,
+            single: true,
+        }
     }
 
     /// Iterates over the keys in order.
+    #[inline]
     pub fn iter(&self) -> KeysIter<'a> {
-        KeysIter { rest: self.raw }
+        KeysIter {
+            rest: self.raw,
+            single: self.single,
+        }
     }
 }
+
+/// The same keys, however they were split.
+impl PartialEq for Keys<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Keys<'_> {}
 
 impl std::fmt::Debug for Keys<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,19 +214,34 @@ impl<'a> IntoIterator for Keys<'a> {
     }
 }
 
+/// Below this many bytes a key's end is found by a plain scan.
+const SHORT_SCAN_BYTES: usize = 32;
+
 /// Iterator over [`Keys`].
 #[derive(Debug, Clone)]
 pub struct KeysIter<'a> {
     rest: &'a [u8],
+    single: bool,
 }
 
 impl<'a> Iterator for KeysIter<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
+        if self.single {
+            self.single = false;
+            return Some(std::mem::take(&mut self.rest));
+        }
         let start = self.rest.iter().position(|&b| b != b' ')?;
         let rest = &self.rest[start..];
-        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        // Most keys are short: a plain scan beats memchr's setup below a few words.
+        let end = if rest.len() <= SHORT_SCAN_BYTES {
+            rest.iter().position(|&b| b == b' ')
+        } else {
+            memchr::memchr(b' ', rest)
+        }
+        .unwrap_or(rest.len());
         self.rest = &rest[end..];
         Some(&rest[..end])
     }

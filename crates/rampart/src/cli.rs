@@ -312,6 +312,7 @@ pub fn to_config(
     let mut read_buf_mem_limit = None;
     let mut acl_file = None;
     let mut remote_admin = false;
+    let mut audit = rampart_server::audit::AuditSettings::default();
     let mut auth = AuthSettings {
         ascii_file: args.auth_file.clone(),
         sasl: args.enable_sasl,
@@ -349,6 +350,19 @@ pub fn to_config(
             "acl_file" if !value.is_empty() => acl_file = Some(PathBuf::from(value)),
             "acl_file" => return Err(usage("-o acl_file=<path>: the path is missing")),
             "remote_admin" => remote_admin = true,
+            "audit_log" if value == "-" => {
+                audit.target = Some(rampart_server::audit::Target::Stderr);
+            }
+            "audit_log" if !value.is_empty() => {
+                audit.target = Some(rampart_server::audit::Target::File(PathBuf::from(value)));
+            }
+            "audit_log" => {
+                return Err(usage(
+                    "-o audit_log=<path>: the path is missing (- is stderr)",
+                ));
+            }
+            "audit_auth_success" => audit.auth_success = true,
+            "audit_connections" => audit.connections = true,
             "sasl_plain_cleartext" => auth.plain_cleartext = true,
             "auth_exempt_unix_socket" => auth.exempt_unix_socket = true,
             "auth_timeout" => {
@@ -420,6 +434,7 @@ pub fn to_config(
         auth,
         acl_file,
         remote_admin,
+        audit,
     })
 }
 

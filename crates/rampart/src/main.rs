@@ -1,5 +1,6 @@
 //! The `rampart` binary: memcached's command line in, a running server out.
 
+mod acl_check;
 mod cli;
 mod passwd;
 
@@ -31,6 +32,9 @@ fn init_logging(verbosity: u32) {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("passwd") {
         return passwd::main(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("acl-check") {
+        return acl_check::main(std::env::args().skip(2).collect());
     }
     let argv = cli::normalize(std::env::args().skip(1));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -76,7 +80,8 @@ fn main() -> ExitCode {
             err @ (rampart_server::ServerError::Usage(_)
             | rampart_server::ServerError::Tls(_)
             | rampart_server::ServerError::Auth(_)
-            | rampart_server::ServerError::Access(_)),
+            | rampart_server::ServerError::Access(_)
+            | rampart_server::ServerError::Audit(_)),
         ) => {
             eprintln!("rampart: {err}");
             ExitCode::from(EXIT_USAGE)

@@ -67,6 +67,7 @@ pub enum Need<'r, 'a> {
 
 /// The rights `request` needs. A meta request's follow what its flags do: an `mg` that sets a
 /// TTL also touches, one that creates on a miss also adds; an `ms` needs its mode's right.
+#[inline]
 pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
     match request {
         Request::Get(get) => {
@@ -145,6 +146,7 @@ pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
         Request::MetaNoop => Need::Keyless(Rights::NOOP),
         Request::MetaDebug(debug) => Need::MetaKey(Rights::DEBUG, &debug.key),
         Request::Sasl(_) => Need::Nothing,
+        Request::Acl(_) => Need::Keyless(Rights::ACL),
     }
 }
 
@@ -161,6 +163,7 @@ fn store_right(mode: StoreMode) -> Rights {
 
 /// Decides `need` against an identity's grants. Every key of a multi-key request must be
 /// allowed, or the whole request is refused.
+#[inline]
 pub fn check(grants: &Grants, need: Need<'_, '_>) -> Result<(), Denial> {
     match need {
         Need::Nothing => Ok(()),
@@ -182,18 +185,139 @@ pub fn check(grants: &Grants, need: Need<'_, '_>) -> Result<(), Denial> {
     }
 }
 
-/// Without a policy: the admin commands that change the server for everyone are accepted
-/// only from clients on this machine, unless `-o remote_admin`.
-pub fn default_check(need: Need<'_, '_>, admin_allowed: bool) -> Result<(), Denial> {
-    const LOCAL_ONLY: Rights = Rights::CACHE_MEMLIMIT
+/// The key an audit event names for a refused `need`: the first one `grants` refuse (the
+/// first key when the command itself is refused, or without grants).
+pub fn refused_key(grants: Option<&Grants>, need: Need<'_, '_>) -> Option<Vec<u8>> {
+    let refused = |key: &[u8], rights| grants.is_none_or(|g| g.check_key(key, rights).is_err());
+    match need {
+        Need::Nothing | Need::Keyless(_) => None,
+        Need::Key(_, key) => Some(key.to_vec()),
+        Need::Keys(rights, keys) => keys
+            .iter()
+            .find(|key| refused(key, rights))
+            .or_else(|| keys.iter().next())
+            .map(<[u8]>::to_vec),
+        Need::MetaKey(_, key) => {
+            let mut scratch = [0u8; MAX_KEY_BYTES];
+            Some(key.decode(&mut scratch).to_vec())
+        }
+    }
+}
+
+/// Whether `need` is an admin command's (what `admin.command` events record).
+pub fn is_admin(need: &Need<'_, '_>) -> bool {
+    const ADMIN: Rights = Rights::FLUSH_ALL
+        .union(Rights::CACHE_MEMLIMIT)
         .union(Rights::VERBOSITY)
         .union(Rights::STATS_RESET)
-        .union(Rights::REFRESH_CERTS);
-    match need {
-        Need::Keyless(rights) if !admin_allowed && rights.bits() & LOCAL_ONLY.bits() != 0 => {
-            Err(Denial::Admin)
-        }
+        .union(Rights::REFRESH_CERTS)
+        .union(Rights::SHUTDOWN)
+        .union(Rights::ACL);
+    matches!(need, Need::Keyless(rights) if rights.bits() & ADMIN.bits() != 0)
+}
+
+/// Without a policy: the admin commands that change the server for everyone are accepted
+/// only from clients on this machine, unless `-o remote_admin` (`admin_allowed`).
+#[inline]
+pub fn default_check(request: &Request<'_>, admin_allowed: bool) -> Result<(), Denial> {
+    if admin_allowed {
+        return Ok(());
+    }
+    match request {
+        Request::CacheMemlimit(_)
+        | Request::Verbosity(_)
+        | Request::RefreshCerts { .. }
+        | Request::Acl(_) => Err(Denial::Admin),
+        Request::Stats(stats) if stats.group == Some(b"reset") => Err(Denial::Admin),
         _ => Ok(()),
+    }
+}
+
+/// The outcome of a dry run ([`dry_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRun {
+    Allowed,
+    /// Refused, why, and the key refused (for keyed requests).
+    Denied(Denial, Option<Vec<u8>>),
+}
+
+impl std::fmt::Display for DryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DryRun::Allowed => f.write_str("ALLOWED"),
+            DryRun::Denied(denial, None) => write!(f, "DENIED {}", denial.as_str()),
+            DryRun::Denied(denial, Some(key)) => write!(
+                f,
+                "DENIED {} {}",
+                denial.as_str(),
+                crate::audit::escape_key(key)
+            ),
+        }
+    }
+}
+
+/// Largest data block a dry run makes up for a storage command's line, in bytes.
+const DRY_RUN_DATA_BYTES: usize = 1 << 20;
+
+/// Whether `identity` may run the request written as `line` (no `\r\n`; a storage
+/// command's data block is made up) under `policy`. `Err` says why the line is no request.
+pub fn dry_run(policy: &Policy, identity: &IdentityName, line: &[u8]) -> Result<DryRun, String> {
+    let mut bytes = line.to_vec();
+    bytes.extend_from_slice(b"\r\n");
+    let limits = rampart_proto::text::Limits {
+        item_size_max: DRY_RUN_DATA_BYTES * 2,
+        flush_enabled: true,
+    };
+    let parsed = |bytes: &[u8]| dry_run_parsed(policy, identity, bytes, &limits);
+    if let Some(outcome) = parsed(&bytes)? {
+        return Ok(outcome);
+    }
+    // A storage command: its line says how long the data block is.
+    let words: Vec<&[u8]> = line
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let length_at = match words.first().copied() {
+        Some(b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas") => 4,
+        Some(b"ms") => 2,
+        _ => return Err("an incomplete request".to_owned()),
+    };
+    let length = words
+        .get(length_at)
+        .and_then(|w| std::str::from_utf8(w).ok())
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|&n| n <= DRY_RUN_DATA_BYTES)
+        .ok_or_else(|| format!("the data length must be at most {DRY_RUN_DATA_BYTES} bytes"))?;
+    bytes.resize(bytes.len() + length, b'x');
+    bytes.extend_from_slice(b"\r\n");
+    parsed(&bytes)?.ok_or_else(|| "an incomplete request".to_owned())
+}
+
+/// The decision for the complete request in `bytes`; `None` when it is incomplete.
+fn dry_run_parsed(
+    policy: &Policy,
+    identity: &IdentityName,
+    bytes: &[u8],
+    limits: &rampart_proto::text::Limits,
+) -> Result<Option<DryRun>, String> {
+    use rampart_proto::text::{Frame, Parsed};
+    let grants = policy.grants(identity);
+    match rampart_proto::text::parse(bytes, limits) {
+        Parsed::Complete {
+            frame:
+                Frame::Request(request) | Frame::Meta(rampart_proto::meta::Frame::Request(request)),
+            ..
+        } => {
+            let need = need(&request);
+            Ok(Some(match check(&grants, need) {
+                Ok(()) => DryRun::Allowed,
+                Err(denial) => DryRun::Denied(denial, refused_key(Some(&grants), need)),
+            }))
+        }
+        Parsed::Complete { .. } | Parsed::Close => {
+            Err("not a request memcached accepts".to_owned())
+        }
+        Parsed::Incomplete => Ok(None),
     }
 }
 
@@ -239,6 +363,8 @@ pub struct Access {
     /// The same generation, read without the lock once per request.
     generation: AtomicU64,
     path: PathBuf,
+    /// What no identity is granted (never used: a lookup always fills the cache).
+    nothing: Grants,
 }
 
 /// A connection's grants, and the policy generation they were looked up in.
@@ -262,6 +388,7 @@ impl Access {
             policy: RwLock::new((0, Arc::new(policy))),
             generation: AtomicU64::new(0),
             path: path.to_owned(),
+            nothing: Grants::nothing(),
         })
     }
 
@@ -289,30 +416,35 @@ impl Access {
         Arc::clone(&current.1)
     }
 
-    /// `identity`'s grants, from `cached` while the policy has not changed since.
+    /// `identity`'s grants, from `cached` while the policy has not changed since (one atomic
+    /// load per request).
+    #[inline]
     pub fn grants<'c>(
-        &self,
+        &'c self,
         cached: &'c mut Option<CachedGrants>,
         identity: &Identity,
     ) -> &'c Grants {
         let generation = self.generation.load(Ordering::Acquire);
-        if cached
-            .as_ref()
-            .is_some_and(|cached| cached.generation != generation)
-        {
-            *cached = None;
+        if !matches!(cached, Some(cached) if cached.generation == generation) {
+            *cached = Some(self.lookup(identity));
         }
-        let cached = cached.get_or_insert_with(|| {
-            let current = self
-                .policy
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            CachedGrants {
-                generation: current.0,
-                grants: current.1.grants(&identity.policy_name()),
-            }
-        });
-        &cached.grants
+        match cached {
+            Some(cached) => &cached.grants,
+            None => &self.nothing,
+        }
+    }
+
+    /// `identity`'s grants in the current policy, with its generation.
+    #[cold]
+    fn lookup(&self, identity: &Identity) -> CachedGrants {
+        let current = self
+            .policy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        CachedGrants {
+            generation: current.0,
+            grants: current.1.grants(&identity.policy_name()),
+        }
     }
 }
 
@@ -361,7 +493,8 @@ mod tests {
     #[test]
     fn each_request_needs_what_it_does() {
         let k = |s: &str| vec![s.as_bytes().to_vec()];
-        let cases: &[(&[u8], Rights, Vec<Vec<u8>>)] = &[
+        type Case = (&'static [u8], Rights, Vec<Vec<u8>>);
+        let cases: &[Case] = &[
             (
                 b"get a b\r\n",
                 Rights::GET,
@@ -462,21 +595,34 @@ mod tests {
 
     #[test]
     fn without_a_policy_admin_commands_need_a_local_client() {
-        for rights in [
-            Rights::CACHE_MEMLIMIT,
-            Rights::VERBOSITY,
-            Rights::STATS_RESET,
-            Rights::REFRESH_CERTS,
+        let request = |line: &'static [u8]| {
+            let Parsed::Complete {
+                frame: Frame::Request(request),
+                ..
+            } = text::parse(line, &limits())
+            else {
+                panic!("{line:?}");
+            };
+            request
+        };
+        for line in [
+            &b"cache_memlimit 10\r\n"[..],
+            b"verbosity 1\r\n",
+            b"stats reset\r\n",
+            b"refresh_certs\r\n",
+            b"acl reload\r\n",
         ] {
-            assert_eq!(
-                default_check(Need::Keyless(rights), false),
-                Err(Denial::Admin)
-            );
-            assert_eq!(default_check(Need::Keyless(rights), true), Ok(()));
+            assert_eq!(default_check(&request(line), false), Err(Denial::Admin));
+            assert_eq!(default_check(&request(line), true), Ok(()));
         }
-        for rights in [Rights::STATS, Rights::FLUSH_ALL, Rights::VERSION] {
-            assert_eq!(default_check(Need::Keyless(rights), false), Ok(()));
+        for line in [
+            &b"stats\r\n"[..],
+            b"stats items\r\n",
+            b"flush_all\r\n",
+            b"version\r\n",
+            b"get k\r\n",
+        ] {
+            assert_eq!(default_check(&request(line), false), Ok(()));
         }
-        assert_eq!(default_check(Need::Key(Rights::SET, b"k"), false), Ok(()));
     }
 }

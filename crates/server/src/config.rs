@@ -97,6 +97,8 @@ pub struct Config {
     pub acl_file: Option<PathBuf>,
     /// `-o remote_admin`: without a policy, accept admin commands from remote clients too.
     pub remote_admin: bool,
+    /// `-o audit_log`, `audit_auth_success`, `audit_connections`.
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Config {
@@ -135,6 +137,7 @@ impl Default for Config {
             auth: crate::auth::AuthSettings::default(),
             acl_file: None,
             remote_admin: false,
+            audit: crate::audit::AuditSettings::default(),
         }
     }
 }

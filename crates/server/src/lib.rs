@@ -11,6 +11,7 @@
 //! finish what it has read, and returns.
 
 pub mod affinity;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod batch;
@@ -100,6 +101,8 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Access(#[from] authz::AccessError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// memcached's `-v` levels on the logger: nothing extra, then connection events, then every
@@ -133,6 +136,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     };
     // Credential files too: a missing, exposed or malformed one stops the start-up.
     let auth = auth::Authenticator::load(&config.auth)?;
+    // The audit trail, opened before privileges are dropped.
+    let audit = audit::Audit::start(&config.audit, executors)?;
     // And the access policy: a file with a mistake in it stops the start-up, naming the line.
     let access = config
         .acl_file
@@ -145,7 +150,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Process::with_tls(executors, tls)
             .with_read_budget(config.read_buf_limit_bytes())
             .with_auth(auth)
-            .with_access(access, config.remote_admin),
+            .with_access(access, config.remote_admin)
+            .with_audit(audit),
     );
     let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
@@ -498,19 +504,33 @@ mod signals {
                         continue;
                     }
                     if signal == libc::SIGHUP {
+                        // The audit log is reopened (rotation) first: what the reloads
+                        // below record goes to the new file.
+                        if let Some(audit) = &process.audit {
+                            audit.reopen();
+                        }
                         // memcached reloads its certificates on SIGHUP; the outcome is logged.
                         if process.tls.is_some() {
                             let _ = process.refresh_certs();
                         }
                         // The credential files too: a bad one changes nothing.
                         if let Some(auth) = &process.auth {
-                            match auth.reload() {
+                            let event = match auth.reload() {
                                 Ok(users) => {
-                                    log::info!("SIGHUP: credentials reloaded, {users} user(s)")
+                                    log::info!("SIGHUP: credentials reloaded, {users} user(s)");
+                                    crate::audit::Event::new("credentials.reload", "ok")
+                                        .reason(format!("{users} user(s)"))
                                 }
-                                Err(err) => log::error!(
-                                    "SIGHUP: credentials not reloaded, the old ones stay: {err}"
-                                ),
+                                Err(err) => {
+                                    log::error!(
+                                        "SIGHUP: credentials not reloaded, the old ones stay: {err}"
+                                    );
+                                    crate::audit::Event::new("credentials.reload", "failed")
+                                        .reason(err.to_string())
+                                }
+                            };
+                            if let Some(audit) = &process.audit {
+                                audit.emit(event);
                             }
                         }
                         // And the access policy: a bad file changes nothing.
@@ -520,9 +540,10 @@ mod signals {
                         if process.tls.is_none()
                             && process.auth.is_none()
                             && process.access.is_none()
+                            && process.audit.is_none()
                         {
                             log::info!(
-                                "SIGHUP: nothing to reload without TLS, credentials or a policy"
+                                "SIGHUP: nothing to reload without TLS, credentials, a policy or an audit log"
                             );
                         }
                         continue;

@@ -105,6 +105,8 @@ pub struct StatsView<'a> {
     /// With `-o acl_file`.
     pub access: Option<&'a crate::authz::Access>,
     pub access_counters: &'a crate::authz::AccessCounters,
+    /// With `-o audit_log`.
+    pub audit: Option<&'a crate::audit::Audit>,
     pub started_at: u64,
     pub now: u64,
 }
@@ -218,6 +220,13 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
         // rampart's own: connections closed unauthenticated.
         reply::stat_u64(out, "auth_timeouts", auth_counter(|c| &c.timeouts));
         reply::stat_u64(out, "auth_lockouts", auth_counter(|c| &c.lockouts));
+    }
+    if let Some(audit) = view.audit {
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        reply::stat_u64(out, "audit_events_written", load(&audit.counters.written));
+        reply::stat_u64(out, "audit_events_dropped", load(&audit.counters.dropped));
     }
     if view.access.is_some() {
         // rampart's own: refusals by reason, and policy reloads.

@@ -50,6 +50,8 @@ pub struct Process {
     pub access_counters: crate::authz::AccessCounters,
     /// `-o remote_admin`: without a policy, admin commands are accepted from any client.
     pub remote_admin: bool,
+    /// `-o audit_log`: the audit trail.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// `refresh_certs` without `-Z`, in memcached's words.
@@ -87,22 +89,32 @@ impl Process {
         self
     }
 
+    pub fn with_audit(mut self, audit: Option<crate::audit::Audit>) -> Process {
+        self.audit = audit;
+        self
+    }
+
     /// Reads the access policy again (`why`: SIGHUP or `acl reload`), logging and counting
     /// the outcome. `None` without a policy.
     pub fn reload_access(&self, why: &str) -> Option<Result<usize, crate::authz::AccessError>> {
         let access = self.access.as_ref()?;
         let outcome = access.reload();
-        match &outcome {
+        let event = match &outcome {
             Ok(rules) => {
                 self.access_counters.reloads.fetch_add(1, Ordering::Relaxed);
                 log::info!("{why}: access policy reloaded, {rules} rule(s)");
+                crate::audit::Event::new("acl.reload", "ok").reason(format!("{rules} rule(s)"))
             }
             Err(err) => {
                 self.access_counters
                     .reload_errors
                     .fetch_add(1, Ordering::Relaxed);
                 log::error!("{why}: access policy not reloaded, the old one stays: {err}");
+                crate::audit::Event::new("acl.reload", "failed").reason(err.to_string())
             }
+        };
+        if let Some(audit) = &self.audit {
+            audit.emit(event);
         }
         Some(outcome)
     }
@@ -275,6 +287,10 @@ impl Worker {
     /// The authenticator, when connections must authenticate.
     pub fn auth(&self) -> Option<&crate::auth::Authenticator> {
         self.process_state().auth.as_ref()
+    }
+
+    pub fn audit(&self) -> Option<&crate::audit::Audit> {
+        self.process_state().audit.as_ref()
     }
 
     pub fn access(&self) -> Option<&crate::authz::Access> {

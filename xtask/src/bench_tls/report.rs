@@ -144,6 +144,8 @@ pub struct Results {
     pub memory: Vec<Memory>,
     /// The hostile phase's runs.
     pub hostile: Vec<Hostile>,
+    /// The access-policy phase's runs.
+    pub policy: Vec<super::policy::PolicyRun>,
 }
 
 impl Meta {
@@ -411,6 +413,7 @@ impl Results {
             runs,
             memory,
             hostile,
+            policy: Vec::new(),
         }
     }
 }

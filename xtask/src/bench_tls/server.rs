@@ -191,6 +191,17 @@ impl Launch {
 
     /// [`Launch::start`] with `-m memory_mib` instead of the benchmark's limit.
     pub fn start_with(&self, kind: Kind, tls: bool, memory_mib: usize) -> Result<Server> {
+        self.start_options(kind, tls, memory_mib, None)
+    }
+
+    /// [`Launch::start`] with `-o <options>` too (rampart and memcached only).
+    pub fn start_options(
+        &self,
+        kind: Kind,
+        tls: bool,
+        memory_mib: usize,
+        options: Option<&str>,
+    ) -> Result<Server> {
         let name = format!("{}-{}", kind.name(), std::process::id());
         let port_file = self.dir.join(format!("{name}.port"));
         let log_file = self.dir.join(format!("{name}.log"));
@@ -224,6 +235,9 @@ impl Launch {
                     self.certs.chain.display(),
                     self.certs.key.display()
                 ));
+            }
+            if let Some(options) = options {
+                cmd.arg("-o").arg(options);
             }
         }
         cmd.env("MEMCACHED_PORT_FILENAME", &port_file)

@@ -39,24 +39,43 @@ pub const REGEX_SET_BYTES: usize = 8 << 20;
 /// The compiled keyed rules of one identity.
 #[derive(Debug)]
 pub struct KeyRules {
-    /// Trie nodes; node 0 is the empty prefix.
+    /// Trie nodes, breadth first: node 0 is the empty prefix, and each node's children are
+    /// contiguous, in byte order.
     nodes: Vec<Node>,
-    /// Every node's children, contiguous per node and sorted by byte.
-    edges: Vec<(u8, u32)>,
+    /// Each node's first byte (`labels[i]` is node `i`'s), apart so that a node's children's
+    /// bytes sit together in a cache line.
+    labels: Vec<u8>,
+    /// The rest of each node's bytes: a chain of bytes on which no rule ends and nothing
+    /// branches is one node (a radix tree), so `key:` is one step, not four.
+    tails: Vec<u8>,
     regexes: Option<(RegexSet, Vec<Entry>)>,
-    /// Whether any rule denies: without one, a walk may stop as soon as it has allowed enough.
-    any_deny: bool,
+    /// Every right some prefix or exact rule denies on some key, and some regex rule: a
+    /// request that needs none of them may stop as soon as it has been allowed enough.
+    trie_denies: Rights,
+    regex_denies: Rights,
+    /// The root's child for each first byte (0: none; the root is never a child): a key's
+    /// first step is one load.
+    root_children: Box<[u32; 256]>,
+    /// The rules on every key (`prefix:`), the root's.
+    root_prefix: Entry,
 }
 
+/// One trie node; its children are `nodes[first_child..first_child + child_count]`, and the
+/// bytes after its label are `tails[tail_start..tail_start + tail_len]`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Node {
     /// Rules on keys that start with this node's bytes.
     prefix: Entry,
     /// Rules on exactly this node's bytes.
     exact: Entry,
-    first_edge: u32,
-    edge_count: u32,
+    first_child: u32,
+    child_count: u16,
+    tail_len: u16,
+    tail_start: u32,
 }
+
+/// Up to this many children are scanned; more are searched by halves.
+const SCAN_CHILDREN: usize = 16;
 
 /// A trie node while rules are added.
 #[derive(Default)]
@@ -72,13 +91,20 @@ impl KeyRules {
         let mut root = Building::default();
         let mut expressions = Vec::new();
         let mut regex_entries = Vec::new();
-        let mut any_deny = false;
+        let mut trie_denies = Rights::NONE;
+        let mut regex_denies = Rights::NONE;
         for (index, (pattern, entry)) in rules.iter().enumerate() {
-            any_deny |= !entry.deny.is_empty();
             match pattern {
-                Pattern::Exact(key) => descend(&mut root, key).exact.add(*entry),
-                Pattern::Prefix(prefix) => descend(&mut root, prefix).prefix.add(*entry),
+                Pattern::Exact(key) => {
+                    trie_denies |= entry.deny;
+                    descend(&mut root, key).exact.add(*entry);
+                }
+                Pattern::Prefix(prefix) => {
+                    trie_denies |= entry.deny;
+                    descend(&mut root, prefix).prefix.add(*entry);
+                }
                 Pattern::Regex(expression) => {
+                    regex_denies |= entry.deny;
                     check_regex(expression).map_err(|err| (index, err))?;
                     expressions.push(format!("^(?:{expression})$"));
                     regex_entries.push(*entry);
@@ -96,9 +122,13 @@ impl KeyRules {
         };
         let mut rules = KeyRules {
             nodes: Vec::new(),
-            edges: Vec::new(),
+            labels: Vec::new(),
+            tails: Vec::new(),
             regexes,
-            any_deny,
+            trie_denies,
+            regex_denies,
+            root_children: Box::new([0; 256]),
+            root_prefix: Entry::default(),
         };
         rules.flatten(root);
         Ok(rules)
@@ -108,65 +138,123 @@ impl KeyRules {
     pub fn empty() -> KeyRules {
         let mut rules = KeyRules {
             nodes: Vec::new(),
-            edges: Vec::new(),
+            labels: Vec::new(),
+            tails: Vec::new(),
             regexes: None,
-            any_deny: false,
+            trie_denies: Rights::NONE,
+            regex_denies: Rights::NONE,
+            root_children: Box::new([0; 256]),
+            root_prefix: Entry::default(),
         };
         rules.flatten(Building::default());
         rules
     }
 
-    /// Lays the trie out breadth-first, each node's children contiguous.
+    /// Lays the trie out breadth-first, each node's children contiguous, chains compressed.
     fn flatten(&mut self, root: Building) {
         let mut queue = std::collections::VecDeque::new();
         self.nodes.push(Node::default());
+        self.labels.push(0);
         queue.push_back((0usize, root));
         while let Some((at, building)) = queue.pop_front() {
-            let first_edge = self.edges.len() as u32;
-            for (byte, child) in building.children {
-                let index = self.nodes.len();
-                self.nodes.push(Node::default());
-                self.edges.push((byte, index as u32));
-                queue.push_back((index, child));
+            let first_child = self.nodes.len();
+            for (byte, mut child) in building.children {
+                // Follow the chain while nothing ends or branches on it.
+                let tail_start = self.tails.len();
+                while child.prefix == Entry::default()
+                    && child.exact == Entry::default()
+                    && child.children.len() == 1
+                {
+                    let Some((next_byte, next)) = child.children.pop_first() else {
+                        break;
+                    };
+                    self.tails.push(next_byte);
+                    child = next;
+                }
+                queue.push_back((self.nodes.len(), child));
+                self.nodes.push(Node {
+                    tail_start: tail_start as u32,
+                    tail_len: (self.tails.len() - tail_start) as u16,
+                    ..Node::default()
+                });
+                self.labels.push(byte);
             }
-            self.nodes[at] = Node {
-                prefix: building.prefix,
-                exact: building.exact,
-                first_edge,
-                edge_count: self.edges.len() as u32 - first_edge,
-            };
+            let child_count = (self.nodes.len() - first_child) as u16;
+            let node = &mut self.nodes[at];
+            node.prefix = building.prefix;
+            node.exact = building.exact;
+            node.first_child = first_child as u32;
+            node.child_count = child_count;
+        }
+        let root = self.nodes[0];
+        self.root_prefix = root.prefix;
+        for child in
+            root.first_child as usize..root.first_child as usize + root.child_count as usize
+        {
+            self.root_children[usize::from(self.labels[child])] = child as u32;
         }
     }
 
+    /// The child of the node at `index` for `byte`, if the trie has one.
+    #[inline]
+    fn child(&self, index: usize, byte: u8) -> Option<usize> {
+        if index == 0 {
+            let child = self.root_children[usize::from(byte)] as usize;
+            return (child != 0).then_some(child);
+        }
+        let node = &self.nodes[index];
+        let first = node.first_child as usize;
+        let labels = self.labels.get(first..first + node.child_count as usize)?;
+        let found = if labels.len() <= SCAN_CHILDREN {
+            labels.iter().position(|&label| label == byte)
+        } else {
+            labels.binary_search(&byte).ok()
+        };
+        found.map(|found| first + found)
+    }
+
     /// Whether every right of `need` is allowed on `key` and none of them denied.
+    #[inline]
     pub fn allows(&self, key: &[u8], need: Rights) -> bool {
-        let mut sum = Entry::default();
-        let enough = |sum: &Entry| !self.any_deny && sum.allow.contains(need);
-        let mut node = &self.nodes[0];
-        sum.add(node.prefix);
-        let mut whole_key = true;
-        for &byte in key {
-            if enough(&sum) {
+        let need_bits = need.bits();
+        let settles = self.trie_denies.union(self.regex_denies).bits() & need_bits == 0;
+        let mut index = 0;
+        let mut sum = self.root_prefix;
+        let mut at = 0;
+        let whole_key = loop {
+            if settles && sum.allow.bits() & need_bits == need_bits {
                 return true;
             }
-            let first = node.first_edge as usize;
-            let edges = &self.edges[first..first + node.edge_count as usize];
-            match edges.binary_search_by_key(&byte, |&(b, _)| b) {
-                Ok(found) => {
-                    node = &self.nodes[edges[found].1 as usize];
-                    sum.add(node.prefix);
-                }
-                Err(_) => {
-                    whole_key = false;
-                    break;
-                }
+            let Some(&byte) = key.get(at) else {
+                break true;
+            };
+            let Some(child) = self.child(index, byte) else {
+                break false;
+            };
+            let node = &self.nodes[child];
+            let tail = &self.tails[node.tail_start as usize..][..usize::from(node.tail_len)];
+            let rest = &key[at + 1..];
+            // Tails are short: compared in place, not by a memcmp call.
+            if rest.len() < tail.len() || !tail.iter().zip(rest).all(|(a, b)| a == b) {
+                break false;
             }
+            at += 1 + tail.len();
+            index = child;
+            sum.add(node.prefix);
+        };
+        self.finish(key, need, sum, whole_key.then_some(index))
+    }
+
+    /// The rest of a decision the walk could not settle: the exact rules on the whole key
+    /// (`exact_at`: its node) and the regexes.
+    fn finish(&self, key: &[u8], need: Rights, mut sum: Entry, exact_at: Option<usize>) -> bool {
+        if let Some(index) = exact_at {
+            sum.add(self.nodes[index].exact);
         }
-        if whole_key {
-            sum.add(node.exact);
-        }
-        if !enough(&sum)
-            && let Some((set, entries)) = &self.regexes
+        // The regexes can change the answer only by allowing what is still missing or by
+        // denying something needed.
+        if let Some((set, entries)) = &self.regexes
+            && (!sum.allow.contains(need) || self.regex_denies.bits() & need.bits() != 0)
         {
             for index in set.matches(key).iter() {
                 sum.add(entries[index]);

@@ -121,7 +121,8 @@ pub struct Grants {
 }
 
 impl Grants {
-    fn nothing() -> Grants {
+    /// Grants of nothing at all.
+    pub fn nothing() -> Grants {
         Grants {
             keyless: Rights::NONE,
             keyed_anywhere: Rights::NONE,
@@ -131,6 +132,7 @@ impl Grants {
     }
 
     /// A keyless command that needs `need`.
+    #[inline]
     pub fn check_keyless(&self, need: Rights) -> Result<(), Denial> {
         if self.keyless.contains(need) {
             Ok(())
@@ -140,6 +142,7 @@ impl Grants {
     }
 
     /// Whether the command that needs `need` may run at all, before its keys are looked at.
+    #[inline]
     pub fn check_command(&self, need: Rights) -> Result<(), Denial> {
         if self.keyed_anywhere.contains(need) {
             Ok(())
@@ -149,6 +152,7 @@ impl Grants {
     }
 
     /// One key of a keyed command that needs `need` (after [`Grants::check_command`]).
+    #[inline]
     pub fn check_key(&self, key: &[u8], need: Rights) -> Result<(), Denial> {
         if self.keys.allows(key, need) {
             Ok(())

@@ -15,7 +15,7 @@
 use super::numbers::{parse_i32, parse_u32, parse_u64};
 use super::{Frame, Limits, Parsed, TextError, Tokens, key_ok};
 use crate::request::{
-    Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store,
+    Acl, Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store,
     StoreMode, Touch, Verbosity,
 };
 
@@ -142,6 +142,19 @@ pub(super) fn dispatch<'a>(
             let group = (tokens.count() > 1).then(|| tokens.get(1));
             request(after_line, Request::Stats(Stats { group }))
         }
+        b"acl" => {
+            let acl = match (tokens.count(), tokens.get(1), tokens.get(2)) {
+                (2, b"reload", _) => Acl::Reload,
+                (2, b"log", _) => Acl::Log,
+                (3, b"log", b"reset") => Acl::LogReset,
+                (count, b"check", identity) if count >= 4 => Acl::Check {
+                    identity,
+                    request: trim_spaces(tokens.rest_after(2)),
+                },
+                _ => Acl::Usage,
+            };
+            request(after_line, Request::Acl(acl))
+        }
         _ => {
             // memcached hangs up on what looks like an HTTP request line.
             if tokens.get(tokens.count() - 1).starts_with(b"HTTP/") {
@@ -151,6 +164,16 @@ pub(super) fn dispatch<'a>(
             }
         }
     }
+}
+
+/// `bytes` without leading and trailing spaces.
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end.max(start)]
 }
 
 /// Hands a meta line to the meta codec.
@@ -178,7 +201,11 @@ fn get<'a>(tokens: &Tokens<'a>, after_line: usize, command: &[u8]) -> Parsed<'a>
     } else {
         (None, 0)
     };
-    let keys = Keys::new(tokens.rest_after(keys_after));
+    let keys = if tokens.count() == keys_after + 2 {
+        Keys::one(tokens.get(keys_after + 1))
+    } else {
+        Keys::new(tokens.rest_after(keys_after))
+    };
     if !keys.iter().all(key_ok) {
         return reject(after_line, TextError::BadCommandLine, false);
     }

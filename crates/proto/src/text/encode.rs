@@ -4,7 +4,7 @@
 //! Meta requests are written in their meta form (a text connection reads them too); SASL has
 //! no text form and writes nothing.
 
-use crate::request::{Request, ShutdownMode, StoreMode};
+use crate::request::{Acl, Request, ShutdownMode, StoreMode};
 
 /// Appends the wire form of `request`.
 pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
@@ -23,6 +23,24 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
         | Request::MetaNoop
         | Request::MetaDebug(_) => return crate::meta::encode(request, line),
         Request::Sasl(_) => return,
+        Request::Acl(acl) => {
+            word(line, b"acl");
+            match acl {
+                Acl::Reload => word(line, b"reload"),
+                Acl::Log => word(line, b"log"),
+                Acl::LogReset => {
+                    word(line, b"log");
+                    word(line, b"reset");
+                }
+                Acl::Check { identity, request } => {
+                    word(line, b"check");
+                    word(line, identity);
+                    word(line, request);
+                }
+                Acl::Usage => word(line, b"help"),
+            }
+            false
+        }
         Request::Get(get) => {
             word(line, request.command_name().as_bytes());
             if let Some(exptime) = get.touch {

@@ -384,3 +384,47 @@ fn a_zero_item_limit_answers_a_storage_header_before_its_data_arrives() {
         other => panic!("ms parsed as {other:?}"),
     }
 }
+
+#[test]
+fn acl_commands_parse() {
+    use crate::request::Acl;
+    let cases: &[(&[u8], Acl<'_>)] = &[
+        (b"acl reload\r\n", Acl::Reload),
+        (b"acl log\r\n", Acl::Log),
+        (b"acl log reset\r\n", Acl::LogReset),
+        (
+            b"acl check user:alice get a b  \r\n",
+            Acl::Check {
+                identity: b"user:alice",
+                request: b"get a b",
+            },
+        ),
+        (
+            b"acl  check  cert:x   set k 0 0 5 noreply\r\n",
+            Acl::Check {
+                identity: b"cert:x",
+                request: b"set k 0 0 5 noreply",
+            },
+        ),
+        (b"acl\r\n", Acl::Usage),
+        (b"acl check user:alice\r\n", Acl::Usage),
+        (b"acl reload now\r\n", Acl::Usage),
+        (b"acl frobnicate\r\n", Acl::Usage),
+    ];
+    for (line, want) in cases {
+        let (request, used) = accepted(line);
+        assert_eq!(
+            request,
+            Request::Acl(*want),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(used, line.len());
+    }
+    // The round trip.
+    for acl in [Acl::Reload, Acl::Log, Acl::LogReset] {
+        let mut bytes = Vec::new();
+        crate::text::encode(&Request::Acl(acl), &mut bytes);
+        assert_eq!(accepted(&bytes).0, Request::Acl(acl));
+    }
+}

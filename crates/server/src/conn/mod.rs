@@ -365,8 +365,26 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         || stream
             .addresses()
             .is_some_and(|(peer, _)| peer.ip().is_loopback() || is_mapped_loopback(peer.ip()));
-    let mut session =
-        Session::new(identity, worker.config().protocol).with_admin_allowed(admin_allowed);
+    let audit = worker.audit().map(|audit| {
+        let (remote, local) = stream.addresses().unzip();
+        let listener = match (&link, stream.is_local()) {
+            (_, true) => "unix",
+            (Link::Tls(_), false) => "tls",
+            (Link::Plain, false) => "tcp",
+        };
+        audit.conn(worker.router().me(), remote, local, listener)
+    });
+    let audit_connections = worker.audit().is_some_and(|audit| audit.connections());
+    if audit_connections && let Some(context) = &audit {
+        context.emit(
+            crate::audit::Event::new("conn.open", "ok").identity(&identity),
+            None,
+        );
+    }
+    let closing_context = audit.clone().filter(|_| audit_connections);
+    let mut session = Session::new(identity, worker.config().protocol)
+        .with_admin_allowed(admin_allowed)
+        .with_audit(audit);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
     // A pre-shared key already authenticated the client; the operator may trust the unix
     // socket's permissions instead.
@@ -527,6 +545,12 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         if stop == Stop::Close {
             break;
         }
+    }
+    if let Some(context) = closing_context {
+        context.emit(
+            crate::audit::Event::new("conn.close", "ok").identity(session.identity()),
+            None,
+        );
     }
     link.close(&mut stream).await;
 }

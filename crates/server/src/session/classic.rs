@@ -45,6 +45,7 @@ pub(super) fn execute(
         Request::MetaNoop => rampart_proto::meta::reply::noop(out.bytes()),
         // SASL is binary-only; not served yet.
         Request::Sasl(_) => reply::line(out.bytes(), reply::ERROR),
+        Request::Acl(acl) => super::acl::run(acl, worker, out),
         Request::Get(get) => {
             let (keys_done, high_water) = resume;
             let call = Call::Get { touch: get.touch };

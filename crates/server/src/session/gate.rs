@@ -443,6 +443,10 @@ impl Session {
         });
         self.gate = Gate::Open;
         self.set_identity(Identity::User(Box::new(done.user)));
+        if self.audits_auth_success() {
+            let event = crate::audit::Event::new("auth.success", "ok").identity(&self.identity);
+            self.emit(event);
+        }
     }
 
     /// After a reload: a connection whose user is gone or has other secrets now must
@@ -485,7 +489,20 @@ impl Session {
     fn failed(&mut self, auth: &Authenticator, consumed: usize) -> Step {
         let state = self.auth.get_or_insert_with(Box::default);
         state.failures += 1;
-        if state.failures >= MAX_FAILURES {
+        let failures = state.failures;
+        // The name a client claimed is not recorded: a mistyped password pasted as a user
+        // name would end up in the trail.
+        let reason = if failures >= MAX_FAILURES {
+            "bad credentials; connection closed after repeated failures"
+        } else {
+            "bad credentials"
+        };
+        self.emit(
+            crate::audit::Event::new("auth.failure", "failed")
+                .reason(reason)
+                .identity(&self.identity),
+        );
+        if failures >= MAX_FAILURES {
             auth.counters
                 .lockouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -21,6 +21,7 @@
 //! ([`Exchanged::More`]). A request whose data the read budget cannot hold is refused
 //! ([`Session::refuse_unbuffered`], in `refuse.rs`).
 
+mod acl;
 mod binary;
 mod binary_reply;
 mod classic;
@@ -39,6 +40,7 @@ use rampart_proto::text::{self, Frame, Parsed, TextError, reply};
 
 use rampart_auth::policy::{Denial, Rights};
 
+use crate::audit::{ConnContext, Event};
 use crate::authz::{self, CachedGrants, Identity};
 use crate::config::ProtocolChoice;
 use crate::mesh::Gone;
@@ -137,6 +139,8 @@ pub struct Session {
     /// Without a policy: whether admin commands are accepted (a client on this machine, or
     /// `-o remote_admin`).
     admin_allowed: bool,
+    /// With `-o audit_log`: where this connection's events go, and its addresses.
+    audit: Option<Box<ConnContext>>,
     /// Whether the connection must authenticate first (`-Y`, `-S`).
     gate: Gate,
     /// `-Y`, `-S`: failures, a SCRAM exchange in progress, what the connection authenticated
@@ -160,6 +164,7 @@ impl Session {
             identity,
             grants: None,
             admin_allowed: true,
+            audit: None,
             gate: Gate::Open,
             auth: None,
             state,
@@ -174,22 +179,101 @@ impl Session {
         self
     }
 
+    /// The same session recording audit events through `context`.
+    pub fn with_audit(mut self, context: Option<ConnContext>) -> Self {
+        self.audit = context.map(Box::new);
+        self
+    }
+
     /// Whether `request` may run: the policy's decision for this connection's identity, or
-    /// the default without one. A refusal is counted.
+    /// the default without one. A refusal is counted and audited; so is an admin command.
+    #[inline]
     pub(super) fn authorize(
         &mut self,
         request: &Request<'_>,
         worker: &Worker,
     ) -> Result<(), Denial> {
-        let need = authz::need(request);
         let decision = match worker.access() {
-            Some(access) => authz::check(access.grants(&mut self.grants, &self.identity), need),
-            None => authz::default_check(need, self.admin_allowed),
+            Some(access) => authz::check(
+                access.grants(&mut self.grants, &self.identity),
+                authz::need(request),
+            ),
+            None => authz::default_check(request, self.admin_allowed),
         };
+        if decision.is_err() || self.audit.is_some() {
+            self.after_decision(request, decision, worker);
+        }
+        decision
+    }
+
+    /// Counts a refusal, and audits it or an admin command.
+    #[cold]
+    fn after_decision(
+        &mut self,
+        request: &Request<'_>,
+        decision: Result<(), Denial>,
+        worker: &Worker,
+    ) {
         if let Err(denial) = decision {
             worker.process_state().access_counters.count(denial);
         }
-        decision
+        if self.audit.is_some() {
+            self.audit_decision(
+                request.command_name(),
+                authz::need(request),
+                decision,
+                worker,
+            );
+        }
+    }
+
+    #[cold]
+    fn audit_decision(
+        &mut self,
+        command: &'static str,
+        need: authz::Need<'_, '_>,
+        decision: Result<(), Denial>,
+        worker: &Worker,
+    ) {
+        let event = match decision {
+            Err(denial) => {
+                let grants = worker
+                    .access()
+                    .map(|access| access.grants(&mut self.grants, &self.identity));
+                let mut event = Event::new("acl.denied", "denied")
+                    .command(command)
+                    .reason(denial.as_str());
+                if let Some(key) = authz::refused_key(grants, need) {
+                    event = event.key(&key);
+                }
+                event
+            }
+            Ok(()) if authz::is_admin(&need) => {
+                Event::new("admin.command", "allowed").command(command)
+            }
+            Ok(()) => return,
+        };
+        self.emit(event.identity(&self.identity));
+    }
+
+    /// Sends an audit event with this connection's context (nothing without a trail).
+    pub(super) fn emit(&self, event: Event) {
+        if let Some(audit) = &self.audit {
+            let protocol = match self.state {
+                ReadState::Reading(Wire::Binary)
+                | ReadState::Swallowing {
+                    then: Wire::Binary, ..
+                } => "binary",
+                ReadState::Negotiating => "unknown",
+                _ => "text",
+            };
+            audit.emit(event, Some(protocol));
+        }
+    }
+
+    /// Whether authentication successes are audited.
+    pub(super) fn audits_auth_success(&self) -> bool {
+        self.audit.as_ref().is_some_and(|audit| audit.auth_success)
     }
 
     /// Whether a refused store may drop the old value of `key` (memcached drops it): that
@@ -202,6 +286,15 @@ impl Session {
         let decision = authz::check(grants, authz::Need::Key(Rights::SET, key));
         if let Err(denial) = decision {
             worker.process_state().access_counters.count(denial);
+            let event = Event::new("acl.denied", "denied")
+                .command("set")
+                .key(key)
+                .reason(format!(
+                    "{}: a too-large store would drop the old value",
+                    denial.as_str()
+                ))
+                .identity(&self.identity);
+            self.emit(event);
         }
         decision
     }

@@ -170,6 +170,7 @@ impl Whole {
                     auth: worker.auth(),
                     access: worker.access(),
                     access_counters: &worker.process_state().access_counters,
+                    audit: worker.audit(),
                     started_at: worker.started_at(),
                     now,
                 };
