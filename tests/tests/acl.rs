@@ -234,6 +234,8 @@ allow @session
 allow get,set key:allowed
 allow get key:readonly
 allow set key:writeonly
+allow get,cas key:casonly
+allow get,add key:addonly
 ";
 
 const USERS: &str = "admin:admin-pass\nlimited:limited-pass\n";
@@ -306,6 +308,8 @@ fn bypass_attempts_are_denied_and_change_nothing() {
         (b"mg writeonly s\r\n", "mg size on write-only"),
         (b"mg writeonly N30 v\r\n", "mg vivify on write-only"),
         (b"me writeonly\r\n", "me on write-only"),
+        // `I` with an old CAS stores anyway: no compare, so `cas` alone is not enough.
+        (b"ms casonly 1 C1 I\r\nx\r\n", "ms C I with cas only"),
         (b"delete writeonly\r\n", "delete on write-only"),
         // Admin commands.
         (b"flush_all\r\n", "flush_all"),
@@ -451,6 +455,17 @@ fn binary_refusals_keep_opcode_opaque_and_order() {
             (0x0a, 0, 8),
         ]
     );
+    // A binary add with a CAS is a CAS store: `add` alone may not overwrite.
+    let mut add = packet(0x02, 13, &set_extras, b"addonly", b"v");
+    add[16..24].copy_from_slice(&1u64.to_be_bytes());
+    add.extend(packet(0x02, 14, &set_extras, b"addonly", b"v"));
+    add.extend(packet(0x0a, 15, &[], b"", b""));
+    conn.send(&add).expect("send");
+    let reply = conn.read_until(&noop_response(15), BOUND).bytes;
+    assert_eq!(
+        responses(&reply),
+        [(0x02, 0x24, 13), (0x02, 0, 14), (0x0a, 0, 15)]
+    );
     // A too-large binary set on a forbidden key.
     let big = vec![b'x'; 2_000_000];
     let mut request = packet(0x01, 9, &set_extras, b"forbidden", &big);
@@ -579,6 +594,16 @@ fn a_broken_policy_stops_the_start_up() {
     let err = Server::try_start(Kind::Rampart, &["-o", "acl_file=/nonexistent/policy"])
         .expect_err("started");
     assert!(err.contains("/nonexistent/policy"), "{err}");
+    // Whoever may write the policy may grant themselves anything: refused.
+    let open = write_file(
+        dir.path(),
+        "open.acl",
+        "[identity anonymous]\nallow version\n",
+        0o666,
+    );
+    let acl = format!("acl_file={}", arg(&open));
+    let err = Server::try_start(Kind::Rampart, &["-o", &acl]).expect_err("started");
+    assert!(err.contains("writable by other users (mode 666)"), "{err}");
 }
 
 /// A unix-socket client is its uid (`SO_PEERCRED`): the policy can name it.

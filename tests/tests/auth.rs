@@ -518,9 +518,11 @@ fn pylibmc_authenticates_with_scram_sha_256() {
     let dir = TempDir::new().expect("temp dir");
     let text = format!("{}bob:builder\n", passwd_line("carol", "hunter2"));
     let users = credentials(dir.path(), "users", &text, 0o600);
+    let trail = dir.path().join("audit.log");
+    let audit = format!("audit_log={},audit_auth_success", path_arg(&trail));
     let server = Server::start(
         Kind::Rampart,
-        &["-S", "-Y", path_arg(&users), "-t", "2", "-v"],
+        &["-S", "-Y", path_arg(&users), "-t", "2", "-v", "-o", &audit],
     );
     for (user, password) in [("carol", "hunter2"), ("bob", "builder")] {
         let mut cmd = Command::new(python);
@@ -557,6 +559,25 @@ fn pylibmc_authenticates_with_scram_sha_256() {
         2,
         "{}",
         server.stderr()
+    );
+    // The audit trail has each failure once, and no failure for a SCRAM exchange that
+    // succeeded (an exchange is counted against the limit from its start, but recorded as
+    // failed only when it fails): two SCRAM logins and the ASCII one above succeeded.
+    let count = |id: &str| {
+        fs::read_to_string(&trail)
+            .unwrap_or_default()
+            .matches(&format!("\"event\":\"{id}\""))
+            .count()
+    };
+    let deadline = Instant::now() + BOUND;
+    while count("auth.success") < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        (count("auth.success"), count("auth.failure")),
+        (3, 2),
+        "{}",
+        fs::read_to_string(&trail).unwrap_or_default()
     );
 }
 

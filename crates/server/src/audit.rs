@@ -11,7 +11,7 @@
 //! by (identity, event, reason, command) with counts, as Redis's `ACL LOG` does, for `acl log`.
 //!
 //! # Events (stable ids)
-//! `auth.success` (with `-o audit_auth_success`), `auth.failure`, `acl.denied`,
+//! `auth.success` (with `-o audit_auth_success`), `auth.failure`, `auth.lockout`, `acl.denied`,
 //! `admin.command`, `acl.reload`, `credentials.reload`, `audit.reopened`, `audit.dropped`,
 //! `conn.open` and `conn.close` (with `-o audit_connections`).
 
@@ -171,6 +171,8 @@ pub struct ConnContext {
     local: Option<SocketAddr>,
     listener: &'static str,
     pub auth_success: bool,
+    /// `-o audit_connections`: opening and closing are recorded.
+    pub connections: bool,
 }
 
 impl ConnContext {
@@ -208,6 +210,8 @@ impl Ring {
 enum Message {
     Event(Box<Event>),
     Reopen,
+    /// Write what every ring holds, flush and stop (the process is ending).
+    Stop,
 }
 
 /// Counters `stats` reports.
@@ -240,6 +244,7 @@ pub struct Audit {
     settings: AuditSettings,
     pub counters: Arc<AuditCounters>,
     recent: Arc<Mutex<HashMap<RecentKey, Recent>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Audit {
@@ -267,7 +272,7 @@ impl Audit {
             counters: Arc::clone(&counters),
             recent: Arc::clone(&recent),
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("rampart-audit".into())
             .spawn(move || writer.run())
             .map_err(AuditError::Thread)?;
@@ -277,7 +282,23 @@ impl Audit {
             settings: settings.clone(),
             counters,
             recent,
+            writer: Mutex::new(Some(writer)),
         }))
+    }
+
+    /// At the end of the process, after the executors have stopped: waits until the writer
+    /// has written everything the rings hold.
+    pub fn finish(&self) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(writer) = writer
+            && self.process_ring.sender.send(Message::Stop).is_ok()
+        {
+            let _ = writer.join();
+        }
     }
 
     /// A connection's context on executor `core`.
@@ -294,12 +315,8 @@ impl Audit {
             local,
             listener,
             auth_success: self.settings.auth_success,
+            connections: self.settings.connections,
         }
-    }
-
-    /// Whether connections' opening and closing are recorded.
-    pub fn connections(&self) -> bool {
-        self.settings.connections
     }
 
     /// An event from the process's own threads (reloads, signals).
@@ -361,30 +378,33 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        // Losses already reported, per ring.
+        // Losses already reported, and rings whose every sender is gone, per ring.
         let mut reported = vec![0u64; self.receivers.len()];
-        loop {
+        let mut closed = vec![false; self.receivers.len()];
+        while closed.iter().any(|closed| !closed) {
             let mut select = Select::new();
-            for (receiver, _) in &self.receivers {
-                select.recv(receiver);
+            let mut open = Vec::new();
+            for (ring, (receiver, _)) in self.receivers.iter().enumerate() {
+                if !closed[ring] {
+                    select.recv(receiver);
+                    open.push(ring);
+                }
             }
             let ready = select.select();
-            let index = ready.index();
-            let message = ready.recv(&self.receivers[index].0);
+            let ring = open[ready.index()];
+            let message = ready.recv(&self.receivers[ring].0);
             drop(select);
-            match message {
-                Ok(Message::Event(event)) => self.write(&event),
-                Ok(Message::Reopen) => self.reopen(),
-                // Every sender is gone: the process is ending.
-                Err(_) => return,
-            }
-            // Drain what else is waiting, then flush once.
+            let stop = match message {
+                Ok(message) => self.handle(message),
+                Err(_) => {
+                    closed[ring] = true;
+                    false
+                }
+            };
+            // Drain what else is waiting, report losses, then flush once.
             for (ring, reported) in reported.iter_mut().enumerate() {
                 while let Ok(message) = self.receivers[ring].0.try_recv() {
-                    match message {
-                        Message::Event(event) => self.write(&event),
-                        Message::Reopen => self.reopen(),
-                    }
+                    self.handle(message);
                 }
                 let dropped = self.receivers[ring].1.load(Ordering::Relaxed);
                 if dropped > *reported {
@@ -398,7 +418,20 @@ impl Writer {
                 }
             }
             let _ = self.sink.flush();
+            if stop {
+                return;
+            }
         }
+    }
+
+    /// One message; `true` for [`Message::Stop`].
+    fn handle(&mut self, message: Message) -> bool {
+        match message {
+            Message::Event(event) => self.write(&event),
+            Message::Reopen => self.reopen(),
+            Message::Stop => return true,
+        }
+        false
     }
 
     fn write(&mut self, event: &Event) {

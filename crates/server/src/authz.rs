@@ -118,14 +118,20 @@ pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
             Need::MetaKey(rights, &get.key)
         }
         Request::MetaSet(set) => {
-            let right = match (set.mode, set.cas.is_some()) {
+            let mut right = match (set.mode, set.cas.is_some()) {
                 (MetaSetMode::Set | MetaSetMode::Replace, true) => Rights::CAS,
                 (MetaSetMode::Set, false) => Rights::SET,
                 (MetaSetMode::Replace, false) => Rights::REPLACE,
-                (MetaSetMode::Add, _) => Rights::ADD,
+                // A binary add with a CAS is a CAS store (meta's ignores the CAS).
+                (MetaSetMode::Add, true) => Rights::ADD.union(Rights::CAS),
+                (MetaSetMode::Add, false) => Rights::ADD,
                 (MetaSetMode::Append, _) => Rights::APPEND,
                 (MetaSetMode::Prepend, _) => Rights::PREPEND,
             };
+            // `I` with a CAS older than the item's stores anyway (marked stale): no compare.
+            if set.invalidate() && set.cas.is_some() {
+                right |= Rights::SET;
+            }
             Need::MetaKey(right, &set.key)
         }
         Request::MetaDelete(delete) => Need::MetaKey(Rights::DELETE, &delete.key),
@@ -328,6 +334,8 @@ pub enum AccessError {
     Read { path: String, err: std::io::Error },
     #[error("{path}:{}: {}", err.line, err.message)]
     Malformed { path: String, err: PolicyError },
+    #[error("{path}: writable by other users (mode {mode:o}); chmod o-w it")]
+    Writable { path: String, mode: u32 },
 }
 
 /// Counters `stats` reports.
@@ -449,7 +457,22 @@ impl Access {
 }
 
 fn read_policy(path: &Path) -> Result<Policy, AccessError> {
+    use std::os::unix::fs::PermissionsExt;
     let display = path.display().to_string();
+    // Whoever may write the policy may grant themselves anything at the next reload.
+    let mode = std::fs::metadata(path)
+        .map_err(|err| AccessError::Read {
+            path: display.clone(),
+            err,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        return Err(AccessError::Writable {
+            path: display,
+            mode: mode & 0o7777,
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|err| AccessError::Read {
         path: display.clone(),
         err,
@@ -522,6 +545,8 @@ mod tests {
             (b"ms a 1 ME\r\nx\r\n", Rights::ADD, k("a")),
             (b"ms a 1 MR\r\nx\r\n", Rights::REPLACE, k("a")),
             (b"ms a 1 MR C5\r\nx\r\n", Rights::CAS, k("a")),
+            (b"ms a 1 C5 I\r\nx\r\n", Rights::CAS | Rights::SET, k("a")),
+            (b"ms a 1 ME C5\r\nx\r\n", Rights::ADD | Rights::CAS, k("a")),
             (b"md a\r\n", Rights::DELETE, k("a")),
             (b"ma a\r\n", Rights::INCR, k("a")),
             (

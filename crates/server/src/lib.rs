@@ -219,6 +219,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             failure.get_or_insert(ServerError::Executor(err.to_string()));
         }
     }
+    // What the executors recorded last (a `shutdown`, the connections' closing) is written
+    // before the process ends.
+    if let Some(audit) = &process.audit {
+        audit.finish();
+    }
     if let Some(err) = failure {
         return Err(err);
     }

@@ -91,6 +91,7 @@ impl KeyRules {
         let mut root = Building::default();
         let mut expressions = Vec::new();
         let mut regex_entries = Vec::new();
+        let mut last_regex = 0;
         let mut trie_denies = Rights::NONE;
         let mut regex_denies = Rights::NONE;
         for (index, (pattern, entry)) in rules.iter().enumerate() {
@@ -104,9 +105,10 @@ impl KeyRules {
                     descend(&mut root, prefix).prefix.add(*entry);
                 }
                 Pattern::Regex(expression) => {
+                    last_regex = index;
                     regex_denies |= entry.deny;
                     check_regex(expression).map_err(|err| (index, err))?;
-                    expressions.push(format!("^(?:{expression})$"));
+                    expressions.push(anchored(expression));
                     regex_entries.push(*entry);
                 }
             }
@@ -117,7 +119,8 @@ impl KeyRules {
             let set = RegexSetBuilder::new(&expressions)
                 .size_limit(REGEX_SET_BYTES)
                 .build()
-                .map_err(|err| (rules.len(), err.to_string()))?;
+                // The set as a whole is too large: blame the last regex, whose rule tipped it.
+                .map_err(|err| (last_regex, err.to_string()))?;
             Some((set, regex_entries))
         };
         let mut rules = KeyRules {
@@ -271,9 +274,17 @@ fn descend<'a>(mut node: &'a mut Building, bytes: &[u8]) -> &'a mut Building {
     node
 }
 
+/// `expression` as it is matched: against the whole key, byte by byte. Keys are bytes, not
+/// text: without `-u`, `.` and `[^x]` match any byte (a key need not be UTF-8), and with `s`,
+/// `.` matches `\n` too; otherwise a deny rule such as `regex:.*secret.*` would miss
+/// `\xffsecret` and `a\nsecret`.
+pub fn anchored(expression: &str) -> String {
+    format!("(?s-u)^(?:{expression})$")
+}
+
 /// A regex must compile on its own (so the error names it) within the size limit.
 pub fn check_regex(expression: &str) -> Result<(), String> {
-    regex::bytes::RegexBuilder::new(&format!("^(?:{expression})$"))
+    regex::bytes::RegexBuilder::new(&anchored(expression))
         .size_limit(REGEX_SET_BYTES)
         .build()
         .map(|_| ())

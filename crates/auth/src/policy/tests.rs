@@ -94,6 +94,28 @@ fn regexes_match_the_whole_key() {
     assert_eq!(grants.check_command(Rights::GET), Err(Denial::Command));
 }
 
+/// Keys are bytes: a deny regex matches keys that are not UTF-8 or hold a newline.
+#[test]
+fn regexes_match_bytes_so_a_deny_cannot_be_dodged() {
+    let policy =
+        Policy::parse("[identity anonymous]\nallow get prefix:\ndeny get regex:.*secret.*\n")
+            .expect("parses");
+    let grants = policy.grants(&IdentityName::Anonymous);
+    for key in [
+        &b"secret"[..],
+        b"\xffsecret",
+        b"a\nsecret",
+        b"x\xc3secret\xff",
+    ] {
+        assert_eq!(
+            grants.check_key(key, Rights::GET),
+            Err(Denial::Key),
+            "{key:?}"
+        );
+    }
+    assert_eq!(grants.check_key(b"\xffpublic", Rights::GET), Ok(()));
+}
+
 #[test]
 fn mistakes_are_errors_naming_the_line() {
     let cases: &[(&str, usize, &str)] = &[
@@ -192,7 +214,7 @@ fn naive_matches(pattern: &Pattern, key: &[u8]) -> bool {
     match pattern {
         Pattern::Exact(k) => k == key,
         Pattern::Prefix(p) => key.starts_with(p),
-        Pattern::Regex(r) => regex::bytes::Regex::new(&format!("^(?:{r})$"))
+        Pattern::Regex(r) => regex::bytes::Regex::new(&keys::anchored(r))
             .expect("generated regexes compile")
             .is_match(key),
     }

@@ -320,6 +320,45 @@ async fn establish<S: Transport>(
     Some((Link::Tls(Box::new(link)), identity))
 }
 
+/// The connection's session: its identity (a unix socket's client is known by its uid when
+/// it presented nothing stronger), whether it may run admin commands without a policy (a
+/// client on this machine, or -o remote_admin) and its audit context. Apart from `serve`
+/// so that what it computes takes no room in the connection's future.
+fn new_session<S: Transport>(
+    stream: &S,
+    worker: &Worker,
+    link: &Link,
+    identity: Identity,
+) -> Session {
+    let identity = match (identity, stream.peer_uid()) {
+        (Identity::Anonymous, Some(uid)) => Identity::Uid(uid),
+        (identity, _) => identity,
+    };
+    let addresses = stream.addresses();
+    let admin_allowed = worker.process_state().remote_admin
+        || stream.is_local()
+        || addresses
+            .is_some_and(|(peer, _)| peer.ip().is_loopback() || is_mapped_loopback(peer.ip()));
+    let audit = worker.audit().map(|audit| {
+        let (remote, local) = addresses.unzip();
+        let listener = match (link, stream.is_local()) {
+            (_, true) => "unix",
+            (Link::Tls(_), false) => "tls",
+            (Link::Plain, false) => "tcp",
+        };
+        audit.conn(worker.router().me(), remote, local, listener)
+    });
+    if let Some(context) = audit.as_ref().filter(|context| context.connections) {
+        context.emit(
+            crate::audit::Event::new("conn.open", "ok").identity(&identity),
+            None,
+        );
+    }
+    Session::new(identity, worker.config().protocol)
+        .with_admin_allowed(admin_allowed)
+        .with_audit(audit)
+}
+
 /// `::ffff:127.0.0.1` and the like: a loopback client on a dual-stack socket.
 fn is_mapped_loopback(ip: std::net::IpAddr) -> bool {
     match ip {
@@ -354,37 +393,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     if matches!(link, Link::Tls(_)) {
         input.for_tls();
     }
-    // A unix socket's client is known by its uid when it presented nothing stronger.
-    let identity = match (identity, stream.peer_uid()) {
-        (Identity::Anonymous, Some(uid)) => Identity::Uid(uid),
-        (identity, _) => identity,
-    };
-    // Without a policy, admin commands come only from this machine (or -o remote_admin).
-    let admin_allowed = worker.process_state().remote_admin
-        || stream.is_local()
-        || stream
-            .addresses()
-            .is_some_and(|(peer, _)| peer.ip().is_loopback() || is_mapped_loopback(peer.ip()));
-    let audit = worker.audit().map(|audit| {
-        let (remote, local) = stream.addresses().unzip();
-        let listener = match (&link, stream.is_local()) {
-            (_, true) => "unix",
-            (Link::Tls(_), false) => "tls",
-            (Link::Plain, false) => "tcp",
-        };
-        audit.conn(worker.router().me(), remote, local, listener)
-    });
-    let audit_connections = worker.audit().is_some_and(|audit| audit.connections());
-    if audit_connections && let Some(context) = &audit {
-        context.emit(
-            crate::audit::Event::new("conn.open", "ok").identity(&identity),
-            None,
-        );
-    }
-    let closing_context = audit.clone().filter(|_| audit_connections);
-    let mut session = Session::new(identity, worker.config().protocol)
-        .with_admin_allowed(admin_allowed)
-        .with_audit(audit);
+    let mut session = new_session(&stream, &worker, &link, identity);
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
     // A pre-shared key already authenticated the client; the operator may trust the unix
     // socket's permissions instead.
@@ -546,12 +555,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             break;
         }
     }
-    if let Some(context) = closing_context {
-        context.emit(
-            crate::audit::Event::new("conn.close", "ok").identity(session.identity()),
-            None,
-        );
-    }
+    session.audit_closed();
     link.close(&mut stream).await;
 }
 

@@ -304,7 +304,7 @@ impl Session {
             Sasl::Auth { mechanism, data } if mechanism == SCRAM_SHA_256 => {
                 // An exchange counts as a failure from its start, so starts cannot be repeated
                 // for free (each may cost a key derivation); a success clears the count.
-                if let Step::Close(n) = self.failed(auth, consumed) {
+                if let Step::Close(n) = self.count_failure(auth, consumed) {
                     reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                     return Step::Close(n);
                 }
@@ -341,13 +341,16 @@ impl Session {
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, &server_final);
                     }
                     // Counted when the exchange started.
-                    None => reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError),
+                    None => {
+                        self.audit_failure();
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                    }
                 }
                 Step::Consumed(consumed)
             }
             Sasl::Auth { mechanism, .. } if mechanism == CRAM_MD5 => {
                 // Counted from its start, as SCRAM.
-                if let Step::Close(n) = self.failed(auth, consumed) {
+                if let Step::Close(n) = self.count_failure(auth, consumed) {
                     reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                     return Step::Close(n);
                 }
@@ -383,7 +386,10 @@ impl Session {
                         self.open(done);
                         reply::sasl(out.bytes(), opcode, opaque, Status::Success, AUTHENTICATED);
                     }
-                    None => reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError),
+                    None => {
+                        self.audit_failure();
+                        reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
+                    }
                 }
                 Step::Consumed(consumed)
             }
@@ -484,29 +490,39 @@ impl Session {
         self.lock(plain_allowed);
     }
 
-    /// One more failed attempt; the connection closes at [`MAX_FAILURES`], authenticated or
-    /// not (an authenticated client may not guess other users' passwords either).
+    /// One more failed attempt, recorded in the audit trail; the connection closes at
+    /// [`MAX_FAILURES`], authenticated or not (an authenticated client may not guess other
+    /// users' passwords either).
     fn failed(&mut self, auth: &Authenticator, consumed: usize) -> Step {
-        let state = self.auth.get_or_insert_with(Box::default);
-        state.failures += 1;
-        let failures = state.failures;
-        // The name a client claimed is not recorded: a mistyped password pasted as a user
-        // name would end up in the trail.
-        let reason = if failures >= MAX_FAILURES {
-            "bad credentials; connection closed after repeated failures"
-        } else {
-            "bad credentials"
-        };
+        self.audit_failure();
+        self.count_failure(auth, consumed)
+    }
+
+    /// `auth.failure`. The name a client claimed is not recorded: a password typed into the
+    /// user field would end up in the trail.
+    fn audit_failure(&self) {
         self.emit(
             crate::audit::Event::new("auth.failure", "failed")
-                .reason(reason)
+                .reason("bad credentials")
                 .identity(&self.identity),
         );
-        if failures >= MAX_FAILURES {
+    }
+
+    /// Counts an attempt as failed (a SCRAM or CRAM-MD5 exchange is counted from its start, and
+    /// audited only if it fails); at [`MAX_FAILURES`] the connection closes (`auth.lockout`).
+    fn count_failure(&mut self, auth: &Authenticator, consumed: usize) -> Step {
+        let state = self.auth.get_or_insert_with(Box::default);
+        state.failures += 1;
+        if state.failures >= MAX_FAILURES {
             auth.counters
                 .lockouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             log::debug!("{MAX_FAILURES} failed authentication attempts: closing");
+            self.emit(
+                crate::audit::Event::new("auth.lockout", "closed")
+                    .reason("repeated authentication failures")
+                    .identity(&self.identity),
+            );
             return Step::Close(consumed);
         }
         Step::Consumed(consumed)

@@ -163,7 +163,8 @@ impl Session {
         Session {
             identity,
             grants: None,
-            admin_allowed: true,
+            // Fail closed: the connection driver says whether the peer is local.
+            admin_allowed: false,
             audit: None,
             gate: Gate::Open,
             auth: None,
@@ -248,6 +249,14 @@ impl Session {
                 }
                 event
             }
+            // A flush refused by -F or a shutdown without -A is no command run.
+            Ok(())
+                if matches!(need, authz::Need::Keyless(rights)
+                if (rights == Rights::FLUSH_ALL && !worker.config().flush_enabled)
+                    || (rights == Rights::SHUTDOWN && !worker.config().shutdown_enabled)) =>
+            {
+                return;
+            }
             Ok(()) if authz::is_admin(&need) => {
                 Event::new("admin.command", "allowed").command(command)
             }
@@ -268,6 +277,13 @@ impl Session {
                 _ => "text",
             };
             audit.emit(event, Some(protocol));
+        }
+    }
+
+    /// The connection is closing: `conn.close`, with `-o audit_connections`.
+    pub fn audit_closed(&self) {
+        if self.audit.as_ref().is_some_and(|audit| audit.connections) {
+            self.emit(Event::new("conn.close", "ok").identity(&self.identity));
         }
     }
 
