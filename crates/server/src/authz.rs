@@ -167,6 +167,99 @@ fn store_right(mode: StoreMode) -> Rights {
     }
 }
 
+/// Decides `request` for a connection ([`check_cached`] of its [`need`]), the most common
+/// request, a `get`, without building its [`Need`] first.
+#[inline]
+pub fn check_request(cached: &mut CachedGrants, request: &Request<'_>) -> Result<(), Denial> {
+    if let Request::Get(get) = request {
+        let rights = if get.touch.is_some() {
+            Rights::GET.union(Rights::TOUCH)
+        } else {
+            Rights::GET
+        };
+        cached.grants.check_command(rights)?;
+        let grants = &*cached.grants;
+        return get
+            .keys
+            .iter()
+            .try_for_each(|key| cached.memo.check(grants, key, rights));
+    }
+    check_cached(cached, need(request))
+}
+
+/// Decides `need` for a connection: [`check`], with the connection's memo of the key prefixes
+/// that last settled an allow, so that requests on keys that share a prefix (a client working
+/// on its own tenant's keys) skip the walk.
+#[inline]
+pub fn check_cached(cached: &mut CachedGrants, need: Need<'_, '_>) -> Result<(), Denial> {
+    let grants = &*cached.grants;
+    match need {
+        Need::Nothing | Need::Keyless(_) => check(grants, need),
+        Need::Key(rights, key) => {
+            grants.check_command(rights)?;
+            cached.memo.check(grants, key, rights)
+        }
+        Need::Keys(rights, keys) => {
+            grants.check_command(rights)?;
+            keys.iter()
+                .try_for_each(|key| cached.memo.check(grants, key, rights))
+        }
+        Need::MetaKey(rights, key) => {
+            grants.check_command(rights)?;
+            let mut scratch = [0u8; MAX_KEY_BYTES];
+            cached.memo.check(grants, key.decode(&mut scratch), rights)
+        }
+    }
+}
+
+/// Longest key prefix a memo entry keeps, in bytes.
+const MEMO_PREFIX_BYTES: usize = 22;
+
+/// One memo entry: keys that start with `prefix[..len]` are allowed `rights`.
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    rights: Rights,
+    len: u8,
+    prefix: [u8; MEMO_PREFIX_BYTES],
+}
+
+/// The last two settled allows (reads and writes alternate in most workloads).
+#[derive(Debug, Clone, Default)]
+struct Memo {
+    entries: [Option<Settled>; 2],
+    /// The entry the next one replaces.
+    next: u8,
+}
+
+impl Memo {
+    #[inline]
+    fn check(&mut self, grants: &Grants, key: &[u8], rights: Rights) -> Result<(), Denial> {
+        for settled in self.entries.iter().flatten() {
+            let len = usize::from(settled.len);
+            // Compared in place: a few bytes, not worth a memcmp call.
+            if settled.rights == rights
+                && key.len() >= len
+                && key.iter().zip(&settled.prefix[..len]).all(|(a, b)| a == b)
+            {
+                return Ok(());
+            }
+        }
+        if let Some(len) = grants.check_key_settled(key, rights)?
+            && len <= MEMO_PREFIX_BYTES
+        {
+            let mut prefix = [0u8; MEMO_PREFIX_BYTES];
+            prefix[..len].copy_from_slice(&key[..len]);
+            self.entries[usize::from(self.next)] = Some(Settled {
+                rights,
+                len: len as u8,
+                prefix,
+            });
+            self.next ^= 1;
+        }
+        Ok(())
+    }
+}
+
 /// Decides `need` against an identity's grants. Every key of a multi-key request must be
 /// allowed, or the whole request is refused.
 #[inline]
@@ -371,15 +464,21 @@ pub struct Access {
     /// The same generation, read without the lock once per request.
     generation: AtomicU64,
     path: PathBuf,
-    /// What no identity is granted (never used: a lookup always fills the cache).
-    nothing: Grants,
 }
 
-/// A connection's grants, and the policy generation they were looked up in.
+/// A connection's grants, the policy generation they were looked up in, and its memo of
+/// settled prefixes (valid for these grants only: a new lookup starts a new memo).
 #[derive(Debug, Clone)]
 pub struct CachedGrants {
     generation: u64,
     grants: Arc<Grants>,
+    memo: Memo,
+}
+
+impl CachedGrants {
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
 }
 
 impl Access {
@@ -396,7 +495,6 @@ impl Access {
             policy: RwLock::new((0, Arc::new(policy))),
             generation: AtomicU64::new(0),
             path: path.to_owned(),
-            nothing: Grants::nothing(),
         })
     }
 
@@ -428,18 +526,18 @@ impl Access {
     /// load per request).
     #[inline]
     pub fn grants<'c>(
-        &'c self,
-        cached: &'c mut Option<CachedGrants>,
+        &self,
+        cached: &'c mut Option<Box<CachedGrants>>,
         identity: &Identity,
-    ) -> &'c Grants {
+    ) -> &'c mut CachedGrants {
         let generation = self.generation.load(Ordering::Acquire);
-        if !matches!(cached, Some(cached) if cached.generation == generation) {
-            *cached = Some(self.lookup(identity));
+        if cached
+            .as_ref()
+            .is_none_or(|current| current.generation != generation)
+        {
+            *cached = Some(Box::new(self.lookup(identity)));
         }
-        match cached {
-            Some(cached) => &cached.grants,
-            None => &self.nothing,
-        }
+        cached.get_or_insert_with(|| Box::new(self.lookup(identity)))
     }
 
     /// `identity`'s grants in the current policy, with its generation.
@@ -452,6 +550,7 @@ impl Access {
         CachedGrants {
             generation: current.0,
             grants: current.1.grants(&identity.policy_name()),
+            memo: Memo::default(),
         }
     }
 }
@@ -648,6 +747,74 @@ mod tests {
             b"get k\r\n",
         ] {
             assert_eq!(default_check(&request(line), false), Ok(()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use rampart_auth::policy::Policy;
+
+    use super::*;
+
+    /// Every key over a small alphabet, up to `max` bytes, in order.
+    fn keys(max: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max {
+            let mut next = Vec::new();
+            for key in &last {
+                for &b in b"ab:" {
+                    let mut k = key.clone();
+                    k.push(b);
+                    next.push(k);
+                }
+            }
+            all.extend(next.iter().cloned());
+            last = next;
+        }
+        all.retain(|k| !k.is_empty());
+        all
+    }
+
+    /// The memo never changes a decision: for several policies, every key of a sequence is
+    /// decided with the memo exactly as without it, whatever was decided before it.
+    #[test]
+    fn the_memo_never_changes_a_decision() {
+        let policies = [
+            "allow get,set prefix:a:\nallow get key:ab\n",
+            "allow get prefix:a\ndeny get prefix:a:b\n",
+            "allow get prefix:\ndeny set key:a\n",
+            "allow get,set prefix:ab\nallow get regex:b.*a\ndeny set regex:ab:.*\n",
+            "allow get key:a: key:a:a key:b\nallow set prefix:b:\n",
+            "allow @data prefix:a\ndeny delete prefix:a:\n",
+        ];
+        let all_keys = keys(4);
+        for text in policies {
+            let policy = Policy::parse(&format!("[identity anonymous]\n{text}")).expect("parses");
+            let mut cached = CachedGrants {
+                generation: 0,
+                grants: policy.grants(&rampart_auth::policy::IdentityName::Anonymous),
+                memo: Memo::default(),
+            };
+            for rights in [
+                Rights::GET,
+                Rights::SET,
+                Rights::GET | Rights::TOUCH,
+                Rights::DELETE,
+            ] {
+                // Forwards and backwards, so each key follows many different memo states.
+                for key in all_keys.iter().chain(all_keys.iter().rev()) {
+                    let fresh = check(&cached.grants.clone(), Need::Key(rights, key));
+                    let memoized = check_cached(&mut cached, Need::Key(rights, key));
+                    assert_eq!(
+                        memoized,
+                        fresh,
+                        "{text} {rights:?} {}",
+                        String::from_utf8_lossy(key)
+                    );
+                }
+            }
         }
     }
 }

@@ -219,6 +219,16 @@ impl KeyRules {
     /// Whether every right of `need` is allowed on `key` and none of them denied.
     #[inline]
     pub fn allows(&self, key: &[u8], need: Rights) -> bool {
+        self.decide(key, need).0
+    }
+
+    /// [`KeyRules::allows`], and when the walk settled the answer (allowed) after `n` bytes
+    /// of the key, `Some(n)`: then every key that starts with the same `n` bytes is allowed
+    /// `need` too. (The walk settles only when nothing denies any right of `need`, so exact and
+    /// regex rules further on can only allow more; and another key with the same first `n`
+    /// bytes walks through the same nodes to the same point.)
+    #[inline]
+    pub fn decide(&self, key: &[u8], need: Rights) -> (bool, Option<usize>) {
         let need_bits = need.bits();
         let settles = self.trie_denies.union(self.regex_denies).bits() & need_bits == 0;
         let mut index = 0;
@@ -226,7 +236,7 @@ impl KeyRules {
         let mut at = 0;
         let whole_key = loop {
             if settles && sum.allow.bits() & need_bits == need_bits {
-                return true;
+                return (true, Some(at));
             }
             let Some(&byte) = key.get(at) else {
                 break true;
@@ -245,7 +255,10 @@ impl KeyRules {
             index = child;
             sum.add(node.prefix);
         };
-        self.finish(key, need, sum, whole_key.then_some(index))
+        (
+            self.finish(key, need, sum, whole_key.then_some(index)),
+            None,
+        )
     }
 
     /// The rest of a decision the walk could not settle: the exact rules on the whole key

@@ -161,6 +161,16 @@ impl Grants {
         }
     }
 
+    /// [`Grants::check_key`], with how many of the key's first bytes settled an allow
+    /// (every key that starts with them is allowed `need` as well), when they did.
+    #[inline]
+    pub fn check_key_settled(&self, key: &[u8], need: Rights) -> Result<Option<usize>, Denial> {
+        match self.keys.decide(key, need) {
+            (true, settled) => Ok(settled),
+            (false, _) => Err(Denial::Key),
+        }
+    }
+
     /// The rules this identity's grants were compiled from, its roles' included.
     pub fn rule_count(&self) -> usize {
         self.rules

@@ -135,7 +135,7 @@ pub const OUT_HIGH_WATER_BYTES: usize = 256 * 1024;
 pub struct Session {
     identity: Identity,
     /// With an access policy: the identity's grants, looked up once per identity and reload.
-    grants: Option<CachedGrants>,
+    grants: Option<Box<CachedGrants>>,
     /// Without a policy: whether admin commands are accepted (a client on this machine, or
     /// `-o remote_admin`).
     admin_allowed: bool,
@@ -195,10 +195,9 @@ impl Session {
         worker: &Worker,
     ) -> Result<(), Denial> {
         let decision = match worker.access() {
-            Some(access) => authz::check(
-                access.grants(&mut self.grants, &self.identity),
-                authz::need(request),
-            ),
+            Some(access) => {
+                authz::check_request(access.grants(&mut self.grants, &self.identity), request)
+            }
             None => authz::default_check(request, self.admin_allowed),
         };
         if decision.is_err() || self.audit.is_some() {
@@ -240,7 +239,7 @@ impl Session {
             Err(denial) => {
                 let grants = worker
                     .access()
-                    .map(|access| access.grants(&mut self.grants, &self.identity));
+                    .map(|access| access.grants(&mut self.grants, &self.identity).grants());
                 let mut event = Event::new("acl.denied", "denied")
                     .command(command)
                     .reason(denial.as_str());
@@ -298,7 +297,7 @@ impl Session {
         let Some(access) = worker.access() else {
             return Ok(());
         };
-        let grants = access.grants(&mut self.grants, &self.identity);
+        let grants = access.grants(&mut self.grants, &self.identity).grants();
         let decision = authz::check(grants, authz::Need::Key(Rights::SET, key));
         if let Err(denial) = decision {
             worker.process_state().access_counters.count(denial);
