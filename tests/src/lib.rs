@@ -79,3 +79,30 @@ pub fn give_to_nobody(path: &Path) {
         "chown {path:?}"
     );
 }
+
+/// Writes `text` to `dir/name` with permissions `mode` (policy, credential and key files the
+/// server checks), returning the path.
+pub fn write_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    path
+}
+
+/// A temporary path as a command-line argument.
+pub fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+/// A text connection that sent memcached's ASCII auth (`set auth 0 0 <n>` with
+/// `<user> <password>`), and the server's reply to it.
+pub fn ascii_auth(port: u16, user: &str, password: &str) -> (io::Conn, Vec<u8>) {
+    let stream = tls::tcp_connect(port).unwrap_or_else(|e| panic!("connect to {port}: {e}"));
+    let mut conn = io::Conn::new(stream);
+    let token = format!("{user} {password}");
+    let line = format!("set auth 0 0 {}\r\n{token}\r\n", token.len());
+    let reply = conn.roundtrip(line.as_bytes(), b"\r\n");
+    (conn, reply)
+}

@@ -6,16 +6,15 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rampart_tests::io::Conn;
 use rampart_tests::python::{self, require_module, run_script};
 use rampart_tests::tempdir::TempDir;
 use rampart_tests::tls::{Pki, parse_stats, start_tls, tcp_connect};
-use rampart_tests::{Kind, Server};
+use rampart_tests::{Kind, Server, ascii_auth, path_arg, write_file};
 
 const DENIED: &[u8] = b"CLIENT_ERROR access denied\r\n";
 const BOUND: Duration = Duration::from_secs(5);
@@ -42,17 +41,6 @@ allow get key:awing-coord key:xwing-coord
 ";
 
 const PILOTS: &str = "awing:awing-pass\nxwing:xwing-pass\ntracker:tracker-pass\n";
-
-fn write_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).expect("write");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
-    path
-}
-
-fn arg(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
-}
 
 /// What each pilot's clients see, in the order acl_clients.py runs them (awing first, so
 /// xwing and the tracker find awing's value; each pilot's own delete is refused).
@@ -151,10 +139,10 @@ fn starfighter_with_sasl_users() {
     let dir = TempDir::new().expect("temp dir");
     let users = write_file(dir.path(), "pilots", PILOTS, 0o600);
     let policy = write_file(dir.path(), "starfighter.acl", STARFIGHTER, 0o644);
-    let acl = format!("acl_file={},sasl_plain_cleartext", arg(&policy));
+    let acl = format!("acl_file={},sasl_plain_cleartext", path_arg(&policy));
     let server = Server::start(
         Kind::Rampart,
-        &["-t", "2", "-Y", arg(&users), "-S", "-o", &acl],
+        &["-t", "2", "-Y", path_arg(&users), "-S", "-o", &acl],
     );
     for pilot in ["awing", "xwing", "tracker"] {
         let password = format!("{pilot}-pass");
@@ -188,7 +176,7 @@ fn starfighter_with_client_certificates() {
     let pki = Pki::new();
     let dir = TempDir::new().expect("temp dir");
     let policy = write_file(dir.path(), "starfighter.acl", STARFIGHTER, 0o644);
-    let acl = format!("acl_file={}", arg(&policy));
+    let acl = format!("acl_file={}", path_arg(&policy));
     let verify = pki.ca_opts();
     let server = start_tls(
         Kind::Rampart,
@@ -240,12 +228,10 @@ allow get,add key:addonly
 
 const USERS: &str = "admin:admin-pass\nlimited:limited-pass\n";
 
-/// A text connection authenticated as `user` with ASCII auth.
+/// A text connection authenticated as `user` (password `<user>-pass`) with ASCII auth.
 fn ascii_login(port: u16, user: &str) -> Conn {
-    let mut conn = Conn::new(tcp_connect(port).expect("connect"));
-    let token = format!("{user} {user}-pass");
-    let line = format!("set auth 0 0 {}\r\n{token}\r\n", token.len());
-    assert_eq!(conn.roundtrip(line.as_bytes(), b"\r\n"), b"STORED\r\n");
+    let (conn, reply) = ascii_auth(port, user, &format!("{user}-pass"));
+    assert_eq!(reply, b"STORED\r\n");
     conn
 }
 
@@ -253,8 +239,8 @@ fn start_limited_server(dir: &TempDir, extra: &[&str]) -> (Server, PathBuf) {
     let users = write_file(dir.path(), "users", USERS, 0o600);
     let policy = write_file(dir.path(), "limited.acl", LIMITED, 0o644);
     rampart_tests::give_to_nobody(&policy);
-    let acl = format!("acl_file={}", arg(&policy));
-    let mut args = vec!["-t", "2", "-Y", arg(&users), "-o", &acl];
+    let acl = format!("acl_file={}", path_arg(&policy));
+    let mut args = vec!["-t", "2", "-Y", path_arg(&users), "-o", &acl];
     args.extend_from_slice(extra);
     (Server::start(Kind::Rampart, &args), policy)
 }
@@ -327,49 +313,72 @@ fn bypass_attempts_are_denied_and_change_nothing() {
         assert_eq!(limited.roundtrip(request, b"\r\n"), DENIED, "{what}");
     }
     // A too-large store on a forbidden key must not unlink it (memcached drops the old value
-    // of a too-large set): text and meta.
-    let mut big = b"set forbidden 0 0 2000000\r\n".to_vec();
-    big.extend(std::iter::repeat_n(b'x', 2_000_000));
-    big.extend_from_slice(b"\r\n");
-    assert_eq!(limited.roundtrip(&big, b"\r\n"), DENIED, "too-large set");
-    let mut big_meta = b"ms forbidden 2000000 T0\r\n".to_vec();
-    big_meta.extend(std::iter::repeat_n(b'x', 2_000_000));
-    big_meta.extend_from_slice(b"\r\n");
-    assert_eq!(
-        limited.roundtrip(&big_meta, b"\r\n"),
-        DENIED,
-        "too-large ms"
-    );
-    // On a key it may write, the too-large set is refused as memcached refuses it.
-    let mut big_allowed = b"set allowed 0 0 2000000\r\n".to_vec();
-    big_allowed.extend(std::iter::repeat_n(b'x', 2_000_000));
-    big_allowed.extend_from_slice(b"\r\n");
-    assert_eq!(
-        limited.roundtrip(&big_allowed, b"\r\n"),
-        b"SERVER_ERROR object too large for cache\r\n"
-    );
-    // noreply hides a refusal as it hides memcached's errors; the stream stays in step.
-    assert_eq!(
-        limited.roundtrip(b"set forbidden 0 0 1 noreply\r\nx\r\nmn\r\n", b"\r\n"),
-        b"MN\r\n"
-    );
-    // What it may do still works, on the same connection.
-    assert_eq!(
-        limited.roundtrip(b"set allowed 0 0 2\r\nok\r\n", b"\r\n"),
-        b"STORED\r\n"
-    );
-    assert_eq!(
-        limited.roundtrip(b"get allowed readonly\r\n", b"END\r\n"),
-        b"VALUE allowed 0 2\r\nok\r\nVALUE readonly 0 1\r\n5\r\nEND\r\n"
-    );
-    assert_eq!(
-        limited.roundtrip(b"mg YWxsb3dlZA== b v\r\n", b"\r\nok\r\n"),
-        b"VA 2\r\nok\r\n"
-    );
-    assert_eq!(
-        limited.roundtrip(b"set writeonly 0 0 2\r\nw2\r\n", b"\r\n"),
-        b"STORED\r\n"
-    );
+    // of a too-large set): text and meta. Each line is followed by a 2,000,000-byte data block
+    // (over -I's 1 MiB).
+    let too_large = |line: &[u8]| {
+        let mut request = line.to_vec();
+        request.extend(std::iter::repeat_n(b'x', 2_000_000));
+        request.extend_from_slice(b"\r\n");
+        request
+    };
+    // (request, what its reply ends with, the reply, what it tries).
+    type Step = (Vec<u8>, &'static [u8], &'static [u8], &'static str);
+    let steps: &[Step] = &[
+        (
+            too_large(b"set forbidden 0 0 2000000\r\n"),
+            b"\r\n",
+            DENIED,
+            "too-large set",
+        ),
+        (
+            too_large(b"ms forbidden 2000000 T0\r\n"),
+            b"\r\n",
+            DENIED,
+            "too-large ms",
+        ),
+        // On a key it may write, the too-large set is refused as memcached refuses it.
+        (
+            too_large(b"set allowed 0 0 2000000\r\n"),
+            b"\r\n",
+            b"SERVER_ERROR object too large for cache\r\n",
+            "too-large set, allowed key",
+        ),
+        // noreply hides a refusal as it hides memcached's errors; the stream stays in step.
+        (
+            b"set forbidden 0 0 1 noreply\r\nx\r\nmn\r\n".to_vec(),
+            b"\r\n",
+            b"MN\r\n",
+            "noreply",
+        ),
+        // What it may do still works, on the same connection.
+        (
+            b"set allowed 0 0 2\r\nok\r\n".to_vec(),
+            b"\r\n",
+            b"STORED\r\n",
+            "set",
+        ),
+        (
+            b"get allowed readonly\r\n".to_vec(),
+            b"END\r\n",
+            b"VALUE allowed 0 2\r\nok\r\nVALUE readonly 0 1\r\n5\r\nEND\r\n",
+            "multi-get",
+        ),
+        (
+            b"mg YWxsb3dlZA== b v\r\n".to_vec(),
+            b"\r\nok\r\n",
+            b"VA 2\r\nok\r\n",
+            "mg b",
+        ),
+        (
+            b"set writeonly 0 0 2\r\nw2\r\n".to_vec(),
+            b"\r\n",
+            b"STORED\r\n",
+            "set, write-only",
+        ),
+    ];
+    for (request, terminator, want, what) in steps {
+        assert_eq!(limited.roundtrip(request, terminator), *want, "{what}");
+    }
     // Nothing targeted changed.
     assert_eq!(
         admin.roundtrip(b"get forbidden readonly\r\n", b"END\r\n"),
@@ -428,7 +437,7 @@ fn binary_refusals_keep_opcode_opaque_and_order() {
     let dir = TempDir::new().expect("temp dir");
     // Anonymous binary clients have `limited`'s rights (no -S: nothing to authenticate).
     let policy = write_file(dir.path(), "limited.acl", LIMITED, 0o644);
-    let acl = format!("acl_file={}", arg(&policy));
+    let acl = format!("acl_file={}", path_arg(&policy));
     let server = Server::start(Kind::Rampart, &["-t", "2", "-o", &acl]);
     let set_extras = [0u8; 8];
     let mut conn = Conn::new(tcp_connect(server.port()).expect("connect"));
@@ -538,7 +547,7 @@ fn reloads_apply_to_live_connections_and_broken_files_change_nothing() {
     assert!(
         log.contains(&format!(
             "{}:2: unknown command or group `gett`",
-            arg(&policy)
+            path_arg(&policy)
         )),
         "{log}"
     );
@@ -583,10 +592,10 @@ fn a_broken_policy_stops_the_start_up() {
     ];
     for (index, (text, says)) in cases.iter().enumerate() {
         let path = write_file(dir.path(), &format!("bad{index}.acl"), text, 0o644);
-        let acl = format!("acl_file={}", arg(&path));
+        let acl = format!("acl_file={}", path_arg(&path));
         let err = Server::try_start(Kind::Rampart, &["-o", &acl]).expect_err("started");
         assert!(
-            err.contains(&format!("{}{says}", arg(&path))),
+            err.contains(&format!("{}{says}", path_arg(&path))),
             "{text}: {err}"
         );
         assert!(err.contains("exit status: 64"), "{text}: {err}");
@@ -601,7 +610,7 @@ fn a_broken_policy_stops_the_start_up() {
         "[identity anonymous]\nallow version\n",
         0o666,
     );
-    let acl = format!("acl_file={}", arg(&open));
+    let acl = format!("acl_file={}", path_arg(&open));
     let err = Server::try_start(Kind::Rampart, &["-o", &acl]).expect_err("started");
     assert!(err.contains("writable by other users (mode 666)"), "{err}");
 }
@@ -617,9 +626,11 @@ fn a_unix_socket_client_is_known_by_its_uid() {
     );
     let policy = write_file(dir.path(), "uid.acl", &text, 0o644);
     let socket = dir.path().join("uid.sock");
-    let acl = format!("acl_file={}", arg(&policy));
-    let _server =
-        rampart_tests::UnixServer::start(&["-s", arg(&socket), "-a", "0777", "-o", &acl], &socket);
+    let acl = format!("acl_file={}", path_arg(&policy));
+    let _server = rampart_tests::UnixServer::start(
+        &["-s", path_arg(&socket), "-a", "0777", "-o", &acl],
+        &socket,
+    );
     let mut stream = UnixStream::connect(&socket).expect("unix connect");
     stream.set_read_timeout(Some(QUIET)).expect("timeout");
     stream

@@ -5,14 +5,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rampart_tests::io::Conn;
 use rampart_tests::tempdir::TempDir;
-use rampart_tests::tls::tcp_connect;
-use rampart_tests::{Kind, Server};
+use rampart_tests::{Kind, Server, ascii_auth, path_arg, write_file};
 use serde_json::Value;
 
 const BOUND: Duration = Duration::from_secs(5);
@@ -30,25 +28,6 @@ allow get,set key:mine
 
 /// Passwords that must never reach the trail.
 const USERS: &str = "admin:Adm1n-Secret\npilot:P1lot-Secret\n";
-
-fn write_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).expect("write");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
-    path
-}
-
-fn arg(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
-}
-
-fn login(port: u16, user: &str, password: &str) -> (Conn, Vec<u8>) {
-    let mut conn = Conn::new(tcp_connect(port).expect("connect"));
-    let token = format!("{user} {password}");
-    let line = format!("set auth 0 0 {}\r\n{token}\r\n", token.len());
-    let reply = conn.roundtrip(line.as_bytes(), b"\r\n");
-    (conn, reply)
-}
 
 /// The trail's events, parsed (every line must be one JSON object).
 fn events(path: &Path) -> Vec<Value> {
@@ -104,16 +83,16 @@ fn every_cause_is_recorded_once_and_never_a_secret() {
     let policy = write_file(dir.path(), "policy.acl", POLICY, 0o644);
     let options = format!(
         "acl_file={},audit_log={},audit_auth_success,audit_connections",
-        arg(&policy),
-        arg(&trail)
+        path_arg(&policy),
+        path_arg(&trail)
     );
     let mut server = Server::start(
         Kind::Rampart,
-        &["-t", "2", "-Y", arg(&users), "-o", &options],
+        &["-t", "2", "-Y", path_arg(&users), "-o", &options],
     );
-    let (_, reply) = login(server.port(), "pilot", "wrong-Secret");
+    let (_, reply) = ascii_auth(server.port(), "pilot", "wrong-Secret");
     assert_eq!(reply, b"CLIENT_ERROR authentication failure\r\n");
-    let (mut pilot, reply) = login(server.port(), "pilot", "P1lot-Secret");
+    let (mut pilot, reply) = ascii_auth(server.port(), "pilot", "P1lot-Secret");
     assert_eq!(reply, b"STORED\r\n");
     assert_eq!(
         pilot.roundtrip(b"set mine 0 0 12\r\nVALUE-Secret\r\n", b"\r\n"),
@@ -123,7 +102,7 @@ fn every_cause_is_recorded_once_and_never_a_secret() {
     assert_eq!(pilot.roundtrip(b"get mine other\r\n", b"\r\n"), DENIED);
     assert_eq!(pilot.roundtrip(b"flush_all\r\n", b"\r\n"), DENIED);
     assert_eq!(pilot.roundtrip(b"mg dGhlaXJz b v\r\n", b"\r\n"), DENIED);
-    let (mut admin, reply) = login(server.port(), "admin", "Adm1n-Secret");
+    let (mut admin, reply) = ascii_auth(server.port(), "admin", "Adm1n-Secret");
     assert_eq!(reply, b"STORED\r\n");
     assert_eq!(admin.roundtrip(b"verbosity 0\r\n", b"\r\n"), b"OK\r\n");
     assert_eq!(admin.roundtrip(b"acl reload\r\n", b"\r\n"), b"OK\r\n");
@@ -259,7 +238,7 @@ fn the_dry_run_answers_what_the_server_would() {
     let policy = write_file(dir.path(), "policy.acl", POLICY, 0o644);
     let offline = |identity: &str, request: &[&str]| {
         let out = Command::new(Kind::Rampart.binary())
-            .args(["acl-check", arg(&policy), identity])
+            .args(["acl-check", path_arg(&policy), identity])
             .args(request)
             .output()
             .expect("run acl-check");
@@ -296,9 +275,9 @@ fn the_dry_run_answers_what_the_server_would() {
     assert_eq!(offline("user:pilot", &["frobnicate"]).0, Some(64));
 
     let users = write_file(dir.path(), "users", USERS, 0o600);
-    let acl = format!("acl_file={}", arg(&policy));
-    let server = Server::start(Kind::Rampart, &["-Y", arg(&users), "-o", &acl]);
-    let (mut admin, _) = login(server.port(), "admin", "Adm1n-Secret");
+    let acl = format!("acl_file={}", path_arg(&policy));
+    let server = Server::start(Kind::Rampart, &["-Y", path_arg(&users), "-o", &acl]);
+    let (mut admin, _) = ascii_auth(server.port(), "admin", "Adm1n-Secret");
     for (line, want) in [
         (&b"acl check user:pilot get mine theirs\r\n"[..], &b"DENIED key theirs\r\n"[..]),
         (b"acl check user:pilot set mine 0 0 3\r\n", b"ALLOWED\r\n"),
@@ -312,7 +291,7 @@ fn the_dry_run_answers_what_the_server_would() {
         assert_eq!(admin.roundtrip(line, b"\r\n"), want, "{}", String::from_utf8_lossy(line));
     }
     // The dry run is an admin command: the pilot may not ask.
-    let (mut pilot, _) = login(server.port(), "pilot", "P1lot-Secret");
+    let (mut pilot, _) = ascii_auth(server.port(), "pilot", "P1lot-Secret");
     assert_eq!(
         pilot.roundtrip(b"acl check user:admin get x\r\n", b"\r\n"),
         DENIED

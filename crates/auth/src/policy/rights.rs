@@ -79,12 +79,13 @@ impl Rights {
         self.0 & !Rights::KEYED.0 == 0
     }
 
-    /// The first name (in [`NAMES`] order) of each right in the set, for messages.
+    /// A name for each right in the set (the first in [`NAMES`] that grants exactly it), for
+    /// messages.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        SINGLE
-            .iter()
-            .filter(move |(_, r)| self.contains(*r))
-            .map(|(n, _)| *n)
+        (0..32)
+            .map(|bit| Rights(1 << bit))
+            .filter(move |right| self.contains(*right))
+            .filter_map(|right| NAMES.iter().find(|(_, r)| *r == right).map(|(n, _)| *n))
     }
 }
 
@@ -100,35 +101,6 @@ impl std::ops::BitOrAssign for Rights {
         *self = self.union(other);
     }
 }
-
-/// The name of each single right.
-const SINGLE: &[(&str, Rights)] = &[
-    ("get", Rights::GET),
-    ("touch", Rights::TOUCH),
-    ("set", Rights::SET),
-    ("add", Rights::ADD),
-    ("replace", Rights::REPLACE),
-    ("append", Rights::APPEND),
-    ("prepend", Rights::PREPEND),
-    ("cas", Rights::CAS),
-    ("delete", Rights::DELETE),
-    ("incr", Rights::INCR),
-    ("decr", Rights::DECR),
-    ("me", Rights::DEBUG),
-    ("version", Rights::VERSION),
-    ("quit", Rights::QUIT),
-    ("mn", Rights::NOOP),
-    ("stats", Rights::STATS),
-    ("stats_conns", Rights::STATS_CONNS),
-    ("stats_reset", Rights::STATS_RESET),
-    ("flush_all", Rights::FLUSH_ALL),
-    ("cache_memlimit", Rights::CACHE_MEMLIMIT),
-    ("verbosity", Rights::VERBOSITY),
-    ("refresh_certs", Rights::REFRESH_CERTS),
-    ("shutdown", Rights::SHUTDOWN),
-    ("acl", Rights::ACL),
-    ("@dump", Rights::DUMP),
-];
 
 /// Every command name and group a policy may write, and what it grants. A command name
 /// grants what the command needs in its plain form: `gat` is `get` and `touch`; `mg` is
