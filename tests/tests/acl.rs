@@ -146,26 +146,39 @@ fn starfighter_with_sasl_users() {
     );
     for pilot in ["awing", "xwing", "tracker"] {
         let password = format!("{pilot}-pass");
-        let out = run_script(
-            &python,
-            "acl_clients.py",
-            &server,
-            &[
-                OsStr::new("--pilot"),
-                OsStr::new(pilot),
-                OsStr::new("--user"),
-                OsStr::new(pilot),
-                OsStr::new("--password"),
-                OsStr::new(&password),
-            ],
-            Duration::from_secs(60),
-        );
-        let want = match pilot {
-            "tracker" => tracker_expected(true),
-            _ => expected(pilot, true),
-        };
-        assert_eq!(out, want, "{pilot}");
+        let login = [
+            OsStr::new("--user"),
+            OsStr::new(pilot),
+            OsStr::new("--password"),
+            OsStr::new(&password),
+        ];
+        check_pilot(&python, &server, pilot, &login, true);
     }
+}
+
+/// Runs acl_clients.py as `pilot` (identified by `identity_args`) and requires what the
+/// policy grants it.
+fn check_pilot(
+    python: &str,
+    server: &Server,
+    pilot: &str,
+    identity_args: &[&OsStr],
+    with_auth: bool,
+) {
+    let mut args = vec![OsStr::new("--pilot"), OsStr::new(pilot)];
+    args.extend_from_slice(identity_args);
+    let out = run_script(
+        python,
+        "acl_clients.py",
+        server,
+        &args,
+        Duration::from_secs(60),
+    );
+    let want = match pilot {
+        "tracker" => tracker_expected(with_auth),
+        _ => expected(pilot, with_auth),
+    };
+    assert_eq!(out, want, "{pilot}");
 }
 
 /// The same policy with identities from verified client certificates (their CN), over TLS.
@@ -186,27 +199,15 @@ fn starfighter_with_client_certificates() {
     );
     for (serial, pilot) in [(401, "awing"), (402, "xwing"), (403, "tracker")] {
         let issued = pki.issue_client(pilot, pilot, serial);
-        let out = run_script(
-            &python,
-            "acl_clients.py",
-            &server,
-            &[
-                OsStr::new("--pilot"),
-                OsStr::new(pilot),
-                OsStr::new("--ca"),
-                pki.ca.cert_path.as_os_str(),
-                OsStr::new("--cert"),
-                issued.cert_path.as_os_str(),
-                OsStr::new("--key"),
-                issued.key_path.as_os_str(),
-            ],
-            Duration::from_secs(60),
-        );
-        let want = match pilot {
-            "tracker" => tracker_expected(false),
-            _ => expected(pilot, false),
-        };
-        assert_eq!(out, want, "{pilot}");
+        let certificate = [
+            OsStr::new("--ca"),
+            pki.ca.cert_path.as_os_str(),
+            OsStr::new("--cert"),
+            issued.cert_path.as_os_str(),
+            OsStr::new("--key"),
+            issued.key_path.as_os_str(),
+        ];
+        check_pilot(&python, &server, pilot, &certificate, false);
     }
 }
 

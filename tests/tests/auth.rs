@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use rampart_tests::io::{Conn, End};
 use rampart_tests::python::{self, require_module, run_script};
 use rampart_tests::tempdir::TempDir;
 use rampart_tests::tls::{Pki, parse_stats, second_port, tcp_connect};
-use rampart_tests::{Kind, Server, UnixServer};
+use rampart_tests::{Kind, Server, UnixServer, path_arg, write_file};
 
 const UNAUTHENTICATED: &[u8] = b"CLIENT_ERROR unauthenticated\r\n";
 const AUTH_LINE: &[u8] = b"set auth 0 0 12\r\nalice secret\r\n";
@@ -25,18 +25,6 @@ const BOUND: Duration = Duration::from_secs(5);
 /// How long a reply may pause before it is taken as complete, in the differential cases
 /// (whose replies have no common terminator).
 const QUIET: Duration = Duration::from_millis(400);
-
-/// A credential file in `dir` with `text`, mode `mode`.
-fn credentials(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).expect("write the credential file");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
-    path
-}
-
-fn path_arg(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
-}
 
 /// Sends `bytes` on a fresh connection and reads until the server is quiet for [`QUIET`] or
 /// closes (`<EOF>` is appended then).
@@ -83,8 +71,8 @@ fn ascii_auth_answers_as_memcached_does() {
     let dir = TempDir::new().expect("temp dir");
     let text = "alice:secret\nbob:pa:ss\n";
     // memcached reads its file after dropping privileges and checks no permissions.
-    let for_memcached = credentials(dir.path(), "memcached-users", text, 0o644);
-    let for_rampart = credentials(dir.path(), "rampart-users", text, 0o600);
+    let for_memcached = write_file(dir.path(), "memcached-users", text, 0o644);
+    let for_rampart = write_file(dir.path(), "rampart-users", text, 0o600);
     let memcached = Server::start(Kind::Memcached, &["-Y", path_arg(&for_memcached)]);
     let rampart = Server::start(Kind::Rampart, &["-Y", path_arg(&for_rampart)]);
     let long_token = [&b"set a 0 0 2000\r\n"[..], &[b'x'; 2000], b"\r\n"].concat();
@@ -155,7 +143,7 @@ fn ascii_auth_answers_as_memcached_does() {
 #[test]
 fn before_authentication_every_pipelined_request_is_answered() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let server = Server::start(Kind::Rampart, &["-Y", path_arg(&users)]);
     assert_eq!(
         exchange(server.port(), b"get a\r\nget b\r\nversion\r\n"),
@@ -269,7 +257,7 @@ fn check_locked<S: Read + Write>(connect: &dyn Fn() -> S, what: &str, plain_allo
 #[test]
 fn every_listener_and_protocol_requires_authentication() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let pki = Pki::new();
     let opts = pki.cert_opts();
     let server = Server::start(
@@ -327,7 +315,7 @@ fn every_listener_and_protocol_requires_authentication() {
 #[test]
 fn an_exempted_unix_socket_needs_no_authentication() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let socket = dir.path().join("exempt.sock");
     let _server = UnixServer::start(
         &[
@@ -420,7 +408,7 @@ fn real_clients_authenticate_and_wrong_passwords_fail() {
     require_module(&python, "pymemcache", "pymemcache");
     require_module(&python, "bmemcached", "python-binary-memcached");
     let dir = TempDir::new().expect("temp dir");
-    let ascii = credentials(dir.path(), "ascii", "alice:secret\n", 0o600);
+    let ascii = write_file(dir.path(), "ascii", "alice:secret\n", 0o600);
     let server = Server::start(Kind::Rampart, &["-Y", path_arg(&ascii), "-t", "2"]);
     let out = run_script(
         &python,
@@ -447,7 +435,7 @@ fn real_clients_authenticate_and_wrong_passwords_fail() {
          # done\n"
     );
 
-    let sasl = credentials(dir.path(), "sasl", &passwd_line("carol", "hunter2"), 0o600);
+    let sasl = write_file(dir.path(), "sasl", &passwd_line("carol", "hunter2"), 0o600);
     let env = [("MEMCACHED_SASL_PWDB", sasl.as_os_str())];
     let pki = Pki::new();
     let opts = format!("{},sasl_plain_cleartext", pki.cert_opts());
@@ -517,7 +505,7 @@ fn pylibmc_authenticates_with_scram_sha_256() {
     );
     let dir = TempDir::new().expect("temp dir");
     let text = format!("{}bob:builder\n", passwd_line("carol", "hunter2"));
-    let users = credentials(dir.path(), "users", &text, 0o600);
+    let users = write_file(dir.path(), "users", &text, 0o600);
     let trail = dir.path().join("audit.log");
     let audit = format!("audit_log={},audit_auth_success", path_arg(&trail));
     let server = Server::start(
@@ -609,7 +597,7 @@ fn spymemcached_authenticates_with_cram_md5_and_plain() {
         "{}",
         compiled.stderr
     );
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let server = Server::start(
         Kind::Rampart,
         &["-S", "-Y", path_arg(&users), "-o", "sasl_plain_cleartext"],
@@ -676,7 +664,7 @@ fn binary_sasl_answers_as_memcached_does() {
     let env = [("SASL_CONF_PATH", dir.path().as_os_str())];
     let memcached = Server::try_start_with_env(Kind::Memcached, &env, &["-S"])
         .unwrap_or_else(|e| panic!("{e}"));
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let rampart = Server::start(
         Kind::Rampart,
         &[
@@ -759,7 +747,7 @@ impl PlainPort<'_> {
 #[test]
 fn hostile_clients_before_authentication() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", "alice:secret\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\n", 0o600);
     let server = Server::start(
         Kind::Rampart,
         &[
@@ -859,7 +847,7 @@ fn hostile_clients_before_authentication() {
 #[test]
 fn sighup_reloads_credentials_and_revokes_changed_users() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", "alice:secret\nbob:builder\n", 0o600);
+    let users = write_file(dir.path(), "users", "alice:secret\nbob:builder\n", 0o600);
     // The server reloads as the user it runs as (`nobody` when the tests run as root), so
     // the file must be that user's, as an operator's would be the `-u` user's.
     rampart_tests::give_to_nobody(&users);
@@ -1013,7 +1001,7 @@ fn sasl_roundtrip(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) ->
 #[test]
 fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
     let dir = TempDir::new().expect("temp dir");
-    let users = credentials(dir.path(), "users", &passwd_line("alice", "old"), 0o600);
+    let users = write_file(dir.path(), "users", &passwd_line("alice", "old"), 0o600);
     rampart_tests::give_to_nobody(&users);
     let mut server = Server::start(Kind::Rampart, &["-S", "-Y", path_arg(&users)]);
     let first_bare = "n=alice,r=clientnonce";
@@ -1082,8 +1070,8 @@ fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
 #[test]
 fn credential_files_are_checked_at_start() {
     let dir = TempDir::new().expect("temp dir");
-    let exposed = credentials(dir.path(), "exposed", "alice:secret\n", 0o644);
-    let malformed = credentials(dir.path(), "malformed", "alice:secret\nbob\n", 0o600);
+    let exposed = write_file(dir.path(), "exposed", "alice:secret\n", 0o644);
+    let malformed = write_file(dir.path(), "malformed", "alice:secret\nbob\n", 0o600);
     let cases: [(&[&str], &str); 4] = [
         (
             &["-Y", path_arg(&exposed)],

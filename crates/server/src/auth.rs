@@ -6,11 +6,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rampart_auth::{CredentialStore, ScramExchange, User};
+
+use crate::versioned::Versioned;
 
 /// How long a connection may stay unauthenticated by default.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,12 +101,9 @@ pub struct AuthCounters {
 /// Authentication as configured, shared by every connection.
 #[derive(Debug)]
 pub struct Authenticator {
-    /// The store and its generation (bumped by every reload), replaced together; readers
-    /// take a reference for one check.
-    store: RwLock<(u64, Arc<CredentialStore>)>,
-    /// The same generation, readable without the lock: what every authenticated connection
-    /// compares once per turn (one atomic load, no lock traffic between cores).
-    generation: AtomicU64,
+    /// The store and its generation (bumped by every reload); readers take a reference for
+    /// one check, and every authenticated connection compares the generation once per turn.
+    store: Versioned<CredentialStore>,
     /// The made-up SCRAM salts' key, the same across reloads.
     salt_key: [u8; 32],
     /// Where the store came from, for reloads.
@@ -140,8 +139,7 @@ impl Authenticator {
             if settings.sasl { ", SASL" } else { "" }
         );
         Ok(Some(Authenticator {
-            store: RwLock::new((0, Arc::new(store))),
-            generation: AtomicU64::new(0),
+            store: Versioned::new(store),
             salt_key,
             settings: settings.clone(),
             ascii: settings.ascii_file.is_some(),
@@ -159,30 +157,18 @@ impl Authenticator {
     pub fn reload(&self) -> Result<usize, AuthError> {
         let store = read_store(&self.settings, self.salt_key)?;
         let users = store.user_count();
-        let mut current = self
-            .store
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The generation changes with the store, under the same lock. A connection that reads
-        // the mirror before it moves sees the change at its next turn.
-        let generation = current.0 + 1;
-        *current = (generation, Arc::new(store));
-        self.generation.store(generation, Ordering::Release);
+        self.store.replace(store);
         Ok(users)
     }
 
     /// The store and its generation, as one consistent pair.
     fn snapshot(&self) -> (u64, Arc<CredentialStore>) {
-        let current = self
-            .store
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (current.0, Arc::clone(&current.1))
+        self.store.snapshot()
     }
 
     /// The store's generation: connections compare it with the one they authenticated in.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.store.generation()
     }
 
     /// Whether `user` still has the entries `fingerprint` describes; with the generation

@@ -11,13 +11,15 @@
 //!   unix-socket clients, unless `-o remote_admin` opens them ([`default_check`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use rampart_auth::policy::{Denial, Grants, IdentityName, Policy, PolicyError, Rights};
 use rampart_proto::request::{MAX_KEY_BYTES, MetaKey, MetaSetMode};
 use rampart_proto::{Request, StoreMode};
 use rampart_tls::PeerIdentity;
+
+use crate::versioned::Versioned;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,49 +169,24 @@ fn store_right(mode: StoreMode) -> Rights {
     }
 }
 
-/// Decides `request` for a connection ([`check_cached`] of its [`need`]), the most common
-/// request, a `get`, without building its [`Need`] first.
+/// Decides `request` for a connection ([`check_cached`] of its [`need`]); the most common
+/// request, a `get`, without the general mapping.
 #[inline]
 pub fn check_request(cached: &mut CachedGrants, request: &Request<'_>) -> Result<(), Denial> {
-    if let Request::Get(get) = request {
-        let rights = if get.touch.is_some() {
-            Rights::GET.union(Rights::TOUCH)
-        } else {
-            Rights::GET
-        };
-        cached.grants.check_command(rights)?;
-        let grants = &*cached.grants;
-        return get
-            .keys
-            .iter()
-            .try_for_each(|key| cached.memo.check(grants, key, rights));
-    }
-    check_cached(cached, need(request))
+    let need = match request {
+        Request::Get(get) if get.touch.is_none() => Need::Keys(Rights::GET, get.keys),
+        _ => need(request),
+    };
+    check_cached(cached, need)
 }
 
 /// Decides `need` for a connection: [`check`], with the connection's memo of the key prefixes
 /// that last settled an allow, so that requests on keys that share a prefix (a client working
 /// on its own tenant's keys) skip the walk.
-#[inline]
+#[inline(always)]
 pub fn check_cached(cached: &mut CachedGrants, need: Need<'_, '_>) -> Result<(), Denial> {
-    let grants = &*cached.grants;
-    match need {
-        Need::Nothing | Need::Keyless(_) => check(grants, need),
-        Need::Key(rights, key) => {
-            grants.check_command(rights)?;
-            cached.memo.check(grants, key, rights)
-        }
-        Need::Keys(rights, keys) => {
-            grants.check_command(rights)?;
-            keys.iter()
-                .try_for_each(|key| cached.memo.check(grants, key, rights))
-        }
-        Need::MetaKey(rights, key) => {
-            grants.check_command(rights)?;
-            let mut scratch = [0u8; MAX_KEY_BYTES];
-            cached.memo.check(grants, key.decode(&mut scratch), rights)
-        }
-    }
+    let CachedGrants { grants, memo, .. } = cached;
+    decide(grants, need, |key, rights| memo.check(grants, key, rights))
 }
 
 /// Longest key prefix a memo entry keeps, in bytes.
@@ -264,22 +241,33 @@ impl Memo {
 /// allowed, or the whole request is refused.
 #[inline]
 pub fn check(grants: &Grants, need: Need<'_, '_>) -> Result<(), Denial> {
+    decide(grants, need, |key, rights| grants.check_key(key, rights))
+}
+
+/// The decision's shape, whatever decides each key (`key_allowed`): keyless rights against
+/// the grants, keyed ones first against the command, then against every key in turn (a
+/// base64 meta key decoded first).
+#[inline(always)]
+fn decide(
+    grants: &Grants,
+    need: Need<'_, '_>,
+    mut key_allowed: impl FnMut(&[u8], Rights) -> Result<(), Denial>,
+) -> Result<(), Denial> {
     match need {
         Need::Nothing => Ok(()),
         Need::Keyless(rights) => grants.check_keyless(rights),
         Need::Key(rights, key) => {
             grants.check_command(rights)?;
-            grants.check_key(key, rights)
+            key_allowed(key, rights)
         }
         Need::Keys(rights, keys) => {
             grants.check_command(rights)?;
-            keys.iter()
-                .try_for_each(|key| grants.check_key(key, rights))
+            keys.iter().try_for_each(|key| key_allowed(key, rights))
         }
         Need::MetaKey(rights, key) => {
             grants.check_command(rights)?;
             let mut scratch = [0u8; MAX_KEY_BYTES];
-            grants.check_key(key.decode(&mut scratch), rights)
+            key_allowed(key.decode(&mut scratch), rights)
         }
     }
 }
@@ -459,10 +447,8 @@ impl AccessCounters {
 /// The configured access policy, shared by every connection and replaced whole on reload.
 #[derive(Debug)]
 pub struct Access {
-    /// The policy and its generation (bumped by every reload), replaced together.
-    policy: RwLock<(u64, Arc<Policy>)>,
-    /// The same generation, read without the lock once per request.
-    generation: AtomicU64,
+    /// The policy and its generation (bumped by every reload), compared once per request.
+    policy: Versioned<Policy>,
     path: PathBuf,
 }
 
@@ -492,8 +478,7 @@ impl Access {
             policy.identity_count()
         );
         Ok(Access {
-            policy: RwLock::new((0, Arc::new(policy))),
-            generation: AtomicU64::new(0),
+            policy: Versioned::new(policy),
             path: path.to_owned(),
         })
     }
@@ -503,23 +488,13 @@ impl Access {
     pub fn reload(&self) -> Result<usize, AccessError> {
         let policy = read_policy(&self.path)?;
         let rules = policy.rule_count();
-        let mut current = self
-            .policy
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let generation = current.0 + 1;
-        *current = (generation, Arc::new(policy));
-        self.generation.store(generation, Ordering::Release);
+        self.policy.replace(policy);
         Ok(rules)
     }
 
     /// The current policy.
     pub fn policy(&self) -> Arc<Policy> {
-        let current = self
-            .policy
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(&current.1)
+        self.policy.snapshot().1
     }
 
     /// `identity`'s grants, from `cached` while the policy has not changed since (one atomic
@@ -530,12 +505,10 @@ impl Access {
         cached: &'c mut Option<Box<CachedGrants>>,
         identity: &Identity,
     ) -> &'c mut CachedGrants {
-        let generation = self.generation.load(Ordering::Acquire);
-        if cached
-            .as_ref()
-            .is_none_or(|current| current.generation != generation)
-        {
-            *cached = Some(Box::new(self.lookup(identity)));
+        let generation = self.policy.generation();
+        match cached {
+            Some(current) if current.generation == generation => {}
+            _ => *cached = Some(Box::new(self.lookup(identity))),
         }
         cached.get_or_insert_with(|| Box::new(self.lookup(identity)))
     }
@@ -543,13 +516,10 @@ impl Access {
     /// `identity`'s grants in the current policy, with its generation.
     #[cold]
     fn lookup(&self, identity: &Identity) -> CachedGrants {
-        let current = self
-            .policy
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (generation, policy) = self.policy.snapshot();
         CachedGrants {
-            generation: current.0,
-            grants: current.1.grants(&identity.policy_name()),
+            generation,
+            grants: policy.grants(&identity.policy_name()),
             memo: Memo::default(),
         }
     }

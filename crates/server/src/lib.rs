@@ -29,6 +29,7 @@ pub mod session;
 pub mod shard;
 mod startup;
 pub mod stats;
+pub mod versioned;
 pub mod worker;
 
 use std::net::SocketAddr;
