@@ -23,11 +23,13 @@
 //! servers, so tests run in parallel.
 
 pub mod binary;
+pub mod clients;
 pub mod io;
 pub mod normalise;
 pub mod python;
 pub mod replay;
 pub mod report;
+pub mod scaleout;
 pub mod server;
 pub mod tempdir;
 pub mod tls;

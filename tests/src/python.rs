@@ -8,7 +8,6 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use crate::report::line_diff;
 use crate::server::{find_on_path, run_bounded};
 use crate::{Kind, Server, package_dir};
 
@@ -96,21 +95,6 @@ impl Suite<'_> {
             };
             (join(reference), join(candidate))
         });
-        assert!(
-            reference.contains("# done"),
-            "{} did not finish against memcached:\n{reference}",
-            self.script
-        );
-        if reference != candidate {
-            let reference_lines: Vec<&str> = reference.lines().collect();
-            let candidate_lines: Vec<&str> = candidate.lines().collect();
-            panic!(
-                "{} results differ between memcached and rampart (- memcached, + rampart):\n{}\n\
-                 --- rampart's full output:\n{candidate}",
-                self.module,
-                line_diff(&reference_lines, &candidate_lines)
-                    .unwrap_or_else(|| "(too long to diff)".to_string())
-            );
-        }
+        crate::clients::assert_same_output(self.module, &reference, &candidate);
     }
 }

@@ -1,7 +1,7 @@
 //! The binary protocol under command-line options: `-B binary`, and `-M` out of memory.
 
 use rampart_tests::Kind;
-use rampart_tests::binary::{Packet, Step, differential, op, replay};
+use rampart_tests::binary::{Cas, Packet, Step, differential, op, replay};
 
 const SET: u8 = 0x01;
 const NOOP: u8 = 0x0a;
@@ -52,4 +52,37 @@ fn out_of_memory_under_dash_m_is_status_0x82() {
             kind.name()
         );
     }
+}
+
+#[test]
+fn binary_cas_fields_under_dash_c() {
+    // memcached -C: every reply's CAS is 0, a store's CAS is ignored (the item has none to
+    // compare), and delete or increment with a CAS compares it against 0.
+    const ADD: u8 = 0x02;
+    const DELETE: u8 = 0x04;
+    const INCREMENT: u8 = 0x05;
+    let steps = vec![
+        Step::new(
+            "stores answer CAS 0 and ignore the request's",
+            vec![
+                set("k", "v"),
+                op::get(GETK, "k"),
+                set("k", "w").cas(Cas::Raw(77)),
+                op::get(GETK, "k"),
+                op::store(ADD, "k", 0, 0, b"x").cas(Cas::Raw(1)),
+            ],
+        ),
+        Step::new(
+            "delete and increment compare their CAS with 0",
+            vec![
+                op::arith(INCREMENT, "n", 1, 5, 0),
+                op::arith(INCREMENT, "n", 1, 5, 0).cas(Cas::Raw(3)),
+                op::arith(INCREMENT, "n", 1, 5, 0).cas(Cas::Raw(0)),
+                op::get(DELETE, "k").cas(Cas::Raw(9)),
+                op::get(DELETE, "k"),
+                op::get(GETK, "k"),
+            ],
+        ),
+    ];
+    differential(&["-C"], &steps);
 }

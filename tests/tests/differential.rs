@@ -31,6 +31,7 @@ transcripts! {
     storage,
     retrieval,
     cas,
+    cas_disabled,
     incr_decr,
     touch_gat,
     delete,
@@ -52,6 +53,8 @@ transcripts! {
     meta_errors,
     meta_stale,
     meta_threads,
+    maintenance,
+    dumps_disabled,
 }
 
 fn transcripts_dir() -> PathBuf {

@@ -43,6 +43,27 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "libsasl2-modules",
         "/usr/share/doc/libsasl2-modules/copyright",
     ),
+    // The other languages' clients (tests/tests/clients.rs): Java's spymemcached with a JDK,
+    // Perl's Cache::Memcached::Fast, PHP's memcached extension, Go's gomemcache.
+    ("default-jdk-headless", "javac"),
+    ("libspymemcached-java", "/usr/share/java/spymemcached.jar"),
+    (
+        "libcache-memcached-fast-perl",
+        "/usr/share/doc/libcache-memcached-fast-perl/copyright",
+    ),
+    ("php-cli", "php"),
+    ("php-memcached", "/usr/share/doc/php-memcached/copyright"),
+    ("golang-go", "go"),
+    (
+        "golang-github-bradfitz-gomemcache-dev",
+        "/usr/share/gocode/src/github.com/bradfitz/gomemcache/memcache/memcache.go",
+    ),
+    // Scale-out (tests/tests/scaleout.rs): twemproxy.
+    ("nutcracker", "nutcracker"),
+    // The service files (tests/tests/service/): `systemd-analyze verify`, and strace to
+    // check the unit's system call filter against what rampart calls.
+    ("systemd", "systemd-analyze"),
+    ("strace", "strace"),
 ];
 /// PyPI packages the client tests need, and the module each provides.
 const PIP_PACKAGES: &[(&str, &str)] = &[

@@ -8,6 +8,7 @@
 //! the encoding and only the reply encoder differs.
 
 mod acl;
+mod admin;
 mod meta;
 mod meta_arith;
 mod meta_delete;
@@ -16,6 +17,7 @@ mod meta_set;
 mod sasl;
 
 pub use acl::Acl;
+pub use admin::{Admin, AdminCommand, LruCrawler, Slabs, Watch};
 pub use meta::{MAX_META_FLAGS, MAX_OPAQUE_BYTES, MetaFlags, MetaKey};
 pub use meta_arith::MetaArith;
 pub use meta_delete::{MetaDebug, MetaDelete};
@@ -71,6 +73,8 @@ pub enum Request<'a> {
     Sasl(Sasl<'a>),
     /// `acl reload|log|check`: rampart's policy commands.
     Acl(Acl<'a>),
+    /// `lru_crawler`, `lru`, `slabs`, `watch`.
+    Admin(Admin<'a>),
 }
 
 impl Request<'_> {
@@ -98,7 +102,8 @@ impl Request<'_> {
             | Request::MetaNoop
             | Request::MetaDebug(_)
             | Request::Sasl(_)
-            | Request::Acl(_) => false,
+            | Request::Acl(_)
+            | Request::Admin(_) => false,
         }
     }
 
@@ -139,6 +144,12 @@ impl Request<'_> {
             Request::Sasl(Sasl::Auth { .. }) => "sasl_auth",
             Request::Sasl(Sasl::Step { .. }) => "sasl_step",
             Request::Acl(_) => "acl",
+            Request::Admin(admin) => match admin.command {
+                AdminCommand::LruCrawler(_) => "lru_crawler",
+                AdminCommand::Lru { .. } => "lru",
+                AdminCommand::Slabs(_) => "slabs",
+                AdminCommand::Watch(_) => "watch",
+            },
         }
     }
 }
@@ -342,11 +353,24 @@ pub enum ShutdownMode {
     Invalid,
 }
 
-/// `stats [group]`.
+/// `stats [group [arguments]]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats<'a> {
     /// The first argument (`settings`, `items`, `slabs`, `reset`, ...), if any.
     pub group: Option<&'a [u8]>,
+    /// The words after the group (`stats detail on`, `stats cachedump 1 10`), at most the
+    /// first two; `None` where absent.
+    pub args: [Option<&'a [u8]>; 2],
+}
+
+impl<'a> Stats<'a> {
+    /// `stats <group>`, without arguments.
+    pub fn group(group: Option<&'a [u8]>) -> Self {
+        Stats {
+            group,
+            args: [None, None],
+        }
+    }
 }
 
 /// `cache_memlimit <megabytes> [noreply]`: change the memory limit at run time.

@@ -90,6 +90,45 @@ pub struct Args {
     /// SASL authentication on the binary protocol (passwords from MEMCACHED_SASL_PWDB or -Y)
     #[argh(switch, short = 'S')]
     pub enable_sasl: bool,
+    /// disable CAS: every CAS unique is 0 and `cas` never matches (memcached's -C)
+    #[argh(switch, short = 'C')]
+    pub disable_cas: bool,
+    /// disable `stats cachedump` and `lru_crawler metadump`
+    #[argh(switch, short = 'X')]
+    pub disable_dumping: bool,
+    /// disable `watch` (live logging)
+    #[argh(switch, short = 'W')]
+    pub disable_watch: bool,
+    /// lock all memory into RAM (needs a locked-memory limit, ulimit -l, that holds it)
+    #[argh(switch, short = 'k')]
+    pub lock_memory: bool,
+    /// raise the core file size limit to its maximum
+    #[argh(switch, short = 'r')]
+    pub enable_coredumps: bool,
+    /// large memory pages: accepted, no effect (rampart has no slab preallocation)
+    #[argh(switch, short = 'L')]
+    pub enable_largepages: bool,
+    /// slab chunk size growth factor: accepted and shown, no effect (one size class)
+    #[argh(option, short = 'f', default = "String::from(\"1.25\")")]
+    pub slab_growth_factor: String,
+    /// minimum slab chunk size: accepted and shown, no effect (one size class)
+    #[argh(option, short = 'n', default = "48")]
+    pub slab_min_size: usize,
+    /// delimiter between key prefixes and ids for `stats detail` (turns it on)
+    #[argh(option, short = 'D')]
+    pub prefix_delimiter: Option<String>,
+    /// memory file for a restartable cache: accepted, no effect (the cache starts empty)
+    #[argh(option, short = 'e')]
+    pub memory_file: Option<PathBuf>,
+    /// print the licenses and exit
+    #[argh(switch, short = 'i')]
+    pub license: bool,
+    /// run as a daemon: detach once the server listens (stays attached on a start-up error)
+    #[argh(switch, short = 'd')]
+    pub daemon: bool,
+    /// write the process id to this file once listening (removed at a clean stop)
+    #[argh(option, short = 'P')]
+    pub pid_file: Option<PathBuf>,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -97,7 +136,7 @@ pub struct Args {
 
 /// Rewrites getopt spellings (`-vv`, `-m64`, `--port=1`) into separate arguments.
 pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const TAKES_VALUE: &str = "plUsamctIuRBboY";
+    const TAKES_VALUE: &str = "plUsamctIuRBboYPfnDe";
     let mut out = Vec::new();
     let mut value_next = false;
     for arg in args {
@@ -308,6 +347,33 @@ pub fn to_config(
                 args.unix_mask
             ))
         })?;
+    let growth_factor: f64 = args
+        .slab_growth_factor
+        .parse()
+        .ok()
+        .filter(|f: &f64| *f > 1.0)
+        .ok_or_else(|| usage("-f: factor must be greater than 1"))?;
+    if args.slab_min_size == 0 {
+        return Err(usage("-n: chunk_size must be greater than 0"));
+    }
+    let stat_key_prefix = match args.prefix_delimiter.as_deref() {
+        None => None,
+        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+        Some(d) => {
+            return Err(usage(format!(
+                "-D {d}: the prefix delimiter must be one character"
+            )));
+        }
+    };
+    if args.enable_largepages {
+        log::info!("-L: large pages have no effect on rampart (no slab preallocation)");
+    }
+    if let Some(path) = &args.memory_file {
+        log::warn!(
+            "-e {}: rampart has no restartable cache; the cache starts empty and the file is not used",
+            path.display()
+        );
+    }
     let mut idle_timeout = None;
     let mut read_buf_mem_limit = None;
     let mut acl_file = None;
@@ -429,6 +495,17 @@ pub fn to_config(
         idle_timeout,
         read_buf_mem_limit,
         port_file,
+        pid_file: args.pid_file,
+        cas_enabled: !args.disable_cas,
+        dump_enabled: !args.disable_dumping,
+        watch_enabled: !args.disable_watch,
+        lock_memory: args.lock_memory,
+        enable_coredumps: args.enable_coredumps,
+        growth_factor,
+        chunk_size: args.slab_min_size,
+        detail_enabled: stat_key_prefix.is_some(),
+        stat_key_prefix: stat_key_prefix.unwrap_or(b':'),
+        memory_file: args.memory_file,
         run_as: run_as(args.user)?,
         tls,
         auth,

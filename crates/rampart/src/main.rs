@@ -2,11 +2,19 @@
 
 mod acl_check;
 mod cli;
+mod daemon;
 mod passwd;
 
 use std::process::ExitCode;
 
 use argh::FromArgs;
+
+/// `-i`: memcached prints its and libevent's licenses; rampart, its own and what it builds on.
+const LICENSE: &str = "\
+rampart is licensed under the MIT license or the Apache License 2.0, at your option.
+It includes glommio (MIT OR Apache-2.0, third_party/glommio) and links OpenSSL (Apache-2.0).
+The licenses of every crate it is built from are listed by `cargo tree --format '{p} {l}'`.
+";
 
 /// memcached's EX_USAGE: a bad flag or value.
 const EXIT_USAGE: u8 = 64;
@@ -58,7 +66,14 @@ fn main() -> ExitCode {
         println!("rampart {}", rampart_server::stats::VERSION);
         return ExitCode::SUCCESS;
     }
+    if args.license {
+        print!("{LICENSE}");
+        return ExitCode::SUCCESS;
+    }
     init_logging(args.verbose);
+    let detach = args.daemon;
+    // memcached keeps stdio open under -d when verbose, for its output to stay visible.
+    let keep_stdio = args.verbose > 0;
     let port_file = std::env::var_os("MEMCACHED_PORT_FILENAME").map(Into::into);
     // memcached's SASL password file (its plaintext `user:password` format), for -S.
     let sasl_file = std::env::var_os("MEMCACHED_SASL_PWDB").map(Into::into);
@@ -74,7 +89,26 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match rampart_server::run(config) {
+    // Forked here, after every check that needs no server and before the server starts any
+    // thread (daemon.rs says why).
+    let daemon = if detach {
+        match daemon::fork(keep_stdio) {
+            Ok(daemon::Forked::Parent(parent)) => return wait_for_daemon(parent),
+            Ok(daemon::Forked::Daemon(daemon)) => Some(daemon),
+            Err(err) => {
+                eprintln!("rampart: -d: cannot detach: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let on_ready = move || {
+        if let Some(daemon) = daemon {
+            daemon.ready();
+        }
+    };
+    match rampart_server::run_with(config, on_ready) {
         Ok(()) => ExitCode::SUCCESS,
         Err(
             err @ (rampart_server::ServerError::Usage(_)
@@ -88,6 +122,22 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             eprintln!("rampart: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-d`'s parent: exits 0 once the daemon serves, else with the daemon's own status (it has
+/// printed its reason on the stderr they share).
+fn wait_for_daemon(parent: daemon::Parent) -> ExitCode {
+    match parent.wait() {
+        Ok(daemon::StartUp::Killed(signal)) => {
+            eprintln!("rampart: -d: the server was killed by signal {signal} before it served");
+            ExitCode::from(daemon::StartUp::Killed(signal).exit_code())
+        }
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(err) => {
+            eprintln!("rampart: -d: cannot learn whether the server started: {err}");
             ExitCode::FAILURE
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rampart_auth::policy::{Denial, Grants, IdentityName, Policy, PolicyError, Rights};
-use rampart_proto::request::{MAX_KEY_BYTES, MetaKey, MetaSetMode};
+use rampart_proto::request::{AdminCommand, MAX_KEY_BYTES, MetaKey, MetaSetMode};
 use rampart_proto::{Request, StoreMode};
 use rampart_tls::PeerIdentity;
 
@@ -155,6 +155,10 @@ pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
         Request::MetaDebug(debug) => Need::MetaKey(Rights::DEBUG, &debug.key),
         Request::Sasl(_) => Need::Nothing,
         Request::Acl(_) => Need::Keyless(Rights::ACL),
+        Request::Admin(admin) => Need::Keyless(match admin.command {
+            AdminCommand::LruCrawler(_) | AdminCommand::Watch(_) => Rights::DUMP,
+            AdminCommand::Lru { .. } | AdminCommand::Slabs(_) => Rights::TUNE,
+        }),
     }
 }
 
@@ -299,7 +303,9 @@ pub fn is_admin(need: &Need<'_, '_>) -> bool {
         .union(Rights::STATS_RESET)
         .union(Rights::REFRESH_CERTS)
         .union(Rights::SHUTDOWN)
-        .union(Rights::ACL);
+        .union(Rights::ACL)
+        .union(Rights::DUMP)
+        .union(Rights::TUNE);
     matches!(need, Need::Keyless(rights) if rights.bits() & ADMIN.bits() != 0)
 }
 
@@ -314,8 +320,14 @@ pub fn default_check(request: &Request<'_>, admin_allowed: bool) -> Result<(), D
         Request::CacheMemlimit(_)
         | Request::Verbosity(_)
         | Request::RefreshCerts { .. }
-        | Request::Acl(_) => Err(Denial::Admin),
-        Request::Stats(stats) if stats.group == Some(b"reset") => Err(Denial::Admin),
+        | Request::Acl(_)
+        | Request::Admin(_) => Err(Denial::Admin),
+        // Resetting counters, and what reveals keys (`stats detail`, `stats cachedump`).
+        Request::Stats(stats)
+            if matches!(stats.group, Some(b"reset" | b"detail" | b"cachedump")) =>
+        {
+            Err(Denial::Admin)
+        }
         _ => Ok(()),
     }
 }
@@ -353,7 +365,7 @@ pub fn dry_run(policy: &Policy, identity: &IdentityName, line: &[u8]) -> Result<
     bytes.extend_from_slice(b"\r\n");
     let limits = rampart_proto::text::Limits {
         item_size_max: DRY_RUN_DATA_BYTES * 2,
-        flush_enabled: true,
+        ..rampart_proto::text::Limits::default()
     };
     let parsed = |bytes: &[u8]| dry_run_parsed(policy, identity, bytes, &limits);
     if let Some(outcome) = parsed(&bytes)? {
@@ -558,7 +570,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             item_size_max: 1024 * 1024,
-            flush_enabled: true,
+            ..Limits::default()
         }
     }
 

@@ -44,7 +44,20 @@ pub enum Op {
     Snapshot,
     /// `stats reset` of the shard's and its executor's counters.
     ResetStats,
+    /// A piece of `stats cachedump` or `lru_crawler metadump`: live items from slot `from`,
+    /// keys up to [`DUMP_PIECE_KEY_BYTES`].
+    Dump { from: u32 },
+    /// `stats detail on|off` (`Some(on)`), or its counters for `stats detail dump` (`None`).
+    Detail { on: Option<bool> },
+    /// `stats sizes_enable|sizes_disable` (`Some(on)`), or the histogram for `stats sizes`.
+    Sizes { on: Option<bool> },
 }
+
+/// Key bytes one dump piece brings back (its entries are at most one per key): what a dump
+/// holds at once per connection, beside the output.
+pub const DUMP_PIECE_KEY_BYTES: usize = 16 * 1024;
+/// Items one dump piece brings back at most.
+pub const DUMP_PIECE_ITEMS: usize = 1024;
 
 /// What an [`Op`] came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +66,15 @@ pub enum Outcome {
     Key(Owned),
     Done,
     Snapshot(Box<ShardSnapshot>),
+    Dump(Box<rampart_store::DumpPiece>),
+    /// A shard's `stats detail` counters.
+    Prefixes(Box<PrefixList>),
+    /// A shard's size histogram, `(bucket, items)`, while sizes are tracked.
+    Sizes(Box<Vec<(usize, u64)>>),
 }
+
+/// One shard's `stats detail` counters, by prefix.
+pub type PrefixList = Vec<(Box<[u8]>, rampart_store::PrefixCounts)>;
 
 /// What a batch needs of the core that runs it: its store, and its executor's figures. The
 /// worker provides it; the batch knows nothing else of the executor.
@@ -61,6 +82,8 @@ pub trait Owner {
     fn store(&self) -> RefMut<'_, Store>;
     fn snapshot(&self, now: u64) -> ShardSnapshot;
     fn reset_stats(&self);
+    /// Where the ops' events go (`watch`).
+    fn watchers(&self) -> &crate::watch::Watchers;
 }
 
 /// One shard's and its executor's figures, for `stats`.
@@ -94,6 +117,8 @@ pub struct Batch {
     pub ticket: u32,
     /// The origin's clock, so a batch sees the same time as the requests run inline.
     pub now: u64,
+    /// The origin connection's socket, for the events its ops log (`watch`).
+    pub fd: i32,
     ops: Vec<Op>,
     /// Keys and data blocks of `ops`.
     request: Vec<u8>,
@@ -166,9 +191,16 @@ impl Batch {
     pub fn key(&self, index: u32) -> &[u8] {
         match self.ops.get(index as usize) {
             Some(Op::Key { key, .. }) => Span::of(&self.request, *key),
-            Some(Op::Flush { .. } | Op::SetLimit { .. } | Op::Snapshot | Op::ResetStats) | None => {
-                &[]
-            }
+            Some(
+                Op::Flush { .. }
+                | Op::SetLimit { .. }
+                | Op::Snapshot
+                | Op::ResetStats
+                | Op::Dump { .. }
+                | Op::Detail { .. }
+                | Op::Sizes { .. },
+            )
+            | None => &[],
         }
     }
 
@@ -217,6 +249,7 @@ impl Batch {
     pub fn run(&mut self, owner: &impl Owner) -> usize {
         let Batch {
             now,
+            fd,
             ops,
             request,
             ran,
@@ -240,12 +273,35 @@ impl Batch {
                     owner.reset_stats();
                     Outcome::Done
                 }
-                op => run_op(&mut owner.store(), op, request, values, now),
+                op => {
+                    let log = crate::call::Log {
+                        watchers: owner.watchers(),
+                        fd: *fd,
+                    };
+                    run_op(&mut owner.store(), op, request, values, now, log)
+                }
             };
             outcomes.push(outcome);
         }
         *ran - *base
     }
+}
+
+/// [`run_op`]'s keyed call while someone watches, apart so that the request path keeps one
+/// inlined `Owned::own`.
+#[cold]
+#[inline(never)]
+fn run_watched(
+    store: &mut Store,
+    key: &[u8],
+    call: Call,
+    data: &[u8],
+    values: &mut ReplyValues,
+    now: u64,
+    log: call::Log<'_>,
+) -> Outcome {
+    let answer = call::run_logged(store, key, call, data, now, log);
+    Outcome::Key(Owned::own(answer, values))
 }
 
 /// Runs one store operation; values of hits go into `values`.
@@ -255,11 +311,16 @@ fn run_op(
     request: &[u8],
     values: &mut ReplyValues,
     now: u64,
+    log: crate::call::Log<'_>,
 ) -> Outcome {
     let bytes = |span: Span| Span::of(request, span);
     match op {
         Op::Key { key, data, call } => {
-            let answer = call::run(store, bytes(key), call, bytes(data), now);
+            let (key, data) = (bytes(key), bytes(data));
+            if call::watched(log) {
+                return run_watched(store, key, call, data, values, now, log);
+            }
+            let answer = call::run(store, key, call, data, now);
             Outcome::Key(Owned::own(answer, values))
         }
         Op::Flush { delay, counted } => {
@@ -271,8 +332,31 @@ fn run_op(
             Outcome::Done
         }
         Op::SetLimit { bytes } => {
-            store.set_limit_bytes(bytes, now);
+            store.set_limit_bytes(bytes);
             Outcome::Done
+        }
+        Op::Dump { from } => Outcome::Dump(Box::new(store.dump(
+            from,
+            DUMP_PIECE_KEY_BYTES,
+            DUMP_PIECE_ITEMS,
+            now,
+        ))),
+        Op::Detail { on: Some(on) } => {
+            store.prefix_stats_mut().enabled = on;
+            Outcome::Done
+        }
+        Op::Sizes { on: Some(on) } => {
+            store.track_sizes(on);
+            Outcome::Done
+        }
+        Op::Sizes { on: None } => match store.sizes() {
+            Some(sizes) => Outcome::Sizes(Box::new(sizes.iter().collect())),
+            None => Outcome::Done,
+        },
+        Op::Detail { on: None } => {
+            let prefixes = store.prefix_stats();
+            let counts = prefixes.iter().map(|(k, v)| (k.into(), *v)).collect();
+            Outcome::Prefixes(Box::new(counts))
         }
         // Handled by the caller, which has the executor's counters.
         Op::Snapshot | Op::ResetStats => Outcome::Done,

@@ -85,6 +85,32 @@ pub struct Config {
     pub read_buf_mem_limit: Option<usize>,
     /// `MEMCACHED_PORT_FILENAME`.
     pub port_file: Option<PathBuf>,
+    /// `-P`: the process id is written here once the server listens (after privileges are
+    /// dropped, as memcached does), and the file is removed when it stops cleanly.
+    pub pid_file: Option<PathBuf>,
+    /// Not `-C`: CAS uniques are shown and compared. Without, every unique shows as 0 (the
+    /// store keeps its own order for `flush_all`), a text `cas` or meta `ms C` never matches
+    /// an existing item and binary stores ignore their CAS, as in memcached.
+    pub cas_enabled: bool,
+    /// Not `-X`: `stats cachedump` and `lru_crawler metadump` answer.
+    pub dump_enabled: bool,
+    /// Not `-W`: `watch` answers.
+    pub watch_enabled: bool,
+    /// `-k`: lock every page into memory at start-up (refused when `ulimit -l` cannot hold
+    /// the server's bound).
+    pub lock_memory: bool,
+    /// `-r`: raise the core file size limit to its hard limit.
+    pub enable_coredumps: bool,
+    /// `-f`: shown in `stats settings` (`growth_factor`); rampart has one size class.
+    pub growth_factor: f64,
+    /// `-n`: shown in `stats settings` (`chunk_size`).
+    pub chunk_size: usize,
+    /// `-D` given: `stats detail` starts on.
+    pub detail_enabled: bool,
+    /// `-D`: the byte that ends a key's prefix for `stats detail` (default `:`).
+    pub stat_key_prefix: u8,
+    /// `-e`: shown in `stats settings` (`memory_file`); not used.
+    pub memory_file: Option<PathBuf>,
     /// `-u`: the user to switch to after binding, when started as root.
     pub run_as: Option<String>,
     /// `-Z` and `-o ssl_*`; the files are loaded when the server starts (and on
@@ -132,6 +158,17 @@ impl Default for Config {
             idle_timeout: None,
             read_buf_mem_limit: None,
             port_file: None,
+            pid_file: None,
+            cas_enabled: true,
+            dump_enabled: true,
+            watch_enabled: true,
+            lock_memory: false,
+            enable_coredumps: false,
+            growth_factor: 1.25,
+            chunk_size: 48,
+            detail_enabled: false,
+            stat_key_prefix: b':',
+            memory_file: None,
             run_as: None,
             tls: TlsSettings::default(),
             auth: crate::auth::AuthSettings::default(),

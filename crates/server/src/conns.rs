@@ -65,10 +65,12 @@ impl ConnEntry {
     }
 }
 
-/// Every open client connection of the process, by socket.
+/// Every open client connection of the process, by socket, and the listening sockets.
 #[derive(Debug, Default)]
 pub struct ConnTable {
     entries: Mutex<BTreeMap<RawFd, Arc<ConnEntry>>>,
+    /// Listening sockets: their address and when they started listening.
+    listeners: Mutex<BTreeMap<RawFd, (String, u64)>>,
 }
 
 /// Keeps a connection in the table until dropped.
@@ -120,12 +122,29 @@ impl ConnTable {
         }
     }
 
-    /// The `stats conns` lines of every listed connection (without the closing `END`).
+    /// Lists a listening socket (`addr` in memcached's form: `tcp:host:port`, `unix:path`),
+    /// shown by `stats conns` as memcached shows it, `conn_listening`.
+    pub fn insert_listener(&self, fd: RawFd, addr: String, now: u64) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(fd, (addr, now));
+    }
+
+    /// The `stats conns` lines of every listening socket and listed connection, in socket
+    /// order as memcached writes them (without the closing `END`).
     pub fn write_stats(&self, now: u64, out: &mut Vec<u8>) {
         let entries: Vec<(RawFd, Arc<ConnEntry>)> = self
             .lock()
             .iter()
             .map(|(fd, entry)| (*fd, Arc::clone(entry)))
+            .collect();
+        let listeners: Vec<(RawFd, (String, u64))> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(fd, listener)| (*fd, listener.clone()))
             .collect();
         let mut name = String::new();
         let mut stat = |out: &mut Vec<u8>, fd: RawFd, field: &str, value: &[u8]| {
@@ -133,7 +152,13 @@ impl ConnTable {
             let _ = write!(name, "{fd}:{field}");
             reply::stat(out, &name, value);
         };
+        let mut listeners = listeners.into_iter().peekable();
         for (fd, entry) in entries {
+            while let Some((listen_fd, (addr, since))) =
+                listeners.next_if(|(listen_fd, _)| *listen_fd < fd)
+            {
+                write_listener(&mut stat, out, listen_fd, &addr, now.saturating_sub(since));
+            }
             stat(out, fd, "addr", entry.addr.as_bytes());
             stat(out, fd, "listen_addr", entry.listen_addr.as_bytes());
             let state = if entry.waiting.load(Ordering::Relaxed) {
@@ -169,7 +194,22 @@ impl ConnTable {
                 stat(out, fd, "user", user.as_bytes());
             }
         }
+        for (listen_fd, (addr, since)) in listeners {
+            write_listener(&mut stat, out, listen_fd, &addr, now.saturating_sub(since));
+        }
     }
+}
+
+fn write_listener(
+    stat: &mut impl FnMut(&mut Vec<u8>, RawFd, &str, &[u8]),
+    out: &mut Vec<u8>,
+    fd: RawFd,
+    addr: &str,
+    secs: u64,
+) {
+    stat(out, fd, "addr", addr.as_bytes());
+    stat(out, fd, "state", b"conn_listening");
+    stat(out, fd, "secs_since_last_cmd", secs.to_string().as_bytes());
 }
 
 /// The SANs in OpenSSL's printed form: `DNS:a,IP:127.0.0.1,URI:...,email:...`.

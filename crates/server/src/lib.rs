@@ -10,6 +10,7 @@
 //! serve. SIGTERM or SIGINT (or `shutdown` with `-A`) stops accepting, lets every connection
 //! finish what it has read, and returns.
 
+pub mod admin;
 pub mod affinity;
 pub mod audit;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod shard;
 mod startup;
 pub mod stats;
 pub mod versioned;
+pub mod watch;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -90,6 +92,11 @@ pub enum ServerError {
     },
     #[error("failed to write the port file: {0}")]
     PortFile(std::io::Error),
+    #[error("could not write the pid file {path}: {source}")]
+    PidFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to drop privileges: {0}")]
     Privileges(std::io::Error),
     #[error("failed to start an executor: {0}")]
@@ -118,12 +125,24 @@ pub fn verbosity_filter(level: u32) -> log::LevelFilter {
 
 /// Runs the server until it is told to stop.
 pub fn run(config: Config) -> Result<(), ServerError> {
+    run_with(config, || {})
+}
+
+/// [`run`], calling `on_ready` once every listener accepts, privileges are dropped and the
+/// port and pid files are written: the point at which a daemonizing parent may exit.
+pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerError> {
     listen::check_root(&config)?;
     let cpus = affinity::allowed_cpus()
         .map_err(|e| ServerError::Executor(format!("cannot read the CPU affinity mask: {e}")))?;
     let executors = config.threads;
     if executors == 0 || executors > cpus.len() {
         return Err(ServerError::Usage(too_many_threads(executors, cpus.len())));
+    }
+    if config.enable_coredumps {
+        startup::raise_core_limit()?;
+    }
+    if config.lock_memory {
+        startup::lock_memory(&config)?;
     }
     let signals = signals::block()?;
     // Certificates are loaded before anything listens, so a bad file stops the start-up.
@@ -154,6 +173,18 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .with_access(access, config.remote_admin)
             .with_audit(audit),
     );
+    process
+        .tunables
+        .detail_enabled
+        .store(config.detail_enabled, std::sync::atomic::Ordering::Relaxed);
+    let started_at = unix_now_secs();
+    for socket in &bound {
+        for &fd in &socket.fds {
+            process
+                .conns
+                .insert_listener(fd, conns::tcp_addr(socket.addr), started_at);
+        }
+    }
     let (reports, started) = startup::reports(executors);
     let (doorbells, bells) = doorbell::pairs(executors)
         .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;
@@ -209,7 +240,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     if let Some(path) = &config.port_file {
         listen::write_port_file(path, &bound).map_err(ServerError::PortFile)?;
     }
+    if let Some(path) = &config.pid_file {
+        listen::write_pid_file(path).map_err(|source| ServerError::PidFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     announce(&config, &bound, &cpus[..executors]);
+    on_ready();
     for go in go {
         let _ = go.send(());
     }
@@ -225,11 +263,21 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     if let Some(audit) = &process.audit {
         audit.finish();
     }
+    if let Some(path) = &config.pid_file {
+        listen::remove_pid_file(path);
+    }
     if let Some(err) = failure {
         return Err(err);
     }
     log::info!("rampart stopped");
     Ok(())
+}
+
+/// Seconds since the unix epoch.
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The refusal of a `-t` the affinity mask cannot give distinct CPUs to.
@@ -321,7 +369,15 @@ async fn executor_main(start: Start) {
             // A socket file left by an earlier run would make bind fail; memcached removes it too.
             let _ = std::fs::remove_file(path);
             match UnixListener::bind(path) {
-                Ok(listener) => Some(listener),
+                Ok(listener) => {
+                    use std::os::fd::AsRawFd;
+                    process.conns.insert_listener(
+                        listener.as_raw_fd(),
+                        format!("unix:{}", path.display()),
+                        unix_now_secs(),
+                    );
+                    Some(listener)
+                }
                 Err(source) => {
                     report.failed(ServerError::BindUnix {
                         path: path.display().to_string(),
@@ -340,12 +396,22 @@ async fn executor_main(start: Start) {
         cas_start: core as u64 + 1,
         cas_stride: cores as u64,
         item_size_max: config.item_size_max,
+        cas_enabled: config.cas_enabled,
     };
     if let Err(err) = store_config.validate() {
         report.failed(ServerError::Executor(err.to_string()));
         return;
     }
-    let shard = Rc::new(Shard::new(core, store_config));
+    let mut store = rampart_store::Store::new(store_config);
+    // `-D`: `stats detail` counts from the start, on this delimiter.
+    let prefixes = store.prefix_stats_mut();
+    prefixes.delimiter = config.stat_key_prefix;
+    prefixes.enabled = config.detail_enabled;
+    let logged = Arc::clone(&process);
+    store.on_evict(Box::new(move |evicted| {
+        watch::log_eviction(&logged.watchers, evicted)
+    }));
+    let shard = Rc::new(Shard::with_store(core, store));
     let router = if cores == 1 {
         Router::single(shard)
     } else {

@@ -125,6 +125,22 @@ pub fn write_port_file(path: &Path, bound: &[BoundTcp]) -> io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
+/// `-P`: this process's id and a newline, as memcached writes it.
+pub fn write_pid_file(path: &Path) -> io::Result<()> {
+    std::fs::write(path, format!("{}\n", std::process::id()))
+}
+
+/// Removes the pid file at a clean stop, if it still names this process (another instance
+/// may have been started with the same file since). A failure (the directory is not writable
+/// by the unprivileged user) is logged: the stale file names a process that no longer runs.
+pub fn remove_pid_file(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .is_ok_and(|text| text.trim() == std::process::id().to_string());
+    if ours && let Err(err) = std::fs::remove_file(path) {
+        log::warn!("cannot remove the pid file {}: {err}", path.display());
+    }
+}
+
 /// memcached refuses to run as root unless told which user to become.
 pub fn check_root(config: &Config) -> Result<(), ServerError> {
     // SAFETY: getuid/geteuid cannot fail and touch no memory.

@@ -55,6 +55,13 @@ pub struct Shard {
 }
 
 impl Shard {
+    pub fn with_store(id: ShardId, store: Store) -> Self {
+        Shard {
+            id,
+            store: RefCell::new(store),
+        }
+    }
+
     pub fn new(id: ShardId, config: StoreConfig) -> Self {
         Shard {
             id,

@@ -22,6 +22,8 @@ pub struct ProcessCounters {
     pub curr_connections: AtomicUsize,
     pub total_connections: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// Connections closed by `-o idle_timeout` (memcached's `idle_kicks`).
+    pub idle_kicks: AtomicU64,
     /// Set by `verbosity`; read by the logger's filter.
     pub verbosity: AtomicU64,
 }
@@ -64,9 +66,6 @@ const MEMCACHED_INTERNALS: &[&str] = &[
     "malloc_fails",
     "log_worker_dropped",
     "log_worker_written",
-    "log_watcher_skipped",
-    "log_watcher_sent",
-    "log_watchers",
 ];
 
 /// memcached's counters that follow its TLS ones.
@@ -107,6 +106,9 @@ pub struct StatsView<'a> {
     pub access_counters: &'a crate::authz::AccessCounters,
     /// With `-o audit_log`.
     pub audit: Option<&'a crate::audit::Audit>,
+    /// What the maintenance commands changed.
+    pub tunables: &'a crate::admin::Tunables,
+    pub watchers: &'a crate::watch::Watchers,
     pub started_at: u64,
     pub now: u64,
 }
@@ -216,6 +218,10 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     };
     reply::stat_u64(out, "auth_cmds", auth_counter(|c| &c.attempts));
     reply::stat_u64(out, "auth_errors", auth_counter(|c| &c.failures));
+    if view.config.idle_timeout.is_some() {
+        // memcached shows it only with an idle timeout.
+        reply::stat_u64(out, "idle_kicks", load64(&process.idle_kicks));
+    }
     if view.auth.is_some() {
         // rampart's own: connections closed unauthenticated.
         reply::stat_u64(out, "auth_timeouts", auth_counter(|c| &c.timeouts));
@@ -247,6 +253,10 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "threads", view.config.threads as u64);
     reply::stat_u64(out, "conn_yields", sum.conn_yields);
     zeros(out, MEMCACHED_INTERNALS);
+    let watchers = view.watchers;
+    reply::stat_u64(out, "log_watcher_skipped", load64(&watchers.skipped));
+    reply::stat_u64(out, "log_watcher_sent", load64(&watchers.sent));
+    reply::stat_u64(out, "log_watchers", watchers.count() as u64);
     if let Some(tls) = view.tls {
         tls.holder.stats(out, reply::stat_u64);
     }
@@ -309,9 +319,23 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
         }
     }
     reply::stat(out, "shutdown_command", yes_no(config.shutdown_enabled));
+    // -f and -n: accepted and shown; rampart has one size class.
+    reply::stat(
+        out,
+        "growth_factor",
+        format!("{:.2}", config.growth_factor).as_bytes(),
+    );
+    reply::stat_u64(out, "chunk_size", config.chunk_size as u64);
     reply::stat_u64(out, "num_threads", config.threads as u64);
+    reply::stat(out, "stat_key_prefix", &[config.stat_key_prefix]);
+    let tunables = view.tunables;
+    reply::stat(
+        out,
+        "detail_enabled",
+        yes_no(tunables.detail_enabled.load(Ordering::Relaxed)),
+    );
     reply::stat_u64(out, "reqs_per_event", config.requests_per_event as u64);
-    reply::stat(out, "cas_enabled", b"yes");
+    reply::stat(out, "cas_enabled", yes_no(config.cas_enabled));
     reply::stat_u64(out, "tcp_backlog", config.backlog.into());
     reply::stat(
         out,
@@ -342,10 +366,32 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
     reply::stat_u64(out, "item_size_max", config.item_size_max as u64);
     reply::stat_u64(
         out,
+        "slab_automove",
+        tunables.slab_automove.load(Ordering::Relaxed).into(),
+    );
+    // The reclaim pass each executor runs (memcached's crawler thread).
+    reply::stat(
+        out,
+        "lru_crawler",
+        yes_no(tunables.lru_crawler.load(Ordering::Relaxed)),
+    );
+    reply::stat_u64(
+        out,
+        "lru_crawler_sleep",
+        tunables.lru_crawler_sleep.load(Ordering::Relaxed).into(),
+    );
+    reply::stat_u64(
+        out,
+        "lru_crawler_tocrawl",
+        tunables.lru_crawler_tocrawl.load(Ordering::Relaxed).into(),
+    );
+    reply::stat_u64(
+        out,
         "read_buf_mem_limit",
         view.read_budget.limit_bytes().unwrap_or(0) as u64,
     );
     reply::stat(out, "flush_enabled", yes_no(config.flush_enabled));
+    reply::stat(out, "dump_enabled", yes_no(config.dump_enabled));
     reply::stat_u64(
         out,
         "idle_timeout",
@@ -354,6 +400,15 @@ pub fn settings(view: &StatsView<'_>, out: &mut Vec<u8>) {
     config.tls.stats_settings(out, |out, name, value| {
         reply::stat(out, name, value.as_bytes());
     });
+    reply::stat(
+        out,
+        "track_sizes",
+        yes_no(tunables.track_sizes.load(Ordering::Relaxed)),
+    );
+    match &config.memory_file {
+        Some(path) => reply::stat(out, "memory_file", path.display().to_string().as_bytes()),
+        None => reply::stat(out, "memory_file", b"(null)"),
+    }
     reply::line(out, reply::END);
 }
 

@@ -40,6 +40,10 @@ pub struct Process {
     pub tls: Option<Tls>,
     /// Open client connections, for `stats conns`.
     pub conns: crate::conns::ConnTable,
+    /// What `lru_crawler`, `slabs automove` and `stats detail` change at run time.
+    pub tunables: crate::admin::Tunables,
+    /// Connections that `watch`.
+    pub watchers: crate::watch::Watchers,
     /// `-o read_buf_mem_limit`: what all connections' growing read buffers may hold.
     pub read_budget: Arc<ReadBudget>,
     /// `-Y`, `-S`: the credentials every connection must present first.
@@ -188,6 +192,7 @@ impl Worker {
         let limits = Limits {
             item_size_max: config.item_size_max,
             flush_enabled: config.flush_enabled,
+            cas_enabled: config.cas_enabled,
         };
         Worker {
             config,
@@ -324,6 +329,7 @@ impl Worker {
         let p = &self.process.counters;
         p.total_connections.store(0, Ordering::Relaxed);
         p.rejected_connections.store(0, Ordering::Relaxed);
+        p.idle_kicks.store(0, Ordering::Relaxed);
     }
 
     /// `stats reset` of this executor's counters and its shard's.
@@ -340,7 +346,10 @@ impl Worker {
         if let Some(mesh) = self.router.mesh() {
             mesh.counters.reset();
         }
-        self.router.invoke_local(|store| store.stats_mut().reset());
+        self.router.invoke_local(|store| {
+            store.stats_mut().reset();
+            store.prefix_stats_mut().clear();
+        });
     }
 
     /// This executor's and its shard's figures, for `stats`.
@@ -373,6 +382,26 @@ impl Worker {
         batch.push(op);
         batch.run(self);
         batch.take_outcomes().next().unwrap_or(Outcome::Done)
+    }
+
+    /// Runs `op` on shard `shard` (inline when it is this core's) and waits for its outcome.
+    pub async fn invoke_on_await(&self, shard: ShardId, now: u64, op: Op) -> Result<Outcome, Gone> {
+        if self.router.is_local(shard) {
+            return Ok(self.run_local(now, op));
+        }
+        let count = self.router.shard_count();
+        let mut batches: Vec<Option<Box<Batch>>> = (0..count).map(|_| None).collect();
+        let mut batch = Box::new(Batch::at(now));
+        batch.push(op);
+        batches[shard] = Some(batch);
+        let mut tickets: Vec<Option<Ticket>> = Vec::new();
+        self.router
+            .invoke_batches_await(&mut batches, &mut tickets)
+            .await?;
+        Ok(batches[shard]
+            .as_mut()
+            .and_then(|b| b.take_outcomes().next())
+            .unwrap_or(Outcome::Done))
     }
 
     /// Runs `op(shard)` on every shard, this core's inline and the others' by one message
@@ -426,5 +455,9 @@ impl crate::batch::Owner for Worker {
 
     fn reset_stats(&self) {
         self.reset_own_stats();
+    }
+
+    fn watchers(&self) -> &crate::watch::Watchers {
+        &self.process.watchers
     }
 }

@@ -44,6 +44,7 @@ async fn start_core(ends: Ends, bell: Doorbell, process: Arc<Process>, cores: us
         cas_start: core as u64 + 1,
         cas_stride: cores as u64,
         item_size_max: 1 << 20,
+        cas_enabled: true,
     };
     let mesh = Rc::new(Mesh::new(core, connected.requests_out));
     let router = Router::new(Rc::new(Shard::new(core, store)), cores, mesh);

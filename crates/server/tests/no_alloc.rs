@@ -61,6 +61,7 @@ fn worker() -> Worker {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     };
     let router = Router::single(Rc::new(Shard::new(0, store)));
     Worker::new(config, Arc::new(Process::default()), router, 0)

@@ -11,6 +11,7 @@
 //! striding set up in [`StoreConfig`].
 
 mod arith;
+mod dump;
 mod expiry;
 mod shared;
 mod stats;
@@ -19,9 +20,15 @@ mod table;
 
 use thiserror::Error;
 
+pub use dump::{
+    DumpEntry, DumpPiece, MAX_PREFIXES, PrefixCounts, PrefixEvent, PrefixStats, SIZE_BUCKET_BYTES,
+    SizeHistogram,
+};
 pub use shared::{ItemBytes, MAX_ITEM_BYTES, SharedValue};
 pub use stats::StoreStats;
-pub use store::{ArithOptions, DeleteOutcome, GetOptions, MetaArithOutcome, MetaHit, Store};
+pub use store::{
+    ArithOptions, DeleteOutcome, Evicted, GetOptions, MetaArithOutcome, MetaHit, Store,
+};
 pub use table::{ITEM_OVERHEAD_BYTES, MAX_KEY_BYTES};
 
 /// Seconds since the unix epoch, passed in by the caller.
@@ -42,14 +49,21 @@ pub struct StoreConfig {
     /// commands check it before the data arrives; append and prepend, which grow an item
     /// here, are refused (`NotStored`) when the combined item would exceed it.
     pub item_size_max: usize,
+    /// Not `-C`: CAS uniques are shown and compared. Without, every unique a reply shows is
+    /// 0 and checks compare against 0, while the store keeps its own order (which
+    /// `flush_all` needs); a `cas` or `ms C` store on an existing item is `Exists`, as in
+    /// memcached.
+    pub cas_enabled: bool,
 }
 
-/// memcached's size of an item, which `-I` limits: its 48-byte header, the 8-byte CAS, the
-/// key and its NUL, 4 bytes of client flags when they are nonzero, and the value with its
-/// `\r\n`. (rampart-proto applies the same rule to incoming storage commands.)
-pub fn memcached_item_bytes(key_len: usize, flags: u32, value_len: usize) -> usize {
+/// memcached's size of an item, which `-I` limits: its 48-byte header, the 8-byte CAS (not
+/// under `-C`), the key and its NUL, 4 bytes of client flags when they are nonzero, and the
+/// value with its `\r\n`. (rampart-proto applies the same rule to incoming storage
+/// commands.)
+pub fn memcached_item_bytes(key_len: usize, flags: u32, value_len: usize, cas: bool) -> usize {
     let flags_len = if flags == 0 { 0 } else { 4 };
-    48 + 8 + key_len + 1 + flags_len + value_len + 2
+    let cas_len = if cas { 8 } else { 0 };
+    48 + cas_len + key_len + 1 + flags_len + value_len + 2
 }
 
 /// Why a [`StoreConfig`] cannot be used.

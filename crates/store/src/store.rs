@@ -6,7 +6,7 @@ use crate::arith::{self, MAX_U64_DIGITS};
 use crate::expiry::{self, Flush, Secs};
 use crate::stats::StoreStats;
 use crate::table::{self, MAX_KEY_BYTES, NIL, NewItem, Table};
-use crate::{ArithOutcome, ItemView, SetMode, StoreConfig, StoreOutcome, UnixSecs};
+use crate::{ArithOutcome, ItemView, PrefixStats, SetMode, StoreConfig, StoreOutcome, UnixSecs};
 
 /// Items examined from the LRU tail for an expired one before evicting a live one
 /// (memcached's `lru_pull_tail` looks at 5).
@@ -18,6 +18,7 @@ pub struct Store {
     max_bytes: usize,
     item_size_max: usize,
     evict: bool,
+    cas_enabled: bool,
     next_cas: u64,
     cas_stride: u64,
     flush: Flush,
@@ -26,6 +27,27 @@ pub struct Store {
     clock: Secs,
     /// Next slot index [`Store::maintain`] examines.
     crawl_cursor: u32,
+    /// `stats detail`.
+    prefixes: PrefixStats,
+    /// Told of every eviction (the server's `watch evictions`).
+    on_evict: Option<EvictionHook>,
+    /// `stats sizes_enable`.
+    sizes: Option<Box<crate::SizeHistogram>>,
+}
+
+/// What [`Store::on_evict`] calls.
+pub type EvictionHook = Box<dyn FnMut(Evicted<'_>)>;
+
+/// An item evicted to make room, as a log shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Evicted<'a> {
+    pub key: &'a [u8],
+    pub value_len: usize,
+    pub fetched: bool,
+    /// Absolute unix seconds; 0 never.
+    pub exptime: UnixSecs,
+    pub last_access: UnixSecs,
+    pub now: UnixSecs,
 }
 
 impl fmt::Debug for Store {
@@ -54,12 +76,16 @@ impl Store {
             max_bytes: cfg.max_bytes,
             item_size_max: cfg.item_size_max,
             evict: cfg.evict,
+            cas_enabled: cfg.cas_enabled,
             next_cas: cfg.cas_start.max(1),
             cas_stride: cfg.cas_stride.max(1),
             flush: Flush::default(),
             stats: StoreStats::default(),
             clock: 0,
             crawl_cursor: 0,
+            prefixes: PrefixStats::new(b':'),
+            on_evict: None,
+            sizes: None,
         }
     }
 
@@ -67,7 +93,9 @@ impl Store {
     pub fn get(&mut self, key: &[u8], now: UnixSecs) -> Option<ItemView<'_>> {
         let now = self.tick(now);
         self.stats.cmd_get += 1;
-        match self.lookup(key, now) {
+        let found = self.lookup(key, now);
+        self.count_prefix_get(key, found.is_some());
+        match found {
             Some(i) => {
                 self.stats.get_hits += 1;
                 Some(self.access(i, now, None))
@@ -79,6 +107,15 @@ impl Store {
         }
     }
 
+    /// `stats detail`: a classic get of `key` counts on its prefix (meta and binary reads do
+    /// not, as in memcached).
+    #[inline]
+    fn count_prefix_get(&mut self, key: &[u8], hit: bool) {
+        if self.prefixes.enabled {
+            self.prefixes.record(key, crate::PrefixEvent::Get { hit });
+        }
+    }
+
     /// `gat`/`gats`: like `touch`, and returns the item. memcached counts these as touches
     /// only (`cmd_touch`, `touch_hits`/`touch_misses`), not as gets.
     pub fn get_and_touch(
@@ -87,9 +124,23 @@ impl Store {
         exptime: i64,
         now: UnixSecs,
     ) -> Option<ItemView<'_>> {
+        self.touch_counted(key, exptime, now, true)
+    }
+
+    fn touch_counted(
+        &mut self,
+        key: &[u8],
+        exptime: i64,
+        now: UnixSecs,
+        prefix_get: bool,
+    ) -> Option<ItemView<'_>> {
         let now = self.tick(now);
         self.stats.cmd_touch += 1;
-        match self.lookup(key, now) {
+        let found = self.lookup(key, now);
+        if prefix_get {
+            self.count_prefix_get(key, found.is_some());
+        }
+        match found {
             Some(i) => {
                 self.stats.touch_hits += 1;
                 let exptime = expiry::resolve_exptime(exptime, now);
@@ -104,7 +155,13 @@ impl Store {
 
     /// `touch`: sets a new exptime (the CAS unique stays); `false` if the key is missing.
     pub fn touch(&mut self, key: &[u8], exptime: i64, now: UnixSecs) -> bool {
-        self.get_and_touch(key, exptime, now).is_some()
+        self.touch_counted(key, exptime, now, false).is_some()
+    }
+
+    /// [`Store::touch`], answering the value's length when the key was there (for a log).
+    pub fn touch_len(&mut self, key: &[u8], exptime: i64, now: UnixSecs) -> Option<usize> {
+        self.touch_counted(key, exptime, now, false)
+            .map(|item| item.value.len())
     }
 
     /// set/add/replace/append/prepend/cas. append and prepend keep the item's flags and
@@ -149,7 +206,9 @@ impl Store {
                 self.stats.cas_misses += 1;
                 StoreOutcome::NotFound
             }
-            (SetMode::Cas(unique), Some(i)) if self.table.slot(i).cas != unique => {
+            (SetMode::Cas(unique), Some(i))
+                if !self.cas_enabled || self.table.slot(i).cas != unique =>
+            {
                 self.stats.cas_badval += 1;
                 StoreOutcome::Exists
             }
@@ -218,10 +277,12 @@ impl Store {
         }
         let mut buf = [0; MAX_U64_DIGITS];
         let digits = arith::format_u64(new, &mut buf);
+        self.untrack(i);
         if digits.len() <= old_len {
             arith::write_padded(self.table.slot_mut(i).value_mut(), digits);
         } else {
             if !self.make_room(digits.len() - old_len, i, now) {
+                self.track(i);
                 return ArithOutcome::OutOfMemory;
             }
             // memcached links a new item here: unfetched, and counted in total_items.
@@ -234,6 +295,7 @@ impl Store {
         slot.cas = cas;
         slot.atime = now;
         self.table.bump(i);
+        self.track(i);
         ArithOutcome::Value(new)
     }
 
@@ -303,12 +365,13 @@ impl Store {
         self.table.bytes()
     }
 
-    /// `cache_memlimit`: a new budget. When it shrinks, least recently used items are
-    /// evicted down to it (unless evictions are off, `-M`, when later stores fail instead).
-    pub fn set_limit_bytes(&mut self, max_bytes: usize, now: UnixSecs) {
+    /// `cache_memlimit`: a new budget. As in memcached, whose lower limit only stops new slab
+    /// pages, nothing is evicted at once: while the items exceed the new limit, each store
+    /// frees room for itself from the LRU tail (see [`Store::make_room`]), so the charged
+    /// bytes never grow past what they were and fall as items expire, are deleted or
+    /// replaced by smaller ones.
+    pub fn set_limit_bytes(&mut self, max_bytes: usize) {
         self.max_bytes = max_bytes;
-        let now = self.tick(now);
-        while self.table.bytes() > self.max_bytes && self.pull_tail(table::NIL, now) {}
     }
 
     pub fn limit_bytes(&self) -> usize {
@@ -319,6 +382,93 @@ impl Store {
     pub fn oldest_item_age(&self, now: UnixSecs) -> Option<u64> {
         let tail = self.table.tail();
         (tail != NIL).then(|| now.saturating_sub(u64::from(self.table.slot(tail).atime)))
+    }
+
+    /// Not `-C`.
+    pub fn cas_enabled(&self) -> bool {
+        self.cas_enabled
+    }
+
+    /// The unique a client sees for an item's `cas`: 0 throughout under `-C`.
+    fn shown_cas(&self, cas: u64) -> u64 {
+        if self.cas_enabled { cas } else { 0 }
+    }
+
+    pub(crate) fn visible_cas(&self, cas: u64) -> u64 {
+        self.shown_cas(cas)
+    }
+
+    pub(crate) fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub(crate) fn clock(&self) -> Secs {
+        self.clock
+    }
+
+    pub(crate) fn is_dead_at(&self, i: u32, now: Secs) -> bool {
+        self.is_dead(i, now)
+    }
+
+    /// `stats sizes_enable` (`true`: a new histogram of the items linked from now on) and
+    /// `stats sizes_disable`.
+    pub fn track_sizes(&mut self, on: bool) {
+        match (on, self.sizes.is_some()) {
+            (true, false) => {
+                self.sizes = Some(Box::new(crate::SizeHistogram::new(self.next_cas)));
+            }
+            (false, _) => self.sizes = None,
+            (true, true) => {}
+        }
+    }
+
+    /// The histogram while sizes are tracked.
+    pub fn sizes(&self) -> Option<&crate::SizeHistogram> {
+        self.sizes.as_deref()
+    }
+
+    /// Item `i` leaves the histogram (before it is removed or replaced).
+    #[inline]
+    pub(crate) fn untrack(&mut self, i: u32) {
+        if let Some(sizes) = &mut self.sizes {
+            let slot = self.table.slot(i);
+            let size = crate::memcached_item_bytes(
+                slot.key().len(),
+                slot.flags,
+                slot.value().len(),
+                self.cas_enabled,
+            );
+            sizes.remove(size, slot.cas);
+        }
+    }
+
+    /// Item `i` enters the histogram (once linked or replaced).
+    #[inline]
+    pub(crate) fn track(&mut self, i: u32) {
+        if let Some(sizes) = &mut self.sizes {
+            let slot = self.table.slot(i);
+            let size = crate::memcached_item_bytes(
+                slot.key().len(),
+                slot.flags,
+                slot.value().len(),
+                self.cas_enabled,
+            );
+            sizes.add(size, slot.cas);
+        }
+    }
+
+    /// Calls `hook` with every item evicted from now on.
+    pub fn on_evict(&mut self, hook: EvictionHook) {
+        self.on_evict = Some(hook);
+    }
+
+    /// `stats detail`'s counters.
+    pub fn prefix_stats(&self) -> &PrefixStats {
+        &self.prefixes
+    }
+
+    pub fn prefix_stats_mut(&mut self) -> &mut PrefixStats {
+        &mut self.prefixes
     }
 
     fn tick(&mut self, now: UnixSecs) -> Secs {
@@ -365,7 +515,7 @@ impl Store {
             value: slot.value(),
             shared: slot.shared(),
             flags: slot.flags,
-            cas: slot.cas,
+            cas: self.shown_cas(slot.cas),
             exptime: u64::from(slot.exptime),
             last_access: u64::from(last_access),
             fetched,
@@ -373,6 +523,7 @@ impl Store {
     }
 
     fn remove(&mut self, i: u32) {
+        self.untrack(i);
         self.table.remove(i);
         self.stats.curr_items = self.table.len() as u64;
     }
@@ -392,9 +543,10 @@ impl Store {
             return StoreOutcome::OutOfMemory;
         }
         let cas = take_cas(&mut self.next_cas, self.cas_stride);
-        if self.table.insert(NewItem { cas, ..item }).is_none() {
+        let Some(i) = self.table.insert(NewItem { cas, ..item }) else {
             return StoreOutcome::OutOfMemory;
-        }
+        };
+        self.track(i);
         self.stats.total_items += 1;
         self.stats.curr_items = self.table.len() as u64;
         StoreOutcome::Stored
@@ -408,6 +560,7 @@ impl Store {
         if grow > 0 && !self.make_room(grow, i, item.now) {
             return StoreOutcome::OutOfMemory;
         }
+        self.untrack(i);
         self.table.set_value(i, item.value);
         let cas = take_cas(&mut self.next_cas, self.cas_stride);
         let slot = self.table.slot_mut(i);
@@ -420,6 +573,7 @@ impl Store {
         slot.set_stale(false);
         slot.set_win_sent(false);
         self.table.bump(i);
+        self.track(i);
         self.stats.total_items += 1;
         StoreOutcome::Stored
     }
@@ -429,12 +583,14 @@ impl Store {
     fn extend(&mut self, i: u32, data: &[u8], prepend: bool, now: Secs) -> StoreOutcome {
         let slot = self.table.slot(i);
         let new_len = slot.value().len().saturating_add(data.len());
-        if crate::memcached_item_bytes(slot.key().len(), slot.flags, new_len) > self.item_size_max
+        if crate::memcached_item_bytes(slot.key().len(), slot.flags, new_len, self.cas_enabled)
+            > self.item_size_max
             || table::item_charge(slot.key().len(), new_len) > self.max_bytes
             || !self.make_room(data.len(), i, now)
         {
             return StoreOutcome::NotStored;
         }
+        self.untrack(i);
         self.table.extend_value(i, data, prepend);
         let cas = take_cas(&mut self.next_cas, self.cas_stride);
         let slot = self.table.slot_mut(i);
@@ -444,13 +600,21 @@ impl Store {
         slot.set_stale(false);
         slot.set_win_sent(false);
         self.table.bump(i);
+        self.track(i);
         self.stats.total_items += 1;
         StoreOutcome::Stored
     }
 
-    /// Frees memory until `need` more bytes fit, never touching item `protect`.
+    /// Frees memory until `need` more bytes fit, never touching item `protect`. Over a
+    /// lowered limit (`cache_memlimit`) it frees `need` bytes and no more: the store takes
+    /// the room of what it evicted, as in memcached, instead of emptying the cache down to
+    /// the new limit at once.
     fn make_room(&mut self, need: usize, protect: u32, now: Secs) -> bool {
+        let before = self.table.bytes();
         while self.table.bytes().saturating_add(need) > self.max_bytes {
+            if before.saturating_sub(self.table.bytes()) >= need {
+                break;
+            }
             if !self.pull_tail(protect, now) {
                 return false;
             }
@@ -489,6 +653,17 @@ impl Store {
         self.stats.evictions += 1;
         if !self.table.slot(victim).fetched {
             self.stats.evicted_unfetched += 1;
+        }
+        if let Some(hook) = &mut self.on_evict {
+            let slot = self.table.slot(victim);
+            hook(Evicted {
+                key: slot.key(),
+                value_len: slot.value().len(),
+                fetched: slot.fetched,
+                exptime: u64::from(slot.exptime),
+                last_access: u64::from(slot.atime),
+                now: u64::from(now),
+            });
         }
         self.remove(victim);
         true

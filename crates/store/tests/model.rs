@@ -369,6 +369,7 @@ fn run_against_model(ops: &[Op]) -> Result<(), TestCaseError> {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     });
     let mut model = Model {
         now: START,
@@ -524,6 +525,7 @@ fn run_small_budget(ops: &[SmallOp], max_bytes: usize, evict: bool) -> Result<()
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     });
     let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for op in ops {

@@ -55,6 +55,7 @@ fn get_and_same_size_set_do_not_allocate() {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     });
     let now = 1_700_000_000;
     let value_a = [b'a'; 100];

@@ -50,6 +50,9 @@ impl Rights {
     /// Commands that reveal keys: `watch`, `lru_crawler`, `stats detail`, `stats cachedump`
     /// (admin only; named so that a policy written for them loads).
     pub const DUMP: Rights = Rights(1 << 28);
+    /// memcached's tuning of machinery rampart does not have: `lru`, `slabs` (accepted with
+    /// no effect, but a policy should still say who may send them).
+    pub const TUNE: Rights = Rights(1 << 29);
 
     /// Every right granted on keys.
     pub const KEYED: Rights = Rights(0xffff);
@@ -141,6 +144,8 @@ pub const NAMES: &[(&str, Rights)] = &[
     ("lru_crawler", Rights::DUMP),
     ("stats_detail", Rights::DUMP),
     ("stats_cachedump", Rights::DUMP),
+    ("lru", Rights::TUNE),
+    ("slabs", Rights::TUNE),
     // Groups.
     ("@read", Rights::GET),
     ("@write", WRITE),
@@ -176,7 +181,8 @@ const ADMIN: Rights = Rights::STATS_CONNS
     .union(Rights::REFRESH_CERTS)
     .union(Rights::SHUTDOWN)
     .union(Rights::ACL)
-    .union(Rights::DUMP);
+    .union(Rights::DUMP)
+    .union(Rights::TUNE);
 
 /// What `name` (a command or an `@group`) grants.
 pub fn named(name: &str) -> Option<Rights> {

@@ -156,7 +156,8 @@ pub(super) fn dispatch<'a>(
                 key: MetaKey::plain(key),
                 flags: quiet_flags(opcode, b""),
                 mode,
-                cas,
+                // memcached under -C sets the CAS on an item that has none: it is ignored.
+                cas: cas.filter(|_| limits.cas_enabled),
                 client_flags,
                 exptime,
                 opaque: None,
@@ -236,7 +237,7 @@ pub(super) fn dispatch<'a>(
             need!(head_end);
             let group = (key_len > 0).then(|| &buf[HEADER_BYTES..head_end]);
             // memcached reads the key only.
-            done(head_end, Request::Stats(Stats { group }))
+            done(head_end, Request::Stats(Stats::group(group)))
         }
         SaslAuth | SaslStep => {
             if extras_len != 0 || key_len == 0 {

@@ -155,9 +155,7 @@ fn requests_parse_to_their_logical_form() {
     assert_eq!(accepted(&simple(0x17, &[], &[], &[])).0, Opcode::QuitQ);
     assert_eq!(
         accepted(&simple(0x10, &[], b"items", &[])).1,
-        Request::Stats(Stats {
-            group: Some(b"items")
-        })
+        Request::Stats(Stats::group(Some(b"items")))
     );
     assert_eq!(
         accepted(&simple(0x21, &[], b"PLAIN", b"\0u\0p")).1,

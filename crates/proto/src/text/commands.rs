@@ -15,8 +15,8 @@
 use super::numbers::{parse_i32, parse_u32, parse_u64};
 use super::{Frame, Limits, Parsed, TextError, Tokens, key_ok};
 use crate::request::{
-    Acl, Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, Request, ShutdownMode, Stats, Store,
-    StoreMode, Touch, Verbosity,
+    Acl, Admin, AdminCommand, Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, LruCrawler,
+    Request, ShutdownMode, Slabs, Stats, Store, StoreMode, Touch, Verbosity, Watch,
 };
 
 /// A frame that takes just the request line.
@@ -139,8 +139,19 @@ pub(super) fn dispatch<'a>(
             request(after_line, Request::Shutdown(mode))
         }
         b"stats" => {
-            let group = (tokens.count() > 1).then(|| tokens.get(1));
-            request(after_line, Request::Stats(Stats { group }))
+            let word = |i: usize| (tokens.count() > i).then(|| tokens.get(i));
+            let stats = Stats {
+                group: word(1),
+                args: [word(2), word(3)],
+            };
+            request(after_line, Request::Stats(stats))
+        }
+        b"lru_crawler" | b"lru" | b"slabs" | b"watch" => {
+            let admin = Admin {
+                command: admin_command(&tokens),
+                line: trim_spaces(line),
+            };
+            request(after_line, Request::Admin(admin))
         }
         b"acl" => {
             let acl = match (tokens.count(), tokens.get(1), tokens.get(2)) {
@@ -162,6 +173,59 @@ pub(super) fn dispatch<'a>(
             } else {
                 reject(after_line, TextError::UnknownCommand, false)
             }
+        }
+    }
+}
+
+/// memcached's parse of `lru_crawler`, `lru`, `slabs` and `watch` (`proto_text.c`).
+fn admin_command<'a>(tokens: &Tokens<'a>) -> AdminCommand<'a> {
+    let count = tokens.count();
+    match tokens.get(0) {
+        b"lru_crawler" => AdminCommand::LruCrawler(match (count, tokens.get(1)) {
+            (3, b"crawl") => LruCrawler::Crawl(tokens.get(2)),
+            (3, b"metadump") => LruCrawler::Metadump(tokens.get(2)),
+            (3, b"sleep") => LruCrawler::Sleep(parse_u32(tokens.get(2))),
+            (3, b"tocrawl") => LruCrawler::ToCrawl(parse_u32(tokens.get(2))),
+            (2, b"enable") => LruCrawler::Enable,
+            (2, b"disable") => LruCrawler::Disable,
+            _ => LruCrawler::Unknown,
+        }),
+        b"lru" => {
+            let number = |i: usize| std::str::from_utf8(tokens.get(i)).ok()?.parse::<f64>().ok();
+            let valid = match (count, tokens.get(1)) {
+                (3, b"mode") => matches!(tokens.get(2), b"flat" | b"segmented"),
+                (6, b"tune") => (2..6).all(|i| number(i).is_some()),
+                (3, b"temp_ttl") => parse_i32(tokens.get(2)).is_some(),
+                _ => false,
+            };
+            AdminCommand::Lru { valid }
+        }
+        b"slabs" => AdminCommand::Slabs(match (count, tokens.get(1)) {
+            (4, b"reassign") => match (parse_i32(tokens.get(2)), parse_i32(tokens.get(3))) {
+                (Some(source), Some(destination)) => Slabs::Reassign {
+                    source,
+                    destination,
+                },
+                _ => Slabs::BadFormat,
+            },
+            (3 | 4, b"automove") => match parse_u32(tokens.get(2)) {
+                Some(level) => Slabs::Automove(level),
+                None => Slabs::BadFormat,
+            },
+            _ => Slabs::Unknown,
+        }),
+        _ => {
+            let mut watch = Watch {
+                streams: 0,
+                unknown: false,
+            };
+            for i in 1..count {
+                match Watch::stream(tokens.get(i)) {
+                    Some(stream) => watch.streams |= stream,
+                    None => watch.unknown = true,
+                }
+            }
+            AdminCommand::Watch(watch)
         }
     }
 }

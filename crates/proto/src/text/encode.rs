@@ -102,9 +102,13 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
         }
         Request::Stats(stats) => {
             word(line, b"stats");
-            if let Some(group) = stats.group {
-                word(line, group);
+            for arg in std::iter::once(stats.group).chain(stats.args).flatten() {
+                word(line, arg);
             }
+            false
+        }
+        Request::Admin(admin) => {
+            word(line, admin.line);
             false
         }
         Request::CacheMemlimit(limit) => {

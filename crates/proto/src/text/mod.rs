@@ -28,7 +28,10 @@ pub const MAX_LINE_BYTES: usize = 2048;
 pub const MAX_GET_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// memcached's `sizeof(item)` on a 64-bit host, plus the 8-byte CAS it stores with every item:
 /// the per-item header that counts against `-I`.
-pub const ITEM_HEADER_BYTES: usize = 48 + 8;
+pub const ITEM_HEADER_BYTES: usize = 48 + CAS_BYTES;
+
+/// The CAS field of memcached's item header, absent under `-C`.
+const CAS_BYTES: usize = 8;
 
 /// The parts of the server's configuration that decide how a request line is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub struct Limits {
     /// Not `-F`. memcached refuses a disabled `flush_all` before it looks at the arguments,
     /// so the parser must know.
     pub flush_enabled: bool,
+    /// Not `-C`: memcached's items carry an 8-byte CAS, counted against `-I`, and binary
+    /// stores honour their CAS. Under `-C` neither.
+    pub cas_enabled: bool,
 }
 
 impl Limits {
@@ -45,7 +51,8 @@ impl Limits {
     /// header, key and its NUL, 4 bytes of client flags when nonzero, and the value with `\r\n`.
     pub fn item_fits(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
         let flags_len = if flags == 0 { 0 } else { 4 };
-        let total = ITEM_HEADER_BYTES + key_len + 1 + flags_len + value_len + 2;
+        let cas_len = if self.cas_enabled { 0 } else { CAS_BYTES };
+        let total = (ITEM_HEADER_BYTES - cas_len) + key_len + 1 + flags_len + value_len + 2;
         total <= self.item_size_max
     }
 }
@@ -55,6 +62,7 @@ impl Default for Limits {
         Limits {
             item_size_max: 1024 * 1024,
             flush_enabled: true,
+            cas_enabled: true,
         }
     }
 }

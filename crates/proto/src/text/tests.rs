@@ -132,8 +132,13 @@ fn requests_parse_to_their_logical_form() {
     );
     assert_eq!(
         accepted(b"stats settings\r\n").0,
+        Request::Stats(Stats::group(Some(b"settings")))
+    );
+    assert_eq!(
+        accepted(b"stats cachedump 1 10\r\n").0,
         Request::Stats(Stats {
-            group: Some(b"settings")
+            group: Some(b"cachedump"),
+            args: [Some(b"1"), Some(b"10")],
         })
     );
     // A sixth token that is not `noreply` is ignored, as memcached ignores it.
@@ -426,5 +431,58 @@ fn acl_commands_parse() {
         let mut bytes = Vec::new();
         crate::text::encode(&Request::Acl(acl), &mut bytes);
         assert_eq!(accepted(&bytes).0, Request::Acl(acl));
+    }
+}
+
+#[test]
+fn maintenance_commands_keep_memcached_argument_checks() {
+    use crate::request::{Admin, AdminCommand, LruCrawler, Slabs, Watch};
+    fn command(line: &[u8]) -> AdminCommand<'_> {
+        match accepted(line).0 {
+            Request::Admin(Admin { command, .. }) => command,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        command(b"lru_crawler metadump all\r\n"),
+        AdminCommand::LruCrawler(LruCrawler::Metadump(b"all"))
+    );
+    assert_eq!(
+        command(b"lru_crawler sleep x\r\n"),
+        AdminCommand::LruCrawler(LruCrawler::Sleep(None))
+    );
+    assert_eq!(
+        command(b"lru_crawler crawl all extra\r\n"),
+        AdminCommand::LruCrawler(LruCrawler::Unknown)
+    );
+    assert_eq!(
+        command(b"lru tune 10 25 0.1 2.0\r\n"),
+        AdminCommand::Lru { valid: true }
+    );
+    assert_eq!(
+        command(b"lru tune 10 25 0.1\r\n"),
+        AdminCommand::Lru { valid: false }
+    );
+    assert_eq!(
+        command(b"slabs reassign 1 x\r\n"),
+        AdminCommand::Slabs(Slabs::BadFormat)
+    );
+    assert_eq!(
+        command(b"watch fetchers mutations\r\n"),
+        AdminCommand::Watch(Watch {
+            streams: Watch::FETCHERS | Watch::MUTATIONS,
+            unknown: false
+        })
+    );
+    // The encoder writes the line back as it came.
+    for line in [
+        &b"lru_crawler metadump 1,2\r\n"[..],
+        b"slabs automove 2\r\n",
+        b"stats detail on\r\n",
+    ] {
+        let (request, _) = accepted(line);
+        let mut bytes = Vec::new();
+        crate::text::encode(&request, &mut bytes);
+        assert_eq!(bytes, line);
     }
 }

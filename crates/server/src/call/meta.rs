@@ -98,7 +98,12 @@ pub fn run<'s>(
         } => MetaResult::Deleted(store.meta_delete(key, cas, invalidate, exptime, now)),
         MetaCall::Arith(options) => MetaResult::Arith(store.meta_arith(key, options, now)),
         MetaCall::Debug => {
-            MetaResult::Debug(store.peek(key, now).map(|item| debug_info(&item, now)))
+            let cas_enabled = store.cas_enabled();
+            MetaResult::Debug(
+                store
+                    .peek(key, now)
+                    .map(|item| debug_info(&item, now, cas_enabled)),
+            )
         }
     }
 }
@@ -149,8 +154,9 @@ impl MetaOutcome {
 }
 
 /// `me`'s figures for a live item at `now`.
-fn debug_info(item: &ItemView<'_>, now: u64) -> DebugInfo {
-    let size = memcached_item_bytes(item.key.len(), item.flags, item.value.len()) as u64;
+fn debug_info(item: &ItemView<'_>, now: u64, cas_enabled: bool) -> DebugInfo {
+    let size =
+        memcached_item_bytes(item.key.len(), item.flags, item.value.len(), cas_enabled) as u64;
     DebugInfo {
         exp: match item.exptime {
             0 => -1,

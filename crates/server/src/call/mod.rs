@@ -14,9 +14,16 @@
 
 pub mod meta;
 
-use rampart_store::{ArithOutcome, ItemBytes, SetMode, SharedValue, Store, StoreOutcome};
+use rampart_store::{
+    ArithOutcome, ItemBytes, PrefixEvent, SetMode, SharedValue, Store, StoreOutcome,
+};
+
+use std::fmt::Write as _;
+
+use rampart_proto::request::Watch;
 
 use self::meta::{MetaCall, MetaOutcome, MetaResult};
+use crate::watch::Watchers;
 
 /// A byte range in one of a batch's arenas (where an owned answer's value is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,8 +113,197 @@ pub enum Answer<'a> {
     Done,
 }
 
-/// Runs `call` for `key` on `store`; `data` is a store's value.
+/// Where a keyed request's events go (`watch`): the watchers, and the requesting connection's
+/// socket (memcached's `cfd`).
+#[derive(Debug, Clone, Copy)]
+pub struct Log<'w> {
+    pub watchers: &'w Watchers,
+    pub fd: i32,
+}
+
+/// Runs `call` for `key` on `store`; `data` is a store's value. With a watcher of fetchers or
+/// mutations, the outcome is logged ([`run_logged`]; the choice is the caller's, so that this,
+/// the request path, stays as it was without `watch`).
+#[inline]
 pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u64) -> Answer<'s> {
+    run_unlogged(store, key, call, data, now)
+}
+
+/// Whether [`run_logged`] is needed: someone watches fetchers or mutations.
+#[inline]
+pub fn watched(log: Log<'_>) -> bool {
+    log.watchers.wants(Watch::FETCHERS | Watch::MUTATIONS)
+}
+
+/// [`run`] while someone watches: the call, then its line.
+#[cold]
+#[inline(never)]
+pub fn run_logged<'s>(
+    store: &'s mut Store,
+    key: &[u8],
+    call: Call,
+    data: &[u8],
+    now: u64,
+    log: Log<'_>,
+) -> Answer<'s> {
+    if let Call::Touch { exptime } = call {
+        // The line shows the item's size, which a touch's answer does not carry.
+        let size = store.touch_len(key, exptime, now);
+        log_get(key, size, log);
+        return Answer::Touched(size.is_some());
+    }
+    if let Call::Store {
+        mode: mode @ (SetMode::Append | SetMode::Prepend),
+        flags,
+        exptime,
+    } = call
+    {
+        // The line shows the item as it now is: its whole size, its own exptime.
+        let outcome = classic_store(store, key, mode, flags, exptime, data, now);
+        let (size, ttl) = match store
+            .peek(key, now)
+            .filter(|_| outcome == StoreOutcome::Stored)
+        {
+            Some(item) => (item.value.len(), absolute_ttl(item.exptime, now)),
+            None => (data.len(), 0),
+        };
+        log_store(key, set_mode_name(mode), outcome, ttl, size, log);
+        return Answer::Stored(outcome);
+    }
+    let answer = run_unlogged(store, key, call, data, now);
+    log_answer(&answer, key, call, data, now, log);
+    answer
+}
+
+/// A classic storage command, counted for `stats detail`.
+#[inline]
+fn classic_store(
+    store: &mut Store,
+    key: &[u8],
+    mode: SetMode,
+    flags: u32,
+    exptime: i64,
+    data: &[u8],
+    now: u64,
+) -> StoreOutcome {
+    count_prefix(store, key, PrefixEvent::Set);
+    store.store(mode, key, flags, exptime, data, now)
+}
+
+/// memcached's `item_store` line.
+#[cold]
+fn log_store(
+    key: &[u8],
+    command: &str,
+    outcome: StoreOutcome,
+    ttl: i64,
+    size: usize,
+    log: Log<'_>,
+) {
+    let key = crate::watch::key_text(key);
+    let fd = log.fd;
+    log.watchers.emit(Watch::MUTATIONS, |line| {
+        let status = match outcome {
+            StoreOutcome::Stored => "stored",
+            StoreOutcome::NotStored | StoreOutcome::OutOfMemory => "not_stored",
+            StoreOutcome::Exists => "exists",
+            StoreOutcome::NotFound => "not_found",
+        };
+        let _ = write!(
+            line,
+            "type=item_store key={key} status={status} cmd={command} ttl={ttl} clsid=1 \
+             cfd={fd} size={size}"
+        );
+    });
+}
+
+/// Seconds left before an absolute exptime, 0 for none.
+fn absolute_ttl(exptime: u64, now: u64) -> i64 {
+    match exptime {
+        0 => 0,
+        at => i64::try_from(at.saturating_sub(now)).unwrap_or(i64::MAX),
+    }
+}
+
+/// memcached's `item_get` line: `found` is the value's size when the key was there.
+#[cold]
+fn log_get(key: &[u8], found: Option<usize>, log: Log<'_>) {
+    let key = crate::watch::key_text(key);
+    let fd = log.fd;
+    log.watchers.emit(Watch::FETCHERS, |line| {
+        let (status, class, size) = match found {
+            Some(size) => ("found", 1, size),
+            None => ("not_found", 0, 0),
+        };
+        let _ = write!(
+            line,
+            "type=item_get key={key} status={status} clsid={class} cfd={fd} size={size}"
+        );
+    });
+}
+
+/// memcached's `item_get` and `item_store` lines for what `call` came to.
+#[cold]
+fn log_answer(answer: &Answer<'_>, key: &[u8], call: Call, data: &[u8], now: u64, log: Log<'_>) {
+    let get = |found: Option<usize>| log_get(key, found, log);
+    let store = |command: &str, outcome: StoreOutcome, exptime: i64| {
+        log_store(
+            key,
+            command,
+            outcome,
+            watch_ttl(exptime, now),
+            data.len(),
+            log,
+        );
+    };
+    match (call, answer) {
+        (Call::Get { .. }, Answer::Value(hit)) => get(hit.map(|h| h.value.len())),
+        (Call::Store { mode, exptime, .. }, Answer::Stored(outcome)) => {
+            store(set_mode_name(mode), *outcome, exptime);
+        }
+        (Call::Meta(MetaCall::Get(_)), Answer::Meta(MetaResult::Hit(hit))) => {
+            get(Some(hit.item.value.len()));
+        }
+        (Call::Meta(MetaCall::Get(_)), Answer::Meta(MetaResult::Miss)) => get(None),
+        (
+            Call::Meta(MetaCall::Set { mode, exptime, .. }),
+            Answer::Meta(MetaResult::Stored(outcome, _)),
+        ) => {
+            store(set_mode_name(mode), *outcome, exptime);
+        }
+        _ => {}
+    }
+}
+
+/// memcached's `ttl=` of a store: the seconds given, 0 for none.
+fn watch_ttl(exptime: i64, now: u64) -> i64 {
+    const MONTH: i64 = 60 * 60 * 24 * 30;
+    match exptime {
+        0 => 0,
+        t if t > MONTH => t - i64::try_from(now).unwrap_or(i64::MAX),
+        t => t,
+    }
+}
+
+fn set_mode_name(mode: SetMode) -> &'static str {
+    match mode {
+        SetMode::Set => "set",
+        SetMode::Add => "add",
+        SetMode::Replace => "replace",
+        SetMode::Append => "append",
+        SetMode::Prepend => "prepend",
+        SetMode::Cas(_) => "cas",
+    }
+}
+
+#[inline(always)]
+fn run_unlogged<'s>(
+    store: &'s mut Store,
+    key: &[u8],
+    call: Call,
+    data: &[u8],
+    now: u64,
+) -> Answer<'s> {
     match call {
         Call::Get { touch } => {
             let item = match touch {
@@ -125,9 +321,12 @@ pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u
             mode,
             flags,
             exptime,
-        } => Answer::Stored(store.store(mode, key, flags, exptime, data, now)),
+        } => Answer::Stored(classic_store(store, key, mode, flags, exptime, data, now)),
         Call::Arith { incr, delta } => Answer::Arith(store.arith(key, incr, delta, now)),
-        Call::Delete => Answer::Deleted(store.delete(key, now)),
+        Call::Delete => {
+            count_prefix(store, key, PrefixEvent::Delete);
+            Answer::Deleted(store.delete(key, now))
+        }
         Call::Touch { exptime } => Answer::Touched(store.touch(key, exptime, now)),
         Call::Meta(call) => Answer::Meta(meta::run(store, key, call, data, now)),
         Call::Refused { unlink, why } => {
@@ -143,6 +342,15 @@ pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u
             }
             Answer::Done
         }
+    }
+}
+
+/// `stats detail`: a classic store or delete counts on its key's prefix (the store counts
+/// gets, which it alone knows hit or miss).
+#[inline]
+fn count_prefix(store: &mut Store, key: &[u8], event: PrefixEvent) {
+    if store.prefix_stats().enabled {
+        store.prefix_stats_mut().record(key, event);
     }
 }
 
@@ -276,6 +484,7 @@ mod tests {
             cas_start: 1,
             cas_stride: 1,
             item_size_max: 1 << 20,
+            cas_enabled: true,
         })
     }
 

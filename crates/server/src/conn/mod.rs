@@ -394,6 +394,10 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         input.for_tls();
     }
     let mut session = new_session(&stream, &worker, &link, identity);
+    session.set_fd(fd);
+    let peer = stream.addresses().map(|(peer, _)| peer);
+    conn_event(&worker, "conn_new", peer, None, fd);
+    let mut close_reason = "normal";
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
     // A pre-shared key already authenticated the client; the operator may trust the unix
     // socket's permissions instead.
@@ -439,6 +443,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                 }
                 if let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await {
                     log::debug!("connection fd {fd}: write failed: {err}");
+                    close_reason = "error";
                     break;
                 }
                 if progress.stop == Stop::Close {
@@ -472,7 +477,13 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     {
                         auth.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                         log::debug!("connection fd {fd}: not authenticated in time: closing");
+                    } else if err.kind() == io::ErrorKind::TimedOut {
+                        let kicks = &worker.process().idle_kicks;
+                        kicks.fetch_add(1, Ordering::Relaxed);
+                        close_reason = "idle_timeout";
+                        log::debug!("connection fd {fd}: idle past idle_timeout: closing");
                     } else {
+                        close_reason = "error";
                         log::debug!("connection fd {fd}: read failed: {err}");
                     }
                     break;
@@ -506,6 +517,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
                 {
                     err.log(fd);
+                    close_reason = "error";
                     break 'reading;
                 }
                 match Box::pin(session.whole_cache(input.data(), &worker, unix_now(), &mut out))
@@ -533,12 +545,14 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                     drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
                 {
                     err.log(fd);
+                    close_reason = "error";
                     break 'reading;
                 }
                 if !out.is_empty()
                     && let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await
                 {
                     log::debug!("connection fd {fd}: write failed: {err}");
+                    close_reason = "error";
                     break 'reading;
                 }
             }
@@ -554,9 +568,86 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         if stop == Stop::Close {
             break;
         }
+        if let Stop::Watch(streams) = stop {
+            watch(
+                streams,
+                &worker,
+                &mut link,
+                &mut stream,
+                &mut input,
+                &idle,
+                &mut out,
+            )
+            .await;
+            break;
+        }
     }
     session.audit_closed();
+    conn_event(&worker, "conn_close", peer, Some(close_reason), fd);
     link.close(&mut stream).await;
+}
+
+/// memcached's `conn_new` and `conn_close` lines, for watchers of connection events.
+fn conn_event(
+    worker: &Worker,
+    kind: &str,
+    peer: Option<std::net::SocketAddr>,
+    reason: Option<&str>,
+    fd: RawFd,
+) {
+    use rampart_proto::request::Watch;
+    let watchers = &worker.process_state().watchers;
+    if !watchers.wants(Watch::CONNEVENTS) {
+        return;
+    }
+    watchers.emit(Watch::CONNEVENTS, |line| {
+        use std::fmt::Write as _;
+        let _ = match peer {
+            Some(peer) => write!(
+                line,
+                "type={kind} rip={} rport={} transport=tcp",
+                peer.ip(),
+                peer.port()
+            ),
+            None => write!(line, "type={kind} transport=local"),
+        };
+        if let Some(reason) = reason {
+            let _ = write!(line, " reason={reason}");
+        }
+        let _ = write!(line, " cfd={fd}");
+    });
+}
+
+/// `watch`: writes the events of `streams` as they arrive, every [`crate::watch::WATCH_POLL`],
+/// until the client leaves or the server stops. What the client sends is read and dropped
+/// (memcached stops reading a watcher), so it cannot make the server hold input.
+async fn watch<S: Transport>(
+    streams: u8,
+    worker: &Worker,
+    link: &mut Link,
+    stream: &mut S,
+    input: &mut InputBuffer,
+    idle: &IdleSlot<'_>,
+    out: &mut Output,
+) {
+    let registration = worker.process_state().watchers.register(streams);
+    let mut events = Vec::new();
+    while !worker.shutting_down() {
+        let deadline = Instant::now() + crate::watch::WATCH_POLL;
+        match link.read(stream, input, Wait::Until(deadline), idle).await {
+            Ok(0) => break,
+            Ok(_) => input.clear(),
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        registration.watcher.drain(&mut events);
+        if !events.is_empty() {
+            out.bytes().extend_from_slice(&events);
+            if send(worker, link, stream, out).await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// Why a connection stops in the middle of answering.

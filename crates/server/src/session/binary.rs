@@ -42,7 +42,7 @@ pub(super) fn needs_every_shard(frame: &Frame<'_>, worker: &Worker) -> bool {
     match frame {
         // A refused flush is answered without the shards.
         Frame::Request { request, .. } => {
-            Whole::of(request).is_some()
+            Whole::of_binary(request, worker).is_some()
                 && (worker.config().flush_enabled || !matches!(request, Request::FlushAll(_)))
         }
         _ => false,
@@ -73,7 +73,7 @@ pub(super) fn execute_frame(
                 form.error(out, Status::AuthError);
                 return Flow::Continue;
             }
-            if let Some(whole) = Whole::of(&request) {
+            if let Some(whole) = Whole::of_binary(&request, worker) {
                 // Only reached with a single shard: every shard is this one.
                 let mut text = Vec::new();
                 whole.run_here(worker, now, &mut text);
@@ -158,7 +158,7 @@ pub(super) async fn whole_cache(
     else {
         return Ok(false);
     };
-    let Some(whole) = Whole::of(&request) else {
+    let Some(whole) = Whole::of_binary(&request, worker) else {
         return Ok(false);
     };
     if flush_refused(&request, worker) {
@@ -180,7 +180,7 @@ fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Output)
     match whole {
         Whole::Flush { .. } => form.success(out, 0),
         Whole::Stats(StatsGroup::Unknown) => form.error(out, Status::NotFound),
-        Whole::Stats(_) => {
+        Whole::Stats(_) | Whole::Sizes(_) => {
             for line in text.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if let Some(stat) = line.strip_prefix(b"STAT ") {
@@ -193,5 +193,7 @@ fn answer_whole(whole: &Whole, text: &[u8], form: &BinaryForm, out: &mut Output)
         }
         // `cache_memlimit` has no binary form.
         Whole::Memlimit { .. } => form.error(out, Status::UnknownCommand),
+        // Not made by `Whole::of_binary`.
+        Whole::Detail(_) | Whole::Dump(_) => form.error(out, Status::NotFound),
     }
 }

@@ -2,6 +2,7 @@
 //! every keyed request ([`keyed::execute`]), its reply written by the same encoder wherever
 //! it ran; the others are answered here.
 
+use rampart_proto::request::AdminCommand;
 use rampart_proto::text::reply;
 use rampart_proto::{Request, ShutdownMode};
 
@@ -27,7 +28,7 @@ pub(super) fn execute(
     now: u64,
     out: &mut Output,
 ) -> Flow {
-    if let Some(whole) = Whole::of(&request) {
+    if let Some(whole) = Whole::of(&request, worker) {
         // Only reached with a single shard: every shard is this one.
         whole.run_here(worker, now, out.bytes());
         return Flow::Continue;
@@ -46,6 +47,7 @@ pub(super) fn execute(
         // SASL is binary-only; not served yet.
         Request::Sasl(_) => reply::line(out.bytes(), reply::ERROR),
         Request::Acl(acl) => super::acl::run(acl, worker, out),
+        Request::Admin(admin) => return admin_command(admin.command, worker, out),
         Request::Get(get) => {
             let (keys_done, high_water) = resume;
             let call = Call::Get { touch: get.touch };
@@ -120,6 +122,31 @@ pub(super) fn execute(
         }
         // Whole-cache requests were handled above.
         Request::FlushAll(_) | Request::CacheMemlimit(_) | Request::Stats(_) => {}
+    }
+    Flow::Continue
+}
+
+/// `lru_crawler` (but `metadump`, a whole-cache request), `lru`, `slabs`, `watch`.
+#[cold]
+fn admin_command(command: AdminCommand<'_>, worker: &Worker, out: &mut Output) -> Flow {
+    let tunables = &worker.process_state().tunables;
+    match command {
+        AdminCommand::LruCrawler(command) => {
+            crate::admin::lru_crawler(command, tunables, out.bytes());
+        }
+        AdminCommand::Lru { valid } => {
+            // No segmented LRU to tune: accepted where memcached accepts it.
+            reply::line(out.bytes(), if valid { reply::OK } else { reply::ERROR });
+        }
+        AdminCommand::Slabs(command) => crate::admin::slabs(command, tunables, out.bytes()),
+        AdminCommand::Watch(_) if !worker.config().watch_enabled => {
+            reply::line(out.bytes(), b"CLIENT_ERROR watch commands not allowed");
+        }
+        AdminCommand::Watch(watch) if watch.unknown => reply::line(out.bytes(), reply::ERROR),
+        AdminCommand::Watch(watch) => {
+            reply::line(out.bytes(), reply::OK);
+            return Flow::Watch(watch.streams);
+        }
     }
     Flow::Continue
 }

@@ -53,6 +53,8 @@ pub(crate) struct Plan {
     local: Output,
     /// Where the queued requests are in being answered.
     phase: Phase,
+    /// The connection's socket, for the events its requests log on other cores (`watch`).
+    pub(crate) fd: i32,
 }
 
 /// A plan's phase.
@@ -84,6 +86,7 @@ impl Plan {
         let batch = self.batches[owner].get_or_insert_with(Box::default);
         if batch.is_empty() {
             batch.now = now;
+            batch.fd = self.fd;
         }
         let op = build(batch);
         let op = batch.push(op);
@@ -266,6 +269,7 @@ mod tests {
             cas_start: 1,
             cas_stride: count as u64,
             item_size_max: 1 << 20,
+            cas_enabled: true,
         };
         let mesh = Rc::new(Mesh::new(0, (0..count).map(|_| None).collect()));
         let router = Router::new(Rc::new(Shard::new(0, store)), count, mesh);

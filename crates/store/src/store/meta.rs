@@ -190,14 +190,19 @@ impl Store {
             },
             (SetMode::Append | SetMode::Prepend, Some(unique)) if unique != 0 => {
                 match self.lookup(key, secs) {
-                    Some(i) if self.table.slot(i).cas != unique => StoreOutcome::Exists,
+                    Some(i) if self.shown_cas(self.table.slot(i).cas) != unique => {
+                        StoreOutcome::Exists
+                    }
                     _ => self.store(mode, key, flags, exptime, value, now),
                 }
             }
             _ => self.store(mode, key, flags, exptime, value, now),
         };
         let unique = match outcome {
-            StoreOutcome::Stored => self.table.find(key).map_or(0, |i| self.table.slot(i).cas),
+            StoreOutcome::Stored => self
+                .table
+                .find(key)
+                .map_or(0, |i| self.shown_cas(self.table.slot(i).cas)),
             _ => 0,
         };
         (outcome, unique)
@@ -218,12 +223,13 @@ impl Store {
             self.stats.delete_misses += 1;
             return DeleteOutcome::NotFound;
         };
-        if cas.is_some_and(|unique| unique != self.table.slot(i).cas) {
+        if cas.is_some_and(|unique| unique != self.shown_cas(self.table.slot(i).cas)) {
             self.stats.delete_misses += 1;
             return DeleteOutcome::Exists;
         }
         if invalidate {
             let unique = take_cas(&mut self.next_cas, self.cas_stride);
+            self.untrack(i);
             let slot = self.table.slot_mut(i);
             if let Some(ttl) = exptime {
                 slot.exptime = expiry::resolve_exptime(ttl, now);
@@ -231,6 +237,7 @@ impl Store {
             slot.set_stale(true);
             slot.set_win_sent(false);
             slot.cas = unique;
+            self.track(i);
         } else {
             self.stats.delete_hits += 1;
             self.remove(i);
@@ -249,10 +256,9 @@ impl Store {
         let mut created = false;
         let value = match self.lookup(key, secs) {
             Some(i) => {
-                if options
-                    .cas
-                    .is_some_and(|unique| unique != 0 && unique != self.table.slot(i).cas)
-                {
+                if options.cas.is_some_and(|unique| {
+                    unique != 0 && unique != self.shown_cas(self.table.slot(i).cas)
+                }) {
                     return MetaArithOutcome::Exists;
                 }
                 match self.arith(key, options.incr, options.delta, now) {
@@ -292,11 +298,12 @@ impl Store {
         if let Some(ttl) = options.touch {
             slot.exptime = expiry::resolve_exptime(ttl, secs);
         }
+        let (cas, exptime) = (slot.cas, slot.exptime);
         MetaArithOutcome::Done {
             value,
-            cas: slot.cas,
+            cas: self.shown_cas(cas),
             exptime_before: u64::from(exptime_before),
-            exptime: u64::from(slot.exptime),
+            exptime: u64::from(exptime),
             created,
         }
     }
@@ -316,7 +323,7 @@ impl Store {
             value: slot.value(),
             shared: slot.shared(),
             flags: slot.flags,
-            cas: slot.cas,
+            cas: self.shown_cas(slot.cas),
             exptime: u64::from(slot.exptime),
             last_access: u64::from(slot.atime),
             fetched: slot.fetched,

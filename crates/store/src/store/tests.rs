@@ -14,6 +14,7 @@ fn store_with(max_bytes: usize, evict: bool) -> Store {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     })
 }
 
@@ -96,6 +97,7 @@ fn set_get_flags_and_strided_cas() {
         cas_start: 3,
         cas_stride: 4,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     });
     let r = s.store(SetMode::Set, b"k", 42, 0, b"v1", NOW);
     assert_eq!(r, StoreOutcome::Stored);
@@ -443,6 +445,7 @@ fn append_and_prepend_respect_the_item_size_limit() {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: 1024,
+        cas_enabled: true,
     });
     // 56 header + 1 key + 1 NUL + value + 2: a 964-byte value is exactly 1024.
     assert_eq!(
@@ -465,20 +468,35 @@ fn append_and_prepend_respect_the_item_size_limit() {
 }
 
 #[test]
-fn shrinking_the_limit_evicts_down_to_it() {
+fn a_lower_limit_evicts_only_as_new_items_need_room() {
     let mut s = Store::new(StoreConfig {
         max_bytes: 1 << 20,
         evict: true,
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     });
     for i in 0..100u32 {
         s.store(SetMode::Set, &i.to_be_bytes(), 0, 0, &[0; 1000], 100);
     }
-    s.set_limit_bytes(10_000, 100);
-    assert!(s.bytes() <= 10_000);
-    assert!(s.len() < 100 && !s.is_empty());
-    // The most recently stored item survived.
-    assert!(s.get(&99u32.to_be_bytes(), 100).is_some());
+    let full = s.bytes();
+    s.set_limit_bytes(10_000);
+    // memcached keeps every item: the lower limit only stops growth.
+    assert_eq!((s.len(), s.bytes()), (100, full));
+    // Each new item of the same size takes the room of one old one, the least recent.
+    for i in 100..110u32 {
+        s.store(SetMode::Set, &i.to_be_bytes(), 0, 0, &[0; 1000], 100);
+        assert_eq!(s.len(), 100);
+        assert!(s.bytes() <= full);
+    }
+    assert!(s.get(&0u32.to_be_bytes(), 100).is_none());
+    assert!(s.get(&10u32.to_be_bytes(), 100).is_some());
+    // A larger one frees as many as its size needs; smaller ones shrink the total.
+    s.store(SetMode::Set, b"big", 0, 0, &[0; 3000], 100);
+    assert!(s.bytes() <= full && s.len() < 100);
+    for i in 0..200u32 {
+        s.store(SetMode::Set, &(1000 + i).to_be_bytes(), 0, 0, &[0; 10], 100);
+    }
+    assert!(s.bytes() < full / 4, "{}", s.bytes());
 }

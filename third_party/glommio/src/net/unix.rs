@@ -71,6 +71,12 @@ pub struct UnixListener {
     listener: net::UnixListener,
 }
 
+impl AsRawFd for UnixListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
 impl UnixListener {
     /// Creates a Unix listener bound to the specified address.
     ///

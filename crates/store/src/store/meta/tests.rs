@@ -13,6 +13,7 @@ fn store() -> Store {
         cas_start: 1,
         cas_stride: 1,
         item_size_max: usize::MAX,
+        cas_enabled: true,
     })
 }
 
