@@ -169,14 +169,7 @@ impl Suite<'_> {
             let server = Server::start(kind, self.server_args);
             run_client(self.client, command(server.port()), &server, self.bound)
         };
-        let (reference, candidate) = thread::scope(|scope| {
-            let reference = scope.spawn(|| run(Kind::Memcached));
-            let candidate = scope.spawn(|| run(Kind::Rampart));
-            let join = |h: thread::ScopedJoinHandle<'_, String>| {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-            };
-            (join(reference), join(candidate))
-        });
+        let (reference, candidate) = on_both(run);
         assert_same_output(self.client, &reference, &candidate);
     }
 }
@@ -201,6 +194,19 @@ pub fn run_client(client: &str, mut cmd: Command, server: &Server, bound: Durati
             server.diagnostics()
         ),
     }
+}
+
+/// `run(kind)` for memcached and for rampart at once (each starts its own server): the
+/// results, memcached's first. A panic in either is the caller's.
+pub fn on_both<T: Send>(run: impl Fn(Kind) -> T + Sync) -> (T, T) {
+    thread::scope(|scope| {
+        let reference = scope.spawn(|| run(Kind::Memcached));
+        let candidate = scope.spawn(|| run(Kind::Rampart));
+        let join = |h: thread::ScopedJoinHandle<'_, T>| {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        (join(reference), join(candidate))
+    })
 }
 
 /// Fails unless memcached's output (`reference`) ran to its [`DONE_LINE`] and rampart's

@@ -5,7 +5,6 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 use crate::server::{find_on_path, run_bounded};
@@ -87,14 +86,7 @@ impl Suite<'_> {
             let server = Server::start(kind, self.server_args);
             run_script(&python, self.script, &server, &[], self.bound)
         };
-        let (reference, candidate) = thread::scope(|scope| {
-            let reference = scope.spawn(|| run(Kind::Memcached));
-            let candidate = scope.spawn(|| run(Kind::Rampart));
-            let join = |h: thread::ScopedJoinHandle<'_, String>| {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-            };
-            (join(reference), join(candidate))
-        });
+        let (reference, candidate) = crate::clients::on_both(run);
         crate::clients::assert_same_output(self.module, &reference, &candidate);
     }
 }

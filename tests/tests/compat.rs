@@ -7,6 +7,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rampart_tests::clients::on_both;
 use rampart_tests::io::{Conn, End};
 use rampart_tests::server::run_bounded;
 use rampart_tests::tempdir::TempDir;
@@ -75,14 +76,7 @@ fn dumps(kind: Kind) -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn dumps_list_the_same_items_as_memcached() {
-    let (memcached, rampart) = thread::scope(|s| {
-        let m = s.spawn(|| dumps(Kind::Memcached));
-        let r = s.spawn(|| dumps(Kind::Rampart));
-        (
-            m.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
+    let (memcached, rampart) = on_both(dumps);
     assert_eq!(memcached.0, rampart.0, "lru_crawler metadump all");
     assert!(
         memcached
@@ -497,14 +491,7 @@ fn watch_run(kind: Kind) -> (Vec<String>, Vec<String>, Vec<String>) {
 /// two streams are compared apart.)
 #[test]
 fn watch_lines_match_memcached() {
-    let (memcached, rampart) = thread::scope(|s| {
-        let m = s.spawn(|| watch_run(Kind::Memcached));
-        let r = s.spawn(|| watch_run(Kind::Rampart));
-        let join = |h: thread::ScopedJoinHandle<'_, _>| {
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        };
-        (join(m), join(r))
-    });
+    let (memcached, rampart) = on_both(watch_run);
     assert_eq!(memcached.0, rampart.0, "fetchers");
     assert_eq!(memcached.0.len(), 7, "{:#?}", memcached.0);
     let stores = |events: &[String]| -> Vec<String> {

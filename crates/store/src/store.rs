@@ -430,31 +430,35 @@ impl Store {
     /// Item `i` leaves the histogram (before it is removed or replaced).
     #[inline]
     pub(crate) fn untrack(&mut self, i: u32) {
-        if let Some(sizes) = &mut self.sizes {
-            let slot = self.table.slot(i);
-            let size = crate::memcached_item_bytes(
-                slot.key().len(),
-                slot.flags,
-                slot.value().len(),
-                self.cas_enabled,
-            );
-            sizes.remove(size, slot.cas);
+        if self.sizes.is_some() {
+            let (size, cas) = self.size_and_cas(i);
+            if let Some(sizes) = &mut self.sizes {
+                sizes.remove(size, cas);
+            }
         }
     }
 
     /// Item `i` enters the histogram (once linked or replaced).
     #[inline]
     pub(crate) fn track(&mut self, i: u32) {
-        if let Some(sizes) = &mut self.sizes {
-            let slot = self.table.slot(i);
-            let size = crate::memcached_item_bytes(
-                slot.key().len(),
-                slot.flags,
-                slot.value().len(),
-                self.cas_enabled,
-            );
-            sizes.add(size, slot.cas);
+        if self.sizes.is_some() {
+            let (size, cas) = self.size_and_cas(i);
+            if let Some(sizes) = &mut self.sizes {
+                sizes.add(size, cas);
+            }
         }
+    }
+
+    /// Item `i`'s size as memcached measures it, and its unique.
+    fn size_and_cas(&self, i: u32) -> (usize, u64) {
+        let slot = self.table.slot(i);
+        let size = crate::memcached_item_bytes(
+            slot.key().len(),
+            slot.flags,
+            slot.value().len(),
+            self.cas_enabled,
+        );
+        (size, slot.cas)
     }
 
     /// Calls `hook` with every item evicted from now on.

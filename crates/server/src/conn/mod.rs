@@ -398,6 +398,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     let peer = stream.addresses().map(|(peer, _)| peer);
     conn_event(&worker, "conn_new", peer, None, fd);
     let mut close_reason = "normal";
+    let mut watching = None;
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
     // A pre-shared key already authenticated the client; the operator may trust the unix
     // socket's permissions instead.
@@ -502,6 +503,11 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         let stop = loop {
             let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
             input.consume(progress.consumed);
+            if let Stop::Watch(streams) = progress.stop {
+                // Registered before its `OK` goes out, so that every event after the client
+                // has read it reaches it.
+                watching = Some(worker.process_state().watchers.register(streams));
+            }
             // `stats conns` shows who authenticated, before the replies that say so go out
             // (looked at only with -Y or -S).
             if worker.auth().is_some() && shown_user.as_deref() != session.user() {
@@ -568,9 +574,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         if stop == Stop::Close {
             break;
         }
-        if let Stop::Watch(streams) = stop {
+        if let Some(registration) = watching.take() {
             watch(
-                streams,
+                &registration,
                 &worker,
                 &mut link,
                 &mut stream,
@@ -579,6 +585,8 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                 &mut out,
             )
             .await;
+            // memcached notices a watcher's end only as a failed read or write.
+            close_reason = "error";
             break;
         }
     }
@@ -618,11 +626,11 @@ fn conn_event(
     });
 }
 
-/// `watch`: writes the events of `streams` as they arrive, every [`crate::watch::WATCH_POLL`],
+/// `watch`: writes the events `registration` receives, every [`crate::watch::WATCH_POLL`],
 /// until the client leaves or the server stops. What the client sends is read and dropped
 /// (memcached stops reading a watcher), so it cannot make the server hold input.
 async fn watch<S: Transport>(
-    streams: u8,
+    registration: &crate::watch::Registration<'_>,
     worker: &Worker,
     link: &mut Link,
     stream: &mut S,
@@ -630,7 +638,6 @@ async fn watch<S: Transport>(
     idle: &IdleSlot<'_>,
     out: &mut Output,
 ) {
-    let registration = worker.process_state().watchers.register(streams);
     let mut events = Vec::new();
     while !worker.shutting_down() {
         let deadline = Instant::now() + crate::watch::WATCH_POLL;
