@@ -262,6 +262,11 @@ impl Batch {
         values.clear();
         *base = *ran;
         let now = *now;
+        // Whether someone watches, once per trip rather than per op.
+        let watched = crate::call::watched(crate::call::Log {
+            watchers: owner.watchers(),
+            fd: *fd,
+        });
         for op in &ops[*ran..] {
             if values.bytes() >= REPLY_PIECE_BYTES {
                 break;
@@ -274,10 +279,10 @@ impl Batch {
                     Outcome::Done
                 }
                 op => {
-                    let log = crate::call::Log {
+                    let log = watched.then_some(crate::call::Log {
                         watchers: owner.watchers(),
                         fd: *fd,
-                    };
+                    });
                     run_op(&mut owner.store(), op, request, values, now, log)
                 }
             };
@@ -304,20 +309,21 @@ fn run_watched(
     Outcome::Key(Owned::own(answer, values))
 }
 
-/// Runs one store operation; values of hits go into `values`.
+/// Runs one store operation; values of hits go into `values`. `log`: where a keyed op's
+/// events go, while someone watches.
 fn run_op(
     store: &mut Store,
     op: Op,
     request: &[u8],
     values: &mut ReplyValues,
     now: u64,
-    log: crate::call::Log<'_>,
+    log: Option<crate::call::Log<'_>>,
 ) -> Outcome {
     let bytes = |span: Span| Span::of(request, span);
     match op {
         Op::Key { key, data, call } => {
             let (key, data) = (bytes(key), bytes(data));
-            if call::watched(log) {
+            if let Some(log) = log {
                 return run_watched(store, key, call, data, values, now, log);
             }
             let answer = call::run(store, key, call, data, now);

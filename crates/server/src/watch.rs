@@ -5,7 +5,9 @@
 //! watcher's connection drains its queue every [`WATCH_POLL`] and writes it. A queue holds at
 //! most [`WATCHER_QUEUE_BYTES`] (memcached's `watcher_logbuf_size`): a watcher that does not
 //! read loses events, counted (`log_watcher_skipped`), and never grows the server. With no
-//! watcher the cost on the request path is one relaxed load ([`Watchers::wants`]).
+//! watcher the cost on the request path is one relaxed load ([`Watchers::wants`]) per
+//! connection turn and per cross-core batch, not per key; a watcher sees a connection's
+//! requests from its next turn on.
 //!
 //! The lines are memcached's (`ts=<secs>.<micros> gid=<n> type=... cfd=<fd> ...`). What
 //! differs: memcached also logs the lookups its stores, deletes and arithmetic make inside

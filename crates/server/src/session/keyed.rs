@@ -25,15 +25,17 @@ pub(super) fn execute(
     let router = worker.router();
     let owner = router.owner(key);
     if router.is_local(owner) {
-        let log = call::Log {
-            watchers: &worker.process_state().watchers,
-            fd: plan.fd,
-        };
+        let watched = plan.watched;
         router.invoke_local(|store| {
-            // The watched path is a function of its own, so that the request path keeps its
-            // one, inlined, encoder (callgrind: a second call site of `form::encode` costs about
-            // 80 instructions per get at depth 16).
-            if call::watched(log) {
+            // Whether someone watches is looked at once per turn (`Plan::watched`), and the
+            // watched path is a function of its own, so that the request path keeps its one,
+            // inlined, encoder (callgrind: a per-key check and a second call site of
+            // `form::encode` cost about 50-80 instructions per get at depth 16).
+            if watched {
+                let log = call::Log {
+                    watchers: &worker.process_state().watchers,
+                    fd: plan.fd,
+                };
                 run_watched(store, key, call, data, form, now, log, out);
                 return;
             }

@@ -55,6 +55,9 @@ pub(crate) struct Plan {
     phase: Phase,
     /// The connection's socket, for the events its requests log on other cores (`watch`).
     pub(crate) fd: i32,
+    /// Whether someone watched fetchers or mutations when this turn began (looked at once
+    /// per turn, not per key).
+    pub(crate) watched: bool,
 }
 
 /// A plan's phase.
