@@ -95,12 +95,7 @@ fn a_large_metadump_comes_in_pieces_with_every_key_once() {
     const ITEMS: usize = 30_000;
     let server = Server::start(Kind::Rampart, &["-t", "2"]);
     let mut conn = server.conn();
-    let mut setup = Vec::new();
-    for i in 0..ITEMS {
-        setup.extend_from_slice(format!("set key:{i} 0 0 1 noreply\r\nv\r\n").as_bytes());
-    }
-    setup.extend_from_slice(b"mn\r\n");
-    conn.roundtrip(&setup, b"MN\r\n");
+    conn.roundtrip(&noreply_sets("key:", ITEMS, b"v"), b"MN\r\n");
     let reply = conn.roundtrip(b"lru_crawler metadump all\r\nversion\r\n", b"VERSION ");
     let text = String::from_utf8_lossy(&reply);
     let mut keys = BTreeSet::new();
@@ -182,17 +177,23 @@ fn stat(conn: &mut Conn, group: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `count` pipelined `set <prefix><i> ... noreply` of `value`, then `mn` to wait on.
+fn noreply_sets(prefix: &str, count: usize, value: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for i in 0..count {
+        let line = format!("set {prefix}{i} 0 0 {} noreply\r\n", value.len());
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(value);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"mn\r\n");
+    bytes
+}
+
 fn memlimit_run(kind: Kind) -> (u64, u64, u64) {
     let server = Server::start(kind, &["-m", "64"]);
     let mut conn = server.conn();
-    let mut setup = Vec::new();
-    for i in 0..40_000 {
-        setup.extend_from_slice(format!("set k{i} 0 0 100 noreply\r\n").as_bytes());
-        setup.extend_from_slice(&[b'v'; 100]);
-        setup.extend_from_slice(b"\r\n");
-    }
-    setup.extend_from_slice(b"mn\r\n");
-    conn.roundtrip(&setup, b"MN\r\n");
+    conn.roundtrip(&noreply_sets("k", 40_000, &[b'v'; 100]), b"MN\r\n");
     let count = |conn: &mut Conn| {
         stat(conn, "", "curr_items")
             .and_then(|v| v.parse::<u64>().ok())
@@ -202,14 +203,7 @@ fn memlimit_run(kind: Kind) -> (u64, u64, u64) {
     assert_eq!(conn.roundtrip(b"cache_memlimit 8\r\n", b"\r\n"), b"OK\r\n");
     let after = count(&mut conn);
     // New items then take the room of old ones, the count staying about where it was.
-    let mut more = Vec::new();
-    for i in 0..1_000 {
-        more.extend_from_slice(format!("set n{i} 0 0 100 noreply\r\n").as_bytes());
-        more.extend_from_slice(&[b'w'; 100]);
-        more.extend_from_slice(b"\r\n");
-    }
-    more.extend_from_slice(b"mn\r\n");
-    conn.roundtrip(&more, b"MN\r\n");
+    conn.roundtrip(&noreply_sets("n", 1_000, &[b'w'; 100]), b"MN\r\n");
     (before, after, count(&mut conn))
 }
 

@@ -59,7 +59,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "/usr/share/gocode/src/github.com/bradfitz/gomemcache/memcache/memcache.go",
     ),
     // Scale-out (tests/tests/scaleout.rs): twemproxy.
-    ("nutcracker", "nutcracker"),
+    ("nutcracker", "/usr/sbin/nutcracker"),
     // The service files (tests/tests/service/): `systemd-analyze verify`, and strace to
     // check the unit's system call filter against what rampart calls.
     ("systemd", "systemd-analyze"),

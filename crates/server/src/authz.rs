@@ -717,6 +717,12 @@ mod tests {
             b"stats reset\r\n",
             b"refresh_certs\r\n",
             b"acl reload\r\n",
+            b"stats detail dump\r\n",
+            b"stats cachedump 1 0\r\n",
+            b"lru_crawler metadump all\r\n",
+            b"lru mode flat\r\n",
+            b"slabs automove 1\r\n",
+            b"watch\r\n",
         ] {
             assert_eq!(default_check(&request(line), false), Err(Denial::Admin));
             assert_eq!(default_check(&request(line), true), Ok(()));

@@ -263,10 +263,7 @@ impl Batch {
         *base = *ran;
         let now = *now;
         // Whether someone watches, once per trip rather than per op.
-        let watched = crate::call::watched(crate::call::Log {
-            watchers: owner.watchers(),
-            fd: *fd,
-        });
+        let watched = owner.watchers().wants_keyed();
         for op in &ops[*ran..] {
             if values.bytes() >= REPLY_PIECE_BYTES {
                 break;

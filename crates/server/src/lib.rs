@@ -177,7 +177,7 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
         .tunables
         .detail_enabled
         .store(config.detail_enabled, std::sync::atomic::Ordering::Relaxed);
-    let started_at = unix_now_secs();
+    let started_at = stats::unix_now();
     for socket in &bound {
         for &fd in &socket.fds {
             process
@@ -271,13 +271,6 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
     }
     log::info!("rampart stopped");
     Ok(())
-}
-
-/// Seconds since the unix epoch.
-fn unix_now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The refusal of a `-t` the affinity mask cannot give distinct CPUs to.
@@ -374,7 +367,7 @@ async fn executor_main(start: Start) {
                     process.conns.insert_listener(
                         listener.as_raw_fd(),
                         format!("unix:{}", path.display()),
-                        unix_now_secs(),
+                        stats::unix_now(),
                     );
                     Some(listener)
                 }

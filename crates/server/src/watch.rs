@@ -86,6 +86,13 @@ impl Watchers {
         self.active.load(Ordering::Relaxed) & stream != 0
     }
 
+    /// Whether a keyed request's outcome is logged ([`crate::call::run_logged`]): someone
+    /// watches fetchers or mutations.
+    #[inline]
+    pub fn wants_keyed(&self) -> bool {
+        self.wants(Watch::FETCHERS | Watch::MUTATIONS)
+    }
+
     /// How many connections watch.
     pub fn count(&self) -> usize {
         self.lock().len()

@@ -62,7 +62,7 @@ impl Store {
                 return piece;
             }
             let slot = self.table().slot(i);
-            if slot.linked() && !self.is_dead_at(i, now) {
+            if slot.linked() && !self.is_dead(i, now) {
                 let key = slot.key();
                 piece.entries.push(DumpEntry {
                     key_start: piece.keys.len(),
@@ -71,7 +71,7 @@ impl Store {
                     flags: slot.flags,
                     exptime: u64::from(slot.exptime),
                     last_access: u64::from(slot.atime),
-                    cas: self.visible_cas(slot.cas),
+                    cas: self.shown_cas(slot.cas),
                     fetched: slot.fetched,
                     size: memcached_item_bytes(
                         key.len(),
@@ -180,14 +180,7 @@ mod tests {
     use crate::{SetMode, StoreConfig};
 
     fn store() -> Store {
-        Store::new(StoreConfig {
-            max_bytes: 1 << 20,
-            evict: true,
-            cas_start: 1,
-            cas_stride: 1,
-            item_size_max: 1 << 20,
-            cas_enabled: true,
-        })
+        Store::new(StoreConfig::single(1 << 20))
     }
 
     #[test]

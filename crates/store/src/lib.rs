@@ -76,6 +76,19 @@ pub enum ConfigError {
 }
 
 impl StoreConfig {
+    /// A lone shard of `max_bytes` that evicts, hands out uniques from 1 and has no item
+    /// size limit of its own: the store as the unit tests and tools use it.
+    pub fn single(max_bytes: usize) -> Self {
+        StoreConfig {
+            max_bytes,
+            evict: true,
+            cas_start: 1,
+            cas_stride: 1,
+            item_size_max: usize::MAX,
+            cas_enabled: true,
+        }
+    }
+
     /// Checks that the CAS striding gives every shard its own uniques, none of them 0.
     /// [`Store::new`] clamps bad values instead of failing, so call this at startup.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -390,12 +390,8 @@ impl Store {
     }
 
     /// The unique a client sees for an item's `cas`: 0 throughout under `-C`.
-    fn shown_cas(&self, cas: u64) -> u64 {
+    pub(crate) fn shown_cas(&self, cas: u64) -> u64 {
         if self.cas_enabled { cas } else { 0 }
-    }
-
-    pub(crate) fn visible_cas(&self, cas: u64) -> u64 {
-        self.shown_cas(cas)
     }
 
     pub(crate) fn table(&self) -> &Table {
@@ -404,10 +400,6 @@ impl Store {
 
     pub(crate) fn clock(&self) -> Secs {
         self.clock
-    }
-
-    pub(crate) fn is_dead_at(&self, i: u32, now: Secs) -> bool {
-        self.is_dead(i, now)
     }
 
     /// `stats sizes_enable` (`true`: a new histogram of the items linked from now on) and
@@ -480,7 +472,7 @@ impl Store {
         self.clock
     }
 
-    fn is_dead(&self, i: u32, now: Secs) -> bool {
+    pub(crate) fn is_dead(&self, i: u32, now: Secs) -> bool {
         let slot = self.table.slot(i);
         self.flush.is_flushed(slot.atime, slot.cas, now) || expiry::is_expired(slot.exptime, now)
     }

@@ -45,17 +45,7 @@ fn daemon_returns_once_it_serves_and_sigterm_removes_its_pid_file() {
     let dir = TempDir::new().expect("temp dir");
     let pid_file = dir.path().join("r.pid");
     let (port, (status, stderr)) = on_a_free_port(|port| {
-        let mut cmd = rampart();
-        cmd.args([
-            "-d",
-            "-P",
-            path_arg(&pid_file),
-            "-l",
-            "127.0.0.1",
-            "-U",
-            "0",
-        ])
-        .args(["-p", &port.to_string()]);
+        let cmd = daemon_on(&pid_file, port);
         let (status, stderr) = run_to_exit(cmd, dir.path());
         if !status.success() && port_taken(&stderr) {
             return Attempt::PortTaken(stderr);
@@ -96,18 +86,7 @@ fn daemon_with_the_port_taken_fails_attached_without_a_pid_file() {
     let pid_file = dir.path().join("r.pid");
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let port = taken.local_addr().expect("a bound address").port();
-    let mut cmd = rampart();
-    cmd.args([
-        "-d",
-        "-P",
-        path_arg(&pid_file),
-        "-l",
-        "127.0.0.1",
-        "-U",
-        "0",
-    ])
-    .args(["-p", &port.to_string()]);
-    let finished = run_bounded(cmd, START_TIMEOUT);
+    let finished = run_bounded(daemon_on(&pid_file, port), START_TIMEOUT);
     let code = finished.status.and_then(|s| s.code());
     assert_eq!(
         code,
@@ -150,4 +129,12 @@ fn daemon_with_a_missing_certificate_exits_64() {
         "the reason is not on stderr:\n{}",
         finished.stderr
     );
+}
+
+/// `rampart -d -P <pid_file>` on 127.0.0.1:`port`.
+fn daemon_on(pid_file: &Path, port: u16) -> Command {
+    let mut cmd = rampart();
+    cmd.args(["-d", "-P", path_arg(pid_file), "-l", "127.0.0.1", "-U", "0"])
+        .args(["-p", &port.to_string()]);
+    cmd
 }

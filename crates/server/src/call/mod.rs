@@ -129,12 +129,6 @@ pub fn run<'s>(store: &'s mut Store, key: &[u8], call: Call, data: &[u8], now: u
     run_unlogged(store, key, call, data, now)
 }
 
-/// Whether [`run_logged`] is needed: someone watches fetchers or mutations.
-#[inline]
-pub fn watched(log: Log<'_>) -> bool {
-    log.watchers.wants(Watch::FETCHERS | Watch::MUTATIONS)
-}
-
 /// [`run`] while someone watches: the call, then its line.
 #[cold]
 #[inline(never)]
@@ -478,14 +472,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn store() -> Store {
-        Store::new(StoreConfig {
-            max_bytes: 1 << 20,
-            evict: true,
-            cas_start: 1,
-            cas_stride: 1,
-            item_size_max: 1 << 20,
-            cas_enabled: true,
-        })
+        Store::new(StoreConfig::single(1 << 20))
     }
 
     #[test]

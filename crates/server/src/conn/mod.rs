@@ -326,6 +326,7 @@ async fn establish<S: Transport>(
 /// so that what it computes takes no room in the connection's future.
 fn new_session<S: Transport>(
     stream: &S,
+    addresses: Option<(SocketAddr, SocketAddr)>,
     worker: &Worker,
     link: &Link,
     identity: Identity,
@@ -334,7 +335,6 @@ fn new_session<S: Transport>(
         (Identity::Anonymous, Some(uid)) => Identity::Uid(uid),
         (identity, _) => identity,
     };
-    let addresses = stream.addresses();
     let admin_allowed = worker.process_state().remote_admin
         || stream.is_local()
         || addresses
@@ -380,7 +380,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     else {
         return;
     };
-    let listed = match (stream.socket(), stream.addresses()) {
+    // Asked for once (getpeername and getsockname): the table, the session and its audit.
+    let addresses = stream.addresses();
+    let listed = match (stream.socket(), addresses) {
         (Some(fd), Some((peer, local))) => Some(worker.process_state().conns.insert(
             fd,
             tcp_addr(peer),
@@ -393,10 +395,9 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     if matches!(link, Link::Tls(_)) {
         input.for_tls();
     }
-    let mut session = new_session(&stream, &worker, &link, identity);
+    let mut session = new_session(&stream, addresses, &worker, &link, identity);
     session.set_fd(fd);
-    let peer = stream.addresses().map(|(peer, _)| peer);
-    conn_event(&worker, "conn_new", peer, None, fd);
+    conn_event(&worker, "conn_new", &stream, None, fd);
     let mut close_reason = "normal";
     let mut watching = None;
     // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
@@ -591,15 +592,16 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
         }
     }
     session.audit_closed();
-    conn_event(&worker, "conn_close", peer, Some(close_reason), fd);
+    conn_event(&worker, "conn_close", &stream, Some(close_reason), fd);
     link.close(&mut stream).await;
 }
 
-/// memcached's `conn_new` and `conn_close` lines, for watchers of connection events.
-fn conn_event(
+/// memcached's `conn_new` and `conn_close` lines, for watchers of connection events. The
+/// peer's address (two syscalls) is asked for only when someone watches.
+fn conn_event<S: Transport>(
     worker: &Worker,
     kind: &str,
-    peer: Option<std::net::SocketAddr>,
+    stream: &S,
     reason: Option<&str>,
     fd: RawFd,
 ) {
@@ -608,6 +610,7 @@ fn conn_event(
     if !watchers.wants(Watch::CONNEVENTS) {
         return;
     }
+    let peer = stream.addresses().map(|(peer, _)| peer);
     watchers.emit(Watch::CONNEVENTS, |line| {
         use std::fmt::Write as _;
         let _ = match peer {

@@ -364,10 +364,7 @@ impl Session {
         let mut requests = 0;
         let limits = worker.limits();
         let sharded = worker.router().shard_count() > 1;
-        self.plan.watched = crate::call::watched(crate::call::Log {
-            watchers: &worker.process_state().watchers,
-            fd: self.plan.fd,
-        });
+        self.plan.watched = worker.process_state().watchers.wants_keyed();
         if self.auth.is_some()
             && let Some(auth) = worker.auth()
         {

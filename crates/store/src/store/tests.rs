@@ -9,12 +9,8 @@ const BIG_BYTES: usize = 1 << 20;
 
 fn store_with(max_bytes: usize, evict: bool) -> Store {
     Store::new(StoreConfig {
-        max_bytes,
         evict,
-        cas_start: 1,
-        cas_stride: 1,
-        item_size_max: usize::MAX,
-        cas_enabled: true,
+        ..StoreConfig::single(max_bytes)
     })
 }
 

@@ -7,14 +7,7 @@ use crate::StoreConfig;
 const NOW: UnixSecs = 1_700_000_000;
 
 fn store() -> Store {
-    Store::new(StoreConfig {
-        max_bytes: 1 << 20,
-        evict: true,
-        cas_start: 1,
-        cas_stride: 1,
-        item_size_max: usize::MAX,
-        cas_enabled: true,
-    })
+    Store::new(StoreConfig::single(1 << 20))
 }
 
 fn set(s: &mut Store, key: &str, value: &str) -> u64 {
