@@ -24,15 +24,22 @@ pub struct Config {
     pub connections: usize,
     /// Requests in flight per connection; the requests that fit are sent as one write.
     pub pipeline: usize,
-    /// Size of the key space: keys are `<key_prefix><i>` for `i` in `0..keys`, zero-padded.
+    /// Size of the key space: keys are `<key_prefix><first_key + i>` for `i` in `0..keys`,
+    /// zero-padded to the digits of the largest.
     pub keys: u64,
     pub key_prefix: String,
+    /// The first key's number; from 10^(d-1) on, no key has a leading zero, as another
+    /// generator's unpadded keys (memtier_benchmark's `--key-minimum`) would not.
+    pub first_key: u64,
     /// Bytes in every stored value.
     pub value_size: usize,
     /// Fraction of requests that are `get`; the rest are `set`. In `0.0..=1.0`.
     pub get_ratio: f64,
     /// Set every key once, on all connections, before measuring.
     pub prepopulate: bool,
+    /// Sets in flight per connection while prepopulating; `None`: the larger of `pipeline`
+    /// and 32. Depth 1 for servers that stall on pipelined TLS sets (memcached 1.6.18).
+    pub prepopulate_depth: Option<usize>,
     /// When the measurement ends.
     pub stop: Stop,
     /// `None`: closed loop, every connection keeps `pipeline` requests in flight.
@@ -95,8 +102,12 @@ pub enum ConfigError {
     Connections(usize),
     #[error("--pipeline must be 1..={MAX_PIPELINE}, got {0}")]
     Pipeline(usize),
+    #[error("--prepopulate-depth must be 1..={MAX_PIPELINE}, got {0}")]
+    PrepopulateDepth(usize),
     #[error("--keys must be at least 1")]
     Keys,
+    #[error("--first-key plus --keys must stay below 2^64")]
+    FirstKey,
     #[error("keys would be {0} bytes long; memcached's limit is {MAX_KEY_BYTES}")]
     KeyTooLong(usize),
     #[error("the key prefix may not contain spaces or control bytes: {0:?}")]
@@ -126,9 +137,11 @@ impl Default for Config {
             pipeline: 1,
             keys: 10_000,
             key_prefix: "key:".to_string(),
+            first_key: 0,
             value_size: 32,
             get_ratio: 0.9,
             prepopulate: false,
+            prepopulate_depth: None,
             stop: Stop::Duration(Duration::from_secs(10)),
             rate: None,
             threads: 1,
@@ -156,9 +169,17 @@ impl Config {
         if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
             return Err(ConfigError::Pipeline(self.pipeline));
         }
+        if let Some(depth) = self.prepopulate_depth
+            && !(1..=MAX_PIPELINE).contains(&depth)
+        {
+            return Err(ConfigError::PrepopulateDepth(depth));
+        }
         if self.keys == 0 {
             return Err(ConfigError::Keys);
         }
+        let Some(end) = self.first_key.checked_add(self.keys) else {
+            return Err(ConfigError::FirstKey);
+        };
         if self
             .key_prefix
             .bytes()
@@ -166,7 +187,7 @@ impl Config {
         {
             return Err(ConfigError::KeyPrefix(self.key_prefix.clone()));
         }
-        let key_len = self.key_prefix.len() + key_digits(self.keys);
+        let key_len = self.key_prefix.len() + key_digits(end);
         if key_len > MAX_KEY_BYTES {
             return Err(ConfigError::KeyTooLong(key_len));
         }
@@ -210,9 +231,10 @@ impl Config {
     }
 }
 
-/// Decimal digits of the largest key index, so that every key has the same length.
-pub(crate) fn key_digits(keys: u64) -> usize {
-    let mut largest = keys.saturating_sub(1);
+/// Decimal digits of the largest key number below `end`, so that every key has the same
+/// length.
+pub(crate) fn key_digits(end: u64) -> usize {
+    let mut largest = end.saturating_sub(1);
     let mut digits = 1;
     while largest >= 10 {
         largest /= 10;
@@ -275,6 +297,10 @@ mod tests {
                 ..base.clone()
             },
             Config {
+                prepopulate_depth: Some(0),
+                ..base.clone()
+            },
+            Config {
                 keys: 0,
                 ..base.clone()
             },
@@ -284,6 +310,10 @@ mod tests {
             },
             Config {
                 key_prefix: "k".repeat(249),
+                ..base.clone()
+            },
+            Config {
+                first_key: u64::MAX,
                 ..base.clone()
             },
             Config {

@@ -26,7 +26,8 @@ const EVENTS_PER_POLL: usize = 1024;
 const TIMER: Token = Token(usize::MAX);
 /// Most steps from the floating-point estimate of a schedule's length to the exact one.
 const BOUNDARY_STEPS: usize = 4;
-/// Requests in flight per connection while prepopulating, whatever `--pipeline` says.
+/// Requests in flight per connection while prepopulating unless `--prepopulate-depth` says
+/// otherwise, or `--pipeline` says more.
 const FILL_DEPTH: usize = 32;
 
 /// What a phase sends on each connection.
@@ -343,9 +344,10 @@ fn timed_out(slot: &mut Slot, waited: Duration, tally: &mut Tally) {
     ));
 }
 
-/// The depth of a prepopulation phase.
-pub(crate) fn fill_depth(pipeline: usize) -> usize {
-    pipeline.max(FILL_DEPTH)
+/// The depth of a prepopulation phase: `asked` (`--prepopulate-depth`), or else the larger
+/// of the pipeline and [`FILL_DEPTH`].
+pub(crate) fn fill_depth(pipeline: usize, asked: Option<usize>) -> usize {
+    asked.unwrap_or(pipeline.max(FILL_DEPTH))
 }
 
 #[cfg(test)]
@@ -363,6 +365,13 @@ mod tests {
                 quota: None,
             },
         }
+    }
+
+    #[test]
+    fn prepopulation_runs_as_deep_as_asked_or_else_at_least_32() {
+        assert_eq!(fill_depth(1, None), FILL_DEPTH);
+        assert_eq!(fill_depth(64, None), 64);
+        assert_eq!(fill_depth(16, Some(1)), 1);
     }
 
     #[test]

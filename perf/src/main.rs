@@ -37,6 +37,9 @@ struct Args {
     /// key prefix; keys are <prefix><zero-padded index> (default "key:")
     #[argh(option, default = "String::from(\"key:\")")]
     key_prefix: String,
+    /// the first key's index; the keys are <first-key> to <first-key + keys - 1> (default 0)
+    #[argh(option, default = "0")]
+    first_key: u64,
     /// bytes per stored value (default 32)
     #[argh(option, default = "32")]
     value_size: usize,
@@ -46,6 +49,10 @@ struct Args {
     /// set every key once before measuring
     #[argh(switch)]
     prepopulate: bool,
+    /// sets in flight per connection while prepopulating (default: the larger of
+    /// --pipeline and 32)
+    #[argh(option)]
+    prepopulate_depth: Option<usize>,
     /// seconds to measure (default 10; exclusive with --requests)
     #[argh(option)]
     duration: Option<f64>,
@@ -218,9 +225,11 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         pipeline: args.pipeline,
         keys: args.keys,
         key_prefix: args.key_prefix.clone(),
+        first_key: args.first_key,
         value_size: args.value_size,
         get_ratio: args.get_ratio,
         prepopulate: args.prepopulate,
+        prepopulate_depth: args.prepopulate_depth,
         stop,
         rate: args.rate,
         threads: args.threads,

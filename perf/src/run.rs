@@ -282,7 +282,7 @@ fn prepare(shared: &Shared, thread: usize, cpu: Option<usize>) -> Result<(Driver
         let phase = Phase {
             start,
             issue_until: start + config.time_limit,
-            depth: fill_depth(config.pipeline),
+            depth: fill_depth(config.pipeline, config.prepopulate_depth),
             rate: 1.0,
             total_conns: total,
             io_timeout: config.io_timeout,

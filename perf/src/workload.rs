@@ -24,6 +24,7 @@ pub(crate) struct Workload {
     set: Template,
     digits: usize,
     keys: u64,
+    first_key: u64,
     get_ratio: f64,
 }
 
@@ -37,7 +38,7 @@ struct Template {
 impl Workload {
     /// Encodes the templates; `config` has been validated.
     pub(crate) fn new(config: &Config) -> Workload {
-        let digits = key_digits(config.keys);
+        let digits = key_digits(config.first_key + config.keys);
         let mut key = config.key_prefix.clone().into_bytes();
         key.resize(key.len() + digits, b'0');
         let value: Vec<u8> = (0..config.value_size)
@@ -80,11 +81,12 @@ impl Workload {
             set: Template::new(set, &key, config.key_prefix.len()),
             digits,
             keys: config.keys,
+            first_key: config.first_key,
             get_ratio: config.get_ratio,
         }
     }
 
-    /// Appends request `op` for key number `index` (`< keys`) to `out`.
+    /// Appends request `op` for the key `index` (`< keys`) places after the first to `out`.
     pub(crate) fn encode(&self, op: Op, index: u64, out: &mut Vec<u8>) {
         let template = match op {
             Op::Get => &self.get,
@@ -93,7 +95,7 @@ impl Workload {
         let start = out.len();
         out.extend_from_slice(&template.bytes);
         let at = start + template.digits_at;
-        write_padded(&mut out[at..at + self.digits], index);
+        write_padded(&mut out[at..at + self.digits], self.first_key + index);
     }
 
     /// The next random request.
@@ -180,6 +182,22 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out),
             "get key:007\r\nset key:999 0 0 5\r\nabcde\r\n"
+        );
+    }
+
+    #[test]
+    fn keys_count_from_the_first_key() {
+        let w = Workload::new(&Config {
+            keys: 50_000,
+            first_key: 10_000,
+            ..Config::default()
+        });
+        let mut out = Vec::new();
+        w.encode(Op::Get, 0, &mut out);
+        w.encode(Op::Get, 49_999, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "get key:10000\r\nget key:59999\r\n"
         );
     }
 

@@ -6,6 +6,7 @@
 //! - [`server`]: [`Server::start`] spawns either binary with the same flags, waits for
 //!   readiness from the port file (`MEMCACHED_PORT_FILENAME`, never a sleep), captures its
 //!   output and stops it on drop.
+//! - [`cores`]: which core owns a key and which core a connection is on (`-t` tests).
 //! - [`io`]: bounded reads (until a terminator, until the peer closes) and writes.
 //! - [`transcript`], [`replay`], [`normalise`], [`report`]: the differential suite's data
 //!   format, its step protocol, the one list of reply normalisations, and the mismatch report.
@@ -24,6 +25,7 @@
 
 pub mod binary;
 pub mod clients;
+pub mod cores;
 pub mod io;
 pub mod normalise;
 pub mod python;

@@ -3,10 +3,7 @@
 //! until both cores have some (the kernel spreads them over the two `SO_REUSEPORT` sockets),
 //! so each request is local for some connections and crosses cores for the others.
 //!
-//! Key ownership is recomputed here from its definition (FNV-1a 64 with the standard offset
-//! basis, murmur3's fmix64, a multiply-shift onto the shard count), pinned by a test against
-//! the same values the server's unit test pins, so the test crate still depends on no
-//! rampart crate.
+//! Which core owns a key comes from [`rampart_tests::cores`].
 
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
@@ -16,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rampart_tests::cores::{conns_on_every_core, key_on, stat, stats};
 use rampart_tests::io::Conn;
 use rampart_tests::report::escape;
 use rampart_tests::server::run_bounded;
@@ -23,87 +21,12 @@ use rampart_tests::{Kind, Server};
 
 const SHARDS: usize = 2;
 const THREADS_ARG: &[&str] = &["-t", "2"];
-/// Connections opened, at most, to get one on each core.
-const MAX_CONNECTIONS_TO_SPREAD: usize = 64;
 /// Bound for the concurrent tests' clients.
 const CLIENTS_BOUND: Duration = Duration::from_secs(60);
 /// Bound for the exit after SIGTERM: well under the server's 5 s drain limit, so a core that
 /// waits for a reply that never comes shows up as a failure, not as a slow exit.
 const QUICK_EXIT_BOUND: Duration = Duration::from_secs(4);
 const EX_USAGE: i32 = 64;
-
-/// The shard that owns `key` among `shards` (rampart's `shard::shard_for`).
-fn owner(key: &[u8], shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in key {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^= hash >> 33;
-    ((u128::from(hash) * shards as u128) >> 64) as usize
-}
-
-/// The `n`th key `<prefix><i>` owned by `shard` of [`SHARDS`].
-fn key_on(shard: usize, prefix: &str, n: usize) -> String {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .filter(|k| owner(k.as_bytes(), SHARDS) == shard)
-        .nth(n)
-        .unwrap_or_default()
-}
-
-/// `STAT <name> <value>` lines of a stats reply.
-fn stats(conn: &mut Conn, group: &str) -> Vec<(String, u64)> {
-    let request = if group.is_empty() {
-        "stats\r\n".to_string()
-    } else {
-        format!("stats {group}\r\n")
-    };
-    let reply = conn.roundtrip(request.as_bytes(), b"END\r\n");
-    String::from_utf8_lossy(&reply)
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.strip_prefix("STAT ")?.split(' ');
-            Some((words.next()?.to_string(), words.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
-fn stat(stats: &[(String, u64)], name: &str) -> u64 {
-    stats
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no STAT {name} in {stats:?}"))
-}
-
-/// Connections until each core holds at least one (checked with `stats shards`).
-fn conns_on_every_core(server: &Server) -> Vec<Conn> {
-    let mut conns = Vec::new();
-    while conns.len() < MAX_CONNECTIONS_TO_SPREAD {
-        let mut conn = server.conn();
-        let shards = stats(&mut conn, "shards");
-        conns.push(conn);
-        if (0..SHARDS).all(|i| stat(&shards, &format!("shard:{i}:curr_connections")) > 0) {
-            return conns;
-        }
-    }
-    panic!(
-        "{MAX_CONNECTIONS_TO_SPREAD} connections all landed on one core\n{}",
-        server.diagnostics()
-    );
-}
-
-#[test]
-fn ownership_matches_the_servers_pinned_values() {
-    assert_eq!(owner(b"", 4), 3);
-    assert_eq!(owner(b"foo", 4), 2);
-    assert_eq!(owner(b"foo", 1), 0);
-}
 
 #[test]
 fn more_threads_than_cpus_is_refused_with_usage_status() {
@@ -126,14 +49,14 @@ fn more_threads_than_cpus_is_refused_with_usage_status() {
 #[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn pipelined_requests_for_both_cores_keep_reply_order() {
     let server = Server::start(Kind::Rampart, THREADS_ARG);
-    for (n, conn) in conns_on_every_core(&server).iter_mut().enumerate() {
+    for (n, conn) in conns_on_every_core(&server, SHARDS).iter_mut().enumerate() {
         let (a, b) = (
-            key_on(0, &format!("order{n}-"), 0),
-            key_on(1, &format!("order{n}-"), 0),
+            key_on(0, SHARDS, &format!("order{n}-"), 0),
+            key_on(1, SHARDS, &format!("order{n}-"), 0),
         );
         let (c, d) = (
-            key_on(0, &format!("order{n}-"), 1),
-            key_on(1, &format!("order{n}-"), 1),
+            key_on(0, SHARDS, &format!("order{n}-"), 1),
+            key_on(1, SHARDS, &format!("order{n}-"), 1),
         );
         let request = format!(
             "set {a} 1 0 2\r\naa\r\nset {b} 2 0 2\r\nbb\r\nget {b}\r\nget {a}\r\n\
@@ -165,11 +88,11 @@ fn pipelined_requests_for_both_cores_keep_reply_order() {
 #[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn multi_get_across_cores_answers_in_key_order_with_unique_cas() {
     let server = Server::start(Kind::Rampart, THREADS_ARG);
-    let mut conns = conns_on_every_core(&server);
+    let mut conns = conns_on_every_core(&server, SHARDS);
     // Interleave the two cores' keys, with misses among them.
     let mut keys = Vec::new();
     for i in 0..20 {
-        keys.push(key_on(i % 2, "multi", i / 2));
+        keys.push(key_on(i % 2, SHARDS, "multi", i / 2));
     }
     for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
         let set = format!("set {key} {i} 0 {}\r\n{key}\r\n", key.len());
@@ -228,8 +151,8 @@ fn one_read_of_requests_for_another_core_is_one_message() {
     for i in 0..16 {
         request += &format!(
             "get {}\r\nget {}\r\n",
-            key_on(0, "batch", i),
-            key_on(1, "batch", i)
+            key_on(0, SHARDS, "batch", i),
+            key_on(1, SHARDS, "batch", i)
         );
     }
     let before = stats(&mut conn, "shards");
@@ -258,8 +181,10 @@ fn one_read_of_requests_for_another_core_is_one_message() {
 #[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
 fn flush_all_and_stats_cover_every_core() {
     let server = Server::start(Kind::Rampart, THREADS_ARG);
-    let mut conns = conns_on_every_core(&server);
-    let keys: Vec<String> = (0..10).map(|i| key_on(i % 2, "flush", i / 2)).collect();
+    let mut conns = conns_on_every_core(&server, SHARDS);
+    let keys: Vec<String> = (0..10)
+        .map(|i| key_on(i % 2, SHARDS, "flush", i / 2))
+        .collect();
     for key in &keys {
         let reply = conns[0].roundtrip(format!("set {key} 0 0 1\r\nv\r\n").as_bytes(), b"\r\n");
         assert_eq!(reply, b"STORED\r\n");
@@ -340,8 +265,8 @@ fn concurrent_incr_and_cas_loops_on_both_cores_end_with_exact_totals() {
     const ROUNDS: u32 = 250;
     let server = Server::start(Kind::Rampart, THREADS_ARG);
     // Keys on both cores: each client's increments cross cores for some of its connections.
-    let counters: Vec<String> = vec![key_on(0, "count", 0), key_on(1, "count", 0)];
-    let cas_key = key_on(1, "cas", 0);
+    let counters: Vec<String> = vec![key_on(0, SHARDS, "count", 0), key_on(1, SHARDS, "count", 0)];
+    let cas_key = key_on(1, SHARDS, "cas", 0);
     let mut setup = server.conn();
     for key in counters.iter().chain([&cas_key]) {
         assert_eq!(
@@ -454,7 +379,7 @@ fn pipelining_client(
     while sending.load(Ordering::Acquire) {
         let mut request = String::new();
         for i in 0..DEPTH {
-            let key = key_on(i % SHARDS, &format!("load{id}-"), i / SHARDS);
+            let key = key_on(i % SHARDS, SHARDS, &format!("load{id}-"), i / SHARDS);
             if i % 4 == 0 {
                 let value = format!("v{round}-{i}");
                 request += &format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());

@@ -3,6 +3,12 @@ use std::{env, fs, path::*, process::Command};
 use cc::Build;
 
 fn main() {
+    // rampart (PATCHES.md): rebuild the C parts when they change (liburing carries a function
+    // of ours), which cargo's own change detection missed for this vendored crate.
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=rusturing.c");
+    println!("cargo:rerun-if-changed=liburing/src");
+    println!("cargo:rerun-if-env-changed=GLOMMIO_LIBURING_DIR");
     let project = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap())
         .canonicalize()
         .unwrap();

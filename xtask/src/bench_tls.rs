@@ -10,13 +10,24 @@
 //! closed loop (throughput, CPU per request, latency at saturation) for every round; phase
 //! two is open loop at half the lower server's median closed-loop throughput (latency
 //! without coordinated omission); phase three stores items and reads resident memory; phase
-//! four lets hostile clients loose ([`hostile`]) and reads what they cost. The
-//! report is medians over the rounds, written by [`report`] and drawn by [`chart`].
+//! four lets hostile clients loose ([`hostile`]) and reads what they cost; phase five
+//! measures what an access policy adds ([`policy`]). Then issue 13's phases
+//! ([`reference`]): the reference workload at fixed offered rates and at saturation, by
+//! `rampart-load` and by memtier_benchmark ([`memtier`]), each server idle with its default
+//! flags, and defaults against defaults under memtier's own defaults ([`defaults`]).
+//! `--only` picks phases. The report is medians over the rounds, written by [`report`] and
+//! [`scorecard`] and drawn by [`chart`] and [`rates_chart`].
 
 mod chart;
+mod defaults;
 mod hostile;
+mod memtier;
+mod options;
 mod policy;
+mod rates_chart;
+mod reference;
 mod report;
+mod scorecard;
 mod server;
 
 use std::env;
@@ -29,6 +40,8 @@ use anyhow::{Context, Result, bail};
 use rampart_perf::{Config, Report, Stop, TlsConfig, Verify};
 
 use crate::{cargo, on_path, root, run_checked, step, target_dir};
+pub use options::Options;
+use options::Phase;
 use report::{Failure, Meta, Results, Run};
 use server::{Certs, Kind, Launch};
 
@@ -36,10 +49,6 @@ const CONNECTIONS: usize = 50;
 const GET_RATIO: f64 = 0.9;
 /// Keys of the throughput scenarios (10 MiB at 1 KiB values).
 const KEYS: u64 = 10_000;
-/// Random sets per key before measuring: 1 - e^-4, 98% of the keys are warm.
-const WARM_SETS_PER_KEY: u64 = 4;
-/// `--quick` warms with one set per key (63% of the keys): it checks for errors, not speed.
-const QUICK_WARM_SETS_PER_KEY: u64 = 1;
 /// The TLS preflight: a few requests on a couple of connections.
 const PREFLIGHT_CONNECTIONS: usize = 2;
 const PREFLIGHT_REQUESTS: u64 = 200;
@@ -54,82 +63,6 @@ const SERVER_CPU: usize = 0;
 const REEXEC_ENV: &str = "RAMPART_BENCH_TLS_OPTIMIZED";
 /// Open-loop offered rate as a fraction of the lower closed-loop throughput.
 const OPEN_LOOP_FRACTION: f64 = 0.5;
-
-/// Command-line options.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub quick: bool,
-    pub rounds: usize,
-    pub seconds: f64,
-    pub memory_items: u64,
-    pub warm_sets_per_key: u64,
-    /// Where the report goes; default perf/results (full) or <target>/bench-tls (quick).
-    pub out: Option<PathBuf>,
-}
-
-impl Options {
-    pub fn parse(args: &[String]) -> Result<Options> {
-        let mut quick = false;
-        let mut rounds = None;
-        let mut seconds = None;
-        let mut items = None;
-        let mut out = None;
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let mut value = |name: &str| {
-                rest.next()
-                    .cloned()
-                    .with_context(|| format!("{name} needs a value"))
-            };
-            match arg.as_str() {
-                "--quick" => quick = true,
-                "--rounds" => rounds = Some(value("--rounds")?.parse()?),
-                "--seconds" => seconds = Some(value("--seconds")?.parse()?),
-                "--items" => items = Some(value("--items")?.parse()?),
-                "--out" => out = Some(PathBuf::from(value("--out")?)),
-                other => bail!("bench-tls: unknown argument {other}"),
-            }
-        }
-        let options = Options {
-            quick,
-            rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
-            seconds: seconds.unwrap_or(if quick { 1.0 } else { 5.0 }),
-            memory_items: items.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
-            warm_sets_per_key: if quick {
-                QUICK_WARM_SETS_PER_KEY
-            } else {
-                WARM_SETS_PER_KEY
-            },
-            out,
-        };
-        if options.rounds == 0 || options.seconds <= 0.0 || options.memory_items == 0 {
-            bail!("--rounds, --seconds and --items must be positive");
-        }
-        Ok(options)
-    }
-}
-
-impl Options {
-    /// The command-line arguments that [`Options::parse`] turns into these options.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        if self.quick {
-            args.push("--quick".to_string());
-        }
-        args.extend([
-            "--rounds".to_string(),
-            self.rounds.to_string(),
-            "--seconds".to_string(),
-            self.seconds.to_string(),
-            "--items".to_string(),
-            self.memory_items.to_string(),
-        ]);
-        if let Some(out) = &self.out {
-            args.extend(["--out".to_string(), out.display().to_string()]);
-        }
-        args
-    }
-}
 
 /// One throughput/latency scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,28 +187,50 @@ pub fn bench_tls(options: &Options) -> Result<()> {
     fs::create_dir_all(&out)?;
     let stem = format!("{}-{}", results.meta.date, results.meta.host);
     let table = format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         report::markdown(&results),
-        policy::table(&results.policy)
+        policy::table(&results.policy),
+        scorecard::markdown(
+            &results.reference,
+            &results.scorecard,
+            results.meta.rate_rounds
+        )
     );
-    let svg = out.join(format!("{stem}.svg"));
-    chart::draw(&results, &svg)?;
+    let mut written = Vec::new();
+    let mut charts = Vec::new();
+    if !results.runs.is_empty() {
+        let svg = out.join(format!("{stem}.svg"));
+        chart::draw(&results, &svg)?;
+        charts.push(("CPU per request and latency", format!("{stem}.svg")));
+        written.push(svg);
+    }
+    if !results.scorecard.is_empty() {
+        let svg = out.join(format!("{stem}-reference.svg"));
+        rates_chart::draw(&results.scorecard, &svg)?;
+        charts.push((
+            "reference workload: CPU per request and latency",
+            format!("{stem}-reference.svg"),
+        ));
+        written.push(svg);
+    }
     let md = out.join(format!("{stem}.md"));
-    fs::write(
-        &md,
-        report::document(&results, &table, &format!("{stem}.svg")),
-    )?;
+    fs::write(&md, report::document(&results, &table, &charts))?;
     let json = out.join(format!("{stem}.json"));
     fs::write(&json, serde_json::to_string_pretty(&results)?)?;
     println!("\n{table}");
     for failure in &results.failures {
         eprintln!("FAILED: {failure}");
     }
+    let svgs: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!(
         "wrote {}, {} and {} in {:.0} s",
         md.display(),
         json.display(),
-        svg.display(),
+        if svgs.is_empty() {
+            "no chart".to_string()
+        } else {
+            svgs.join(", ")
+        },
         started.elapsed().as_secs_f64()
     );
     // In --quick (CI) only rampart's failures fail the command: memcached 1.6.18 has known
@@ -346,7 +301,11 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
     let usable = |kind: &Kind, scenario: &Scenario| !(scenario.tls && no_tls.contains(kind));
 
     let mut runs = Vec::new();
-    let scenarios = Scenario::all();
+    let scenarios = if options.runs(Phase::Matrix) {
+        Scenario::all()
+    } else {
+        Vec::new()
+    };
     for round in 1..=options.rounds {
         for scenario in &scenarios {
             for kind in Kind::WITH_FLOOR.into_iter().filter(|k| usable(k, scenario)) {
@@ -401,7 +360,7 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
         }
     }
     let mut memory = Vec::new();
-    for round in 1..=options.rounds {
+    for round in (1..=options.rounds).filter(|_| options.runs(Phase::Memory)) {
         for kind in Kind::BOTH {
             step(&format!(
                 "round {round}/{}: {} items of {MEMORY_VALUE_BYTES} bytes, {}",
@@ -416,7 +375,7 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
         }
     }
     let mut hostiles = Vec::new();
-    for round in 1..=options.rounds {
+    for round in (1..=options.rounds).filter(|_| options.runs(Phase::Hostile)) {
         for case in hostile::Case::ALL {
             for kind in [Kind::Memcached, Kind::Rampart] {
                 step(&format!(
@@ -436,7 +395,7 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
     let policy_file = policy::write(dir)?;
     let acl = format!("acl_file={}", policy_file.display());
     let mut policy_runs = Vec::new();
-    for round in 1..=options.rounds {
+    for round in (1..=options.rounds).filter(|_| options.runs(Phase::Policy)) {
         for scenario in policy::scenarios() {
             for with_policy in [false, true] {
                 let name = format!(
@@ -457,9 +416,22 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
             }
         }
     }
+    let plan = reference::Plan {
+        rates: options.runs(Phase::Rates),
+        idle: options.runs(Phase::Idle),
+        defaults: options.runs(Phase::Defaults),
+        rounds: options.rate_rounds,
+        seconds: options.rate_seconds,
+        idle_seconds: options.idle_seconds,
+        quick: options.quick,
+    };
+    let tls_ok = |kind: Kind, tls: bool| !(tls && no_tls.contains(&kind));
+    let reference = reference::run(&bench, &plan, &tls_ok, &mut failures);
     meta.finish();
     let mut results = Results::new(meta, runs, memory, hostiles, failures);
     results.policy = policy_runs;
+    results.scorecard = scorecard::figures(&reference);
+    results.reference = reference;
     Ok(results)
 }
 
@@ -484,6 +456,22 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// Server CPU per request in µs, from a delta of clock ticks.
+    fn cpu_us(&self, ticks: u64, requests: u64) -> f64 {
+        ticks as f64 / self.ticks as f64 / requests.max(1) as f64 * 1e6
+    }
+
+    /// The two CPUs of the defaults phases: the server's and the first of the generator's.
+    fn defaults_cpus(&self) -> Vec<usize> {
+        let mut cpus = vec![self.launch.server_cpu];
+        cpus.extend(
+            self.client_cpus
+                .first()
+                .filter(|&&c| c != self.launch.server_cpu),
+        );
+        cpus
+    }
+
     fn config(&self, addr: String, tls: bool) -> Config {
         Config {
             server: addr,
@@ -674,26 +662,6 @@ fn check_clean(kind: Kind, what: &str, report: &Report) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn quick_is_one_short_round_and_flags_override_it() {
-        let quick = Options::parse(&args(&["--quick"])).expect("parses");
-        assert_eq!((quick.rounds, quick.memory_items), (1, 100_000));
-        assert_eq!((quick.seconds, quick.warm_sets_per_key), (1.0, 1));
-        let full = Options::parse(&args(&["--rounds", "5", "--seconds", "2"])).expect("parses");
-        assert_eq!((full.rounds, full.seconds), (5, 2.0));
-        let again = Options::parse(&full.to_args()).expect("parses its own arguments");
-        assert_eq!(
-            (again.rounds, again.seconds, again.memory_items, again.quick),
-            (5, 2.0, full.memory_items, false)
-        );
-        assert!(Options::parse(&args(&["--rounds", "0"])).is_err());
-        assert!(Options::parse(&args(&["--bogus"])).is_err());
-    }
 
     #[test]
     fn there_are_twelve_distinct_scenarios() {

@@ -43,6 +43,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "libsasl2-modules",
         "/usr/share/doc/libsasl2-modules/copyright",
     ),
+    // saslpasswd2, which makes the sasldb the binary-SASL comparison with memcached uses
+    // (tests/tests/auth.rs), and stunnel, the TLS-PSK client (tests/tests/tls_psk.rs).
+    ("sasl2-bin", "saslpasswd2"),
+    ("stunnel4", "stunnel4"),
     // The other languages' clients (tests/tests/clients.rs): Java's spymemcached with a JDK,
     // Perl's Cache::Memcached::Fast, PHP's memcached extension, Go's gomemcache.
     ("default-jdk-headless", "javac"),
@@ -82,9 +86,13 @@ commands:
   fuzz [TARGET] [--seconds N]      run a cargo-fuzz target in fuzz/ for N seconds
                                    (default: every target, 60 s each)
   bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
-                                   rampart vs memcached, plaintext and TLS, pinned CPUs;
-                                   report in perf/results/ (--quick: one short round,
-                                   report under the target dir)
+            [--rate-rounds N] [--rate-seconds S] [--idle-seconds S]
+            [--only matrix,memory,hostile,policy,rates,idle,defaults]
+                                   rampart vs memcached vs the floor, plaintext and TLS,
+                                   pinned CPUs: saturation, fixed offered rates (1k, 10k,
+                                   50k/s, with memtier beside rampart-load), idle CPU and
+                                   defaults vs defaults; report in perf/results/ (--quick:
+                                   one short round, report under the target dir)
   bench-cores [--quick] [--rounds N] [--seconds S] [--out DIR]
                                    rampart -t 1 vs -t 2 and the cross-core hop's cost;
                                    report under the target dir unless --out";

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     let sasl_file = std::env::var_os("MEMCACHED_SASL_PWDB").map(Into::into);
     // Without the mask (it cannot fail on Linux) the default is one thread, and the server
     // checks -t against the mask again when it starts.
-    let cpus = rampart_server::affinity::allowed_cpus().map_or(1, |cpus| cpus.len());
+    let cpus = rampart_server::runtime::allowed_cpus().map_or(1, |cpus| cpus.len());
     let config = match cli::to_config(args, port_file, cpus)
         .map(|config| cli::with_sasl_file(config, sasl_file))
     {

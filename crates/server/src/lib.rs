@@ -6,12 +6,12 @@
 //! [`shard::Router`], and writes the replies. Protocol rules live in `rampart-proto`, storage
 //! rules in `rampart-store`; neither is re-implemented here.
 //!
-//! Start-up order: refuse root without `-u`, bind, drop privileges, write the port file, then
-//! serve. SIGTERM or SIGINT (or `shutdown` with `-A`) stops accepting, lets every connection
-//! finish what it has read, and returns.
+//! Start-up order: refuse root without `-u`, bind, start the executors ([`runtime`]) and wait
+//! until each is ready, drop privileges, write the port file, then serve. SIGTERM or SIGINT (or
+//! `shutdown` with `-A`) stops accepting, lets every connection finish what it has read, and
+//! returns.
 
 pub mod admin;
-pub mod affinity;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -21,11 +21,11 @@ pub mod call;
 pub mod config;
 pub mod conn;
 pub mod conns;
-pub mod doorbell;
 pub mod idle;
 pub mod listen;
 pub mod mesh;
 pub mod output;
+pub mod runtime;
 pub mod session;
 pub mod shard;
 mod startup;
@@ -39,29 +39,24 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use glommio::net::{TcpListener, UnixListener};
-use glommio::{LocalExecutorBuilder, Placement};
 use rampart_store::StoreConfig;
 
 pub use crate::config::Config;
 use crate::config::Security;
-use crate::doorbell::Doorbell;
 use crate::listen::BoundTcp;
-use crate::mesh::{Ends, Mesh};
-use crate::shard::{Router, Shard, ShardId, memory_share};
+use crate::runtime::{Core, Cpus, RuntimeError, Signal, Signals};
+use crate::shard::{Shard, memory_share};
 use crate::worker::{Process, Tls, Worker};
 
-/// Memory glommio registers for its I/O buffers. Network I/O does not use it; the memlock
-/// limit on small machines (8 MiB) must hold one of these per executor.
-const IO_MEMORY_BYTES: usize = 256 * 1024;
-/// How often the executor looks for a shutdown request and reclaims expired items.
+/// How often an executor with connections or items reclaims expired items and looks whether
+/// its connections' idle clock is due.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// Housekeeping turns per tick of the connections' idle clock (one release period).
-const IDLE_TICK_TURNS: u32 =
-    (conn::RELEASE_IDLE_AFTER.as_millis() / HOUSEKEEPING_INTERVAL.as_millis()) as u32;
+/// How often an executor with neither does: its only wake-up while the server is idle
+/// (tests/tests/wakeups.rs counts them). A stop request wakes it at once.
+const IDLE_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Expired items examined per housekeeping turn.
 const RECLAIM_VISITS_PER_TURN: usize = 1000;
 /// How long connections get to finish after a shutdown request before the process exits.
@@ -69,10 +64,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// How long an executor that has drained its own connections keeps serving its shard for the
 /// others, at most, after the shutdown began.
 const PEER_DRAIN_LIMIT: Duration = Duration::from_secs(6);
-/// How long a task may run before glommio looks for I/O and for work in other task queues
-/// (its default is 100 ms): a batch from another core waits at most about this long behind
-/// this core's connections.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 
 /// Why the server could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +90,11 @@ pub enum ServerError {
     },
     #[error("failed to drop privileges: {0}")]
     Privileges(std::io::Error),
-    #[error("failed to start an executor: {0}")]
-    Executor(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The store settings the flags made cannot be used (a bug: the flags are checked first).
+    #[error("invalid store settings: {0}")]
+    Store(#[from] rampart_store::ConfigError),
     /// TLS could not be set up from the configured files (memcached's line; exit status 64).
     #[error("{0}")]
     Tls(#[from] rampart_tls::StartupError),
@@ -132,8 +126,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 /// port and pid files are written: the point at which a daemonizing parent may exit.
 pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerError> {
     listen::check_root(&config)?;
-    let cpus = affinity::allowed_cpus()
-        .map_err(|e| ServerError::Executor(format!("cannot read the CPU affinity mask: {e}")))?;
+    let cpus = runtime::allowed_cpus().map_err(RuntimeError::Affinity)?;
     let executors = config.threads;
     if executors == 0 || executors > cpus.len() {
         return Err(ServerError::Usage(too_many_threads(executors, cpus.len())));
@@ -144,7 +137,7 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
     if config.lock_memory {
         startup::lock_memory(&config)?;
     }
-    let signals = signals::block()?;
+    let signals = Signals::block()?;
     // Certificates are loaded before anything listens, so a bad file stops the start-up.
     let tls = if config.tls.enabled {
         Some(Tls {
@@ -185,45 +178,28 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
                 .insert_listener(fd, conns::tcp_addr(socket.addr), started_at);
         }
     }
-    let (reports, started) = startup::reports(executors);
-    let (doorbells, bells) = doorbell::pairs(executors)
-        .map_err(|e| ServerError::Executor(format!("cannot make the heartbeat sockets: {e}")))?;
-    let mut go = Vec::with_capacity(executors);
-    let mut handles = Vec::with_capacity(executors);
-    let cores = mesh::build(executors).into_iter().zip(bells).zip(reports);
-    for (((ends, bell), report), &cpu) in cores.zip(&cpus) {
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        go.push(go_tx);
-        let start = Start {
-            config: Arc::clone(&config),
-            process: Arc::clone(&process),
-            core: ends.core,
-            cores: executors,
-            listeners: bound
-                .iter()
-                .map(|b| Listener {
-                    fd: b.fds[ends.core],
-                    addr: b.addr,
-                    security: b.security,
+    let serve = Serve {
+        config: Arc::clone(&config),
+        process: Arc::clone(&process),
+        listeners: Arc::new(
+            (0..executors)
+                .map(|core| {
+                    bound
+                        .iter()
+                        .map(|b| Listener {
+                            fd: b.fds[core],
+                            addr: b.addr,
+                            security: b.security,
+                        })
+                        .collect()
                 })
                 .collect(),
-            ends,
-            bell,
-            report,
-            go: go_rx,
-        };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("rampart-{}", start.core))
-            .io_memory(IO_MEMORY_BYTES)
-            .preempt_timer(PREEMPT_TIMER)
-            .spawn(move || executor_main(start))
-            .map_err(|e| ServerError::Executor(e.to_string()))?;
-        handles.push(handle);
-    }
-    doorbells
-        .start_heartbeat()
-        .map_err(|e| ServerError::Executor(format!("cannot start the heartbeat: {e}")))?;
-    started.wait(&mut handles)?;
+        ),
+    };
+    let started = runtime::start(Cpus::Pinned(cpus[..executors].to_vec()), |_| {
+        let serve = serve.clone();
+        move |core| executor_main(serve, core)
+    })?;
     if let Some((path, mask)) = &config.unix_socket {
         use std::os::unix::fs::PermissionsExt;
         let permissions = std::fs::Permissions::from_mode(*mask);
@@ -248,16 +224,12 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
     }
     announce(&config, &bound, &cpus[..executors]);
     on_ready();
-    for go in go {
-        let _ = go.send(());
+    let serving = started.serve();
+    let signalled = Arc::clone(&process);
+    if let Err(err) = signals.handle(move |signal| on_signal(&signalled, signal)) {
+        log::error!("{err}: signals stay blocked");
     }
-    signals::wait_in_background(signals, Arc::clone(&process));
-    let mut failure = None;
-    for handle in handles {
-        if let Err(err) = handle.join() {
-            failure.get_or_insert(ServerError::Executor(err.to_string()));
-        }
-    }
+    let failure = serving.join().err();
     // What the executors recorded last (a `shutdown`, the connections' closing) is written
     // before the process ends.
     if let Some(audit) = &process.audit {
@@ -267,7 +239,7 @@ pub fn run_with(config: Config, on_ready: impl FnOnce()) -> Result<(), ServerErr
         listen::remove_pid_file(path);
     }
     if let Some(err) = failure {
-        return Err(err);
+        return Err(err.into());
     }
     log::info!("rampart stopped");
     Ok(())
@@ -323,38 +295,29 @@ struct Listener {
     security: Security,
 }
 
-/// What one executor is handed by the main thread.
-struct Start {
+/// What every executor is handed by the main thread.
+#[derive(Clone)]
+struct Serve {
     config: Arc<Config>,
     process: Arc<Process>,
-    /// This executor's index, which is also its shard's id.
-    core: ShardId,
-    cores: usize,
-    /// Its own listening socket for each configured address.
-    listeners: Vec<Listener>,
-    /// Its ends of the cross-core meshes.
-    ends: Ends,
-    /// Its end of the heartbeat.
-    bell: Doorbell,
-    /// Sent once the executor is ready to serve, or why it is not.
-    report: startup::Report,
-    go: mpsc::Receiver<()>,
+    /// Each core's own listening socket for each configured address, by core.
+    listeners: Arc<Vec<Vec<Listener>>>,
 }
 
-async fn executor_main(start: Start) {
-    let Start {
+async fn executor_main(serve: Serve, core: Core) {
+    let Serve {
         config,
         process,
-        core,
-        cores,
         listeners,
-        ends,
-        bell,
-        report,
-        go,
-    } = start;
-    let activity = bell.activity();
-    bell.listen();
+    } = serve;
+    let Core {
+        id: core,
+        cores,
+        mesh,
+        barrier,
+    } = core;
+    // One list per core, for as many cores as the runtime starts.
+    let listeners = listeners[core].clone();
     // glommio's unix listener cannot be made from a descriptor, so the first executor binds
     // it, before the main thread drops privileges; its connections are served on that core.
     let unix = match &config.unix_socket {
@@ -372,7 +335,7 @@ async fn executor_main(start: Start) {
                     Some(listener)
                 }
                 Err(source) => {
-                    report.failed(ServerError::BindUnix {
+                    barrier.failed(ServerError::BindUnix {
                         path: path.display().to_string(),
                         source: std::io::Error::other(source.to_string()),
                     });
@@ -382,7 +345,6 @@ async fn executor_main(start: Start) {
         }
         _ => None,
     };
-    let connected = ends.connect().await;
     let store_config = StoreConfig {
         max_bytes: memory_share(config.memory_limit_bytes, cores, core),
         evict: config.evict,
@@ -392,7 +354,7 @@ async fn executor_main(start: Start) {
         cas_enabled: config.cas_enabled,
     };
     if let Err(err) = store_config.validate() {
-        report.failed(ServerError::Executor(err.to_string()));
+        barrier.failed(err.into());
         return;
     }
     let mut store = rampart_store::Store::new(store_config);
@@ -404,21 +366,10 @@ async fn executor_main(start: Start) {
     store.on_evict(Box::new(move |evicted| {
         watch::log_eviction(&logged.watchers, evicted)
     }));
-    let shard = Rc::new(Shard::with_store(core, store));
-    let router = if cores == 1 {
-        Router::single(shard)
-    } else {
-        Router::new(
-            shard,
-            cores,
-            Rc::new(Mesh::new(core, connected.requests_out)),
-        )
-    };
-    let worker =
-        Rc::new(Worker::new(config, process, router, stats::unix_now()).with_activity(activity));
-    mesh::spawn_services(&worker, connected.service);
-    report.ready();
-    if go.recv().is_err() {
+    let (router, services) = mesh.into_router(Rc::new(Shard::with_store(core, store)));
+    let worker = Rc::new(Worker::new(config, process, router, stats::unix_now()));
+    mesh::spawn_services(&worker, services);
+    if !barrier.ready() {
         return;
     }
     for &Listener { fd, addr, security } in &listeners {
@@ -456,12 +407,18 @@ async fn executor_main(start: Start) {
         })
         .detach();
     }
-    let mut turns: u32 = 0;
-    while !worker.shutting_down() {
-        glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
-        turns = turns.wrapping_add(1);
-        if turns.is_multiple_of(IDLE_TICK_TURNS) {
+    let stop = &worker.process_state().shutting_down;
+    let mut ticked = Instant::now();
+    loop {
+        let turn = glommio::timer::sleep(housekeeping_interval(&worker));
+        futures_lite::future::or(turn, stop.wait()).await;
+        if worker.shutting_down() {
+            break;
+        }
+        // Ticks at least one release period apart: a read that has seen two has waited one.
+        if ticked.elapsed() >= conn::RELEASE_IDLE_AFTER {
             worker.idle().tick();
+            ticked = Instant::now();
         }
         let now = stats::unix_now();
         worker.router().invoke_local(|store| {
@@ -469,6 +426,19 @@ async fn executor_main(start: Start) {
         });
     }
     drain(&worker, &listeners).await;
+}
+
+/// How long housekeeping sleeps until its next turn: [`HOUSEKEEPING_INTERVAL`] while the
+/// executor has connections (their idle clock) or items (their expiry) to look after,
+/// [`IDLE_HOUSEKEEPING_INTERVAL`] otherwise.
+fn housekeeping_interval(worker: &Worker) -> Duration {
+    let idle =
+        worker.open_connections() == 0 && worker.router().invoke_local(|store| store.is_empty());
+    if idle {
+        IDLE_HOUSEKEEPING_INTERVAL
+    } else {
+        HOUSEKEEPING_INTERVAL
+    }
 }
 
 /// Shutdown: stop accepting, let this core's connections answer what they have read, then
@@ -525,102 +495,56 @@ fn admit<S: conn::Transport + 'static>(stream: S, worker: &Rc<Worker>, security:
     .detach();
 }
 
-mod signals {
-    //! SIGTERM and SIGINT start a graceful stop; a second one exits at once; SIGHUP reloads
-    //! the TLS certificates and the credential files. The signals are blocked in every thread and taken synchronously
-    //! by one waiting thread, so no handler runs on an executor.
-
-    use std::sync::Arc;
-    use std::sync::atomic::Ordering;
-
-    use crate::ServerError;
-    use crate::worker::Process;
-
-    #[derive(Debug)]
-    pub struct Blocked(libc::sigset_t);
-
-    /// Blocks the stop signals in this thread and every thread it starts afterwards.
-    pub fn block() -> Result<Blocked, ServerError> {
-        // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask only reads it.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGHUP);
-            // A peer that disappears mid-write must be an error on the write, not our death.
-            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(ServerError::Executor("cannot block signals".into()));
+/// What a signal means to the server: SIGTERM or SIGINT starts a graceful stop and a second
+/// one exits at once; SIGHUP reopens the audit log and reloads the TLS certificates, the
+/// credential files and the access policy, each of which logs its outcome.
+fn on_signal(process: &Process, signal: Signal) {
+    match signal {
+        Signal::Stop => {
+            if !process.shutting_down.set() {
+                log::warn!("second stop signal: exiting now");
+                std::process::exit(0);
             }
-            Ok(Blocked(set))
+        }
+        Signal::Reload => reload(process),
+    }
+}
+
+fn reload(process: &Process) {
+    // The audit log is reopened (rotation) first: what the reloads below record goes to the
+    // new file.
+    if let Some(audit) = &process.audit {
+        audit.reopen();
+    }
+    // memcached reloads its certificates on SIGHUP; the outcome is logged.
+    if process.tls.is_some() {
+        let _ = process.refresh_certs();
+    }
+    // The credential files too: a bad one changes nothing.
+    if let Some(auth) = &process.auth {
+        let event = match auth.reload() {
+            Ok(users) => {
+                log::info!("SIGHUP: credentials reloaded, {users} user(s)");
+                audit::Event::new("credentials.reload", "ok").reason(format!("{users} user(s)"))
+            }
+            Err(err) => {
+                log::error!("SIGHUP: credentials not reloaded, the old ones stay: {err}");
+                audit::Event::new("credentials.reload", "failed").reason(err.to_string())
+            }
+        };
+        if let Some(audit) = &process.audit {
+            audit.emit(event);
         }
     }
-
-    pub fn wait_in_background(blocked: Blocked, process: Arc<Process>) {
-        let spawned = std::thread::Builder::new()
-            .name("rampart-signals".into())
-            .spawn(move || {
-                let set = blocked.0;
-                loop {
-                    let mut signal = 0;
-                    // SAFETY: `set` is a valid, initialised signal set; `signal` is ours.
-                    if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
-                        continue;
-                    }
-                    if signal == libc::SIGHUP {
-                        // The audit log is reopened (rotation) first: what the reloads
-                        // below record goes to the new file.
-                        if let Some(audit) = &process.audit {
-                            audit.reopen();
-                        }
-                        // memcached reloads its certificates on SIGHUP; the outcome is logged.
-                        if process.tls.is_some() {
-                            let _ = process.refresh_certs();
-                        }
-                        // The credential files too: a bad one changes nothing.
-                        if let Some(auth) = &process.auth {
-                            let event = match auth.reload() {
-                                Ok(users) => {
-                                    log::info!("SIGHUP: credentials reloaded, {users} user(s)");
-                                    crate::audit::Event::new("credentials.reload", "ok")
-                                        .reason(format!("{users} user(s)"))
-                                }
-                                Err(err) => {
-                                    log::error!(
-                                        "SIGHUP: credentials not reloaded, the old ones stay: {err}"
-                                    );
-                                    crate::audit::Event::new("credentials.reload", "failed")
-                                        .reason(err.to_string())
-                                }
-                            };
-                            if let Some(audit) = &process.audit {
-                                audit.emit(event);
-                            }
-                        }
-                        // And the access policy: a bad file changes nothing.
-                        if process.access.is_some() {
-                            let _ = process.reload_access("SIGHUP");
-                        }
-                        if process.tls.is_none()
-                            && process.auth.is_none()
-                            && process.access.is_none()
-                            && process.audit.is_none()
-                        {
-                            log::info!(
-                                "SIGHUP: nothing to reload without TLS, credentials, a policy or an audit log"
-                            );
-                        }
-                        continue;
-                    }
-                    if process.shutting_down.swap(true, Ordering::AcqRel) {
-                        log::warn!("second stop signal: exiting now");
-                        std::process::exit(0);
-                    }
-                }
-            });
-        if let Err(err) = spawned {
-            log::error!("cannot start the signal thread: {err}");
-        }
+    // And the access policy: a bad file changes nothing.
+    if process.access.is_some() {
+        let _ = process.reload_access("SIGHUP");
+    }
+    if process.tls.is_none()
+        && process.auth.is_none()
+        && process.access.is_none()
+        && process.audit.is_none()
+    {
+        log::info!("SIGHUP: nothing to reload without TLS, credentials, a policy or an audit log");
     }
 }

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rampart_proto::text::Limits;
 use rampart_tls::{ContextHolder, TlsSettings};
@@ -30,8 +30,9 @@ pub struct Tls {
 #[derive(Debug, Default)]
 pub struct Process {
     pub counters: ProcessCounters,
-    /// Set once a shutdown has begun: listeners stop accepting, connections finish.
-    pub shutting_down: AtomicBool,
+    /// Set once a shutdown has begun: listeners stop accepting, connections finish. Each
+    /// executor's housekeeping waits on it, so it is seen at once.
+    pub shutting_down: crate::runtime::Latch,
     /// Executors still finishing their connections after a shutdown began. Each keeps serving
     /// its shard for the others until this reaches zero: a connection being drained on one
     /// core may still need every other core's shard.
@@ -162,8 +163,6 @@ pub struct Worker {
     open: Cell<usize>,
     /// Which waiting connections have been idle long enough to give their buffers back.
     idle: crate::idle::IdleClock,
-    /// Tells the heartbeat this executor is serving (none in tests without one).
-    activity: Option<crate::doorbell::Activity>,
 }
 
 /// Keeps a connection's socket registered with its worker while it is served.
@@ -204,7 +203,6 @@ impl Worker {
             connections: RefCell::new(HashSet::new()),
             open: Cell::new(0),
             idle: crate::idle::IdleClock::default(),
-            activity: None,
         }
     }
 
@@ -240,19 +238,6 @@ impl Worker {
         &self.process.counters
     }
 
-    /// Reports this executor's connection activity to the heartbeat.
-    pub fn with_activity(mut self, activity: crate::doorbell::Activity) -> Self {
-        self.activity = Some(activity);
-        self
-    }
-
-    /// A connection read something (see [`crate::doorbell`]).
-    pub fn note_activity(&self) {
-        if let Some(activity) = &self.activity {
-            activity.note();
-        }
-    }
-
     /// The idle clock of this executor's connections.
     pub fn idle(&self) -> &crate::idle::IdleClock {
         &self.idle
@@ -285,7 +270,7 @@ impl Worker {
     }
 
     pub fn shutting_down(&self) -> bool {
-        self.process.shutting_down.load(Ordering::Acquire)
+        self.process.shutting_down.is_set()
     }
 
     /// The process's shared state (shutdown flags).

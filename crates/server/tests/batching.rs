@@ -9,21 +9,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
 use rampart_server::authz::Identity;
 use rampart_server::batch::{Op, Outcome};
 use rampart_server::config::{Config, ProtocolChoice};
-use rampart_server::doorbell::{self, Doorbell};
-use rampart_server::mesh::{self, Ends, Mesh};
+use rampart_server::mesh;
 use rampart_server::output::Output;
+use rampart_server::runtime::{self, Core, Cpus};
 use rampart_server::session::{Exchanged, Session, Stop};
-use rampart_server::shard::{Router, Shard, ShardId, shard_for};
+use rampart_server::shard::{Shard, ShardId, shard_for};
 use rampart_server::worker::{Process, Worker};
 use rampart_store::StoreConfig;
 
 const NOW: u64 = 1_800_000_000;
 const CORES: usize = 2;
-const IO_MEMORY_BYTES: usize = 256 * 1024;
 
 /// The `n`th key of the form `k<i>` that `shard` owns.
 fn key(shard: ShardId, n: usize) -> String {
@@ -34,27 +32,31 @@ fn key(shard: ShardId, n: usize) -> String {
         .unwrap()
 }
 
-async fn start_core(ends: Ends, bell: Doorbell, process: Arc<Process>, cores: usize) -> Rc<Worker> {
-    bell.listen();
-    let connected = ends.connect().await;
-    let core = connected.core;
+/// One core's worker, serving its shard to its peers, once every core is ready.
+fn start_core(core: Core, process: Arc<Process>) -> Rc<Worker> {
+    let Core {
+        id,
+        cores,
+        mesh,
+        barrier,
+    } = core;
     let store = StoreConfig {
         max_bytes: 1 << 20,
         evict: true,
-        cas_start: core as u64 + 1,
+        cas_start: id as u64 + 1,
         cas_stride: cores as u64,
         item_size_max: 1 << 20,
         cas_enabled: true,
     };
-    let mesh = Rc::new(Mesh::new(core, connected.requests_out));
-    let router = Router::new(Rc::new(Shard::new(core, store)), cores, mesh);
+    let (router, services) = mesh.into_router(Rc::new(Shard::new(id, store)));
     let worker = Rc::new(Worker::new(
         Arc::new(Config::default()),
         process,
         router,
         NOW,
     ));
-    mesh::spawn_services(&worker, connected.service);
+    mesh::spawn_services(&worker, services);
+    assert!(barrier.ready(), "the start-up was given up");
     worker
 }
 
@@ -63,42 +65,41 @@ fn with_two_cores(client: impl AsyncFnOnce(Rc<Worker>) + Send + 'static) {
     with_cores(CORES, client);
 }
 
+/// Lets the serving cores stop once core 0's client has ended, however it ended: a failed
+/// assertion must fail the test, not leave the other cores serving for ever.
+struct Done(Arc<AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Runs `client` on core 0 while cores 1 to `cores - 1` serve their shards.
 fn with_cores(cores: usize, client: impl AsyncFnOnce(Rc<Worker>) + Send + 'static) {
     let process = Arc::new(Process::new(cores));
     let done = Arc::new(AtomicBool::new(false));
-    let mut ends = mesh::build(cores).into_iter();
-    let (doorbells, bells) = doorbell::pairs(cores).unwrap();
-    let mut bells = bells.into_iter();
-    let (first, first_bell) = (ends.next().unwrap(), bells.next().unwrap());
-    let servers: Vec<_> = ends
-        .zip(bells)
-        .map(|(ends, bell)| {
-            let (process, done) = (Arc::clone(&process), Arc::clone(&done));
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .io_memory(IO_MEMORY_BYTES)
-                .spawn(move || async move {
-                    let _worker = start_core(ends, bell, process, cores).await;
+    let mut client = Some(client);
+    let started = runtime::start(Cpus::Unpinned(cores), |id| {
+        let client = if id == 0 { client.take() } else { None };
+        let (process, done) = (Arc::clone(&process), Arc::clone(&done));
+        move |core: Core| async move {
+            let worker = start_core(core, process);
+            match client {
+                Some(client) => {
+                    let _done = Done(done);
+                    client(worker).await;
+                }
+                None => {
                     while !done.load(Ordering::Acquire) {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
                     }
-                })
-                .unwrap()
-        })
-        .collect();
-    let client = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(IO_MEMORY_BYTES)
-        .spawn(move || async move {
-            let worker = start_core(first, first_bell, process, cores).await;
-            client(worker).await;
-            done.store(true, Ordering::Release);
-        })
-        .unwrap();
-    doorbells.start_heartbeat().unwrap();
-    client.join().unwrap();
-    for server in servers {
-        server.join().unwrap();
-    }
+                }
+            }
+        }
+    })
+    .unwrap();
+    started.serve().join().unwrap();
 }
 
 fn snapshots(outcomes: Vec<Outcome>) -> Vec<rampart_server::batch::ShardSnapshot> {

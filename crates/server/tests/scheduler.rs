@@ -3,7 +3,9 @@
 //! glommio 0.9.0 parked an executor whose scheduling pass was preempted before it ran a task:
 //! with nothing else to wake it, it slept in `io_uring_enter` for good. In rampart that was a
 //! start-up that never finished (an executor that never ran its first task) and requests
-//! answered only at the heartbeat's next ring. third_party/glommio/PATCHES.md has the fix.
+//! answered only at the next ring of the heartbeat rampart had then. third_party/glommio/
+//! PATCHES.md has the fix; with no heartbeat now, such a sleep would be a hang for good
+//! (tests/tests/wakeups.rs looks for one from outside).
 //!
 //! A zero preemption timer makes the race certain: the timer's completion is already in the
 //! ring when every pass begins. Before the fix this test hung on its first spawned task.

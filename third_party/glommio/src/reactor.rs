@@ -6,7 +6,7 @@
 //!
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::BTreeMap,
     ffi::CString,
     fmt,
@@ -173,6 +173,11 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
+
+    /// rampart (PATCHES.md): when the task queue running now must give way. 0.9.0 armed a
+    /// timeout SQE in the latency ring for this (cancelled and re-armed on every poll); a
+    /// clock read in `need_preempt` costs less than the system calls that took.
+    preempt_deadline: Cell<Instant>,
 }
 
 impl Reactor {
@@ -193,6 +198,7 @@ impl Reactor {
             record_io_latencies,
             preempt_ptr_head,
             preempt_ptr_tail: preempt_ptr_tail as _,
+            preempt_deadline: Cell::new(Instant::now()),
         })
     }
 
@@ -206,7 +212,9 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        let latency_event =
+            unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) };
+        latency_event || Instant::now() >= self.preempt_deadline.get()
     }
 
     pub(crate) fn id(&self) -> usize {
@@ -849,9 +857,12 @@ impl Reactor {
     /// Polls for I/O, but does not change any timer registration.
     ///
     /// This doesn't ever sleep, and does not touch the preemption timer.
-    pub(crate) fn spin_poll_io(&self) -> io::Result<bool> {
+    ///
+    /// rampart (PATCHES.md): `submit_main` false leaves the main ring's queue for the sleep
+    /// that follows (`sys::Reactor::poll_io`).
+    pub(crate) fn spin_poll_io(&self, submit_main: bool) -> io::Result<bool> {
         let mut woke = 0;
-        self.sys.poll_io(&mut woke)?;
+        self.sys.poll_io(&mut woke, submit_main)?;
         woke += self.process_timers().1;
         woke += self.process_shared_channels();
 
@@ -864,27 +875,37 @@ impl Reactor {
         (next_timer, woke)
     }
 
-    /// Processes new events, blocking until the first event or the timeout.
-    pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
+    /// Processes new events. With `preempt` `None`, blocks until the first event or the next
+    /// user timer; with `Some(d)`, does not block and gives the task queues `d` before
+    /// `need_preempt` says so.
+    ///
+    /// `runnable` tells whether a task queue is active (see `sys::Reactor::wait`).
+    pub(crate) fn react(
+        &self,
+        preempt: impl Fn() -> Option<Duration>,
+        runnable: impl Fn() -> bool,
+    ) -> io::Result<bool> {
         // Process ready timers.
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events.
-        match self
-            .sys
-            .wait(timeout, next_timer, woke, || self.process_shared_channels())
-        {
+        let may_sleep = preempt().is_none();
+        let slept = self.sys.wait(
+            may_sleep,
+            next_timer,
+            woke,
+            || self.process_shared_channels(),
+            runnable,
+        )?;
+        if slept {
             // Don't wait for the next loop to process timers or shared channels
-            Ok(true) => {
-                self.process_external_events();
-                Ok(true)
-            }
-
-            Ok(false) => Ok(false),
-
-            // An actual error occurred.
-            Err(err) => Err(err),
+            self.process_external_events();
         }
+        // Armed as close as possible to leaving, so the next task queue gets its full slice.
+        if let Some(slice) = preempt() {
+            self.preempt_deadline.set(Instant::now() + slice);
+        }
+        Ok(slept)
     }
 
     pub(crate) fn io_scheduler(&self) -> &Rc<IoScheduler> {

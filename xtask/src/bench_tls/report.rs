@@ -55,6 +55,12 @@ pub struct Meta {
     pub get_ratio: f64,
     pub memory_items: u64,
     pub warm_sets_per_key: u64,
+    /// The phases run (`--only`).
+    pub phases: Vec<&'static str>,
+    /// Issue 13's phases: rounds, fixed-rate window and idle window.
+    pub rate_rounds: usize,
+    pub rate_seconds: f64,
+    pub idle_seconds: f64,
     pub memcached_version: String,
     /// `/proc/loadavg` before and after: the other work on the machine.
     pub loadavg_before: String,
@@ -146,6 +152,10 @@ pub struct Results {
     pub hostile: Vec<Hostile>,
     /// The access-policy phase's runs.
     pub policy: Vec<super::policy::PolicyRun>,
+    /// Issue 13's scorecard, summed up from `reference`.
+    pub scorecard: Vec<super::scorecard::Figure>,
+    /// Issue 13's phases' runs.
+    pub reference: super::reference::Reference,
 }
 
 impl Meta {
@@ -194,6 +204,10 @@ impl Meta {
             get_ratio: GET_RATIO,
             memory_items: options.memory_items,
             warm_sets_per_key: options.warm_sets_per_key,
+            phases: options.phases.iter().map(|p| p.name()).collect(),
+            rate_rounds: options.rate_rounds,
+            rate_seconds: options.rate_seconds,
+            idle_seconds: options.idle_seconds,
             memcached_version: output(Command::new("memcached").arg("-V")).unwrap_or_default(),
             loadavg_before: read_trimmed("/proc/loadavg"),
             loadavg_after: String::new(),
@@ -242,7 +256,13 @@ impl Results {
         failures: Vec<Failure>,
     ) -> Results {
         let mut summary = Vec::new();
-        for scenario in Scenario::all() {
+        // A phase left out (`--only`) leaves out its rows too.
+        let scenarios = if runs.is_empty() {
+            Vec::new()
+        } else {
+            Scenario::all()
+        };
+        for scenario in scenarios {
             let name = scenario.name();
             let closed = |kind: Kind, f: &dyn Fn(&Run) -> f64| {
                 median(
@@ -366,21 +386,23 @@ impl Results {
         let per_item = |m: &Memory| m.bytes_per_item;
         let peak = |m: &Memory| m.peak_rss_kib as f64 / KIB_PER_MIB;
         let equal = Some((1.0, "≤ 1.0×".to_string()));
-        summary.push(row(
-            &scenario,
-            "resident bytes per item".into(),
-            mem(Kind::Memcached, &per_item),
-            mem(Kind::Rampart, &per_item),
-            &equal,
-        ));
-        summary.push(row(
-            &scenario,
-            "peak RSS, MiB".into(),
-            mem(Kind::Memcached, &peak),
-            mem(Kind::Rampart, &peak),
-            &None,
-        ));
-        for case in Case::ALL {
+        if !memory.is_empty() {
+            summary.push(row(
+                &scenario,
+                "resident bytes per item".into(),
+                mem(Kind::Memcached, &per_item),
+                mem(Kind::Rampart, &per_item),
+                &equal,
+            ));
+            summary.push(row(
+                &scenario,
+                "peak RSS, MiB".into(),
+                mem(Kind::Memcached, &peak),
+                mem(Kind::Rampart, &peak),
+                &None,
+            ));
+        }
+        for case in Case::ALL.into_iter().filter(|_| !hostile.is_empty()) {
             let of = |kind: Kind, f: &dyn Fn(&Hostile) -> f64| {
                 median(
                     hostile
@@ -414,6 +436,8 @@ impl Results {
             memory,
             hostile,
             policy: Vec::new(),
+            scorecard: Vec::new(),
+            reference: super::reference::Reference::default(),
         }
     }
 }
@@ -464,7 +488,7 @@ impl Row {
 }
 
 /// A figure with three or so significant digits.
-fn number(v: f64) -> String {
+pub fn number(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -474,8 +498,11 @@ fn number(v: f64) -> String {
     }
 }
 
-/// The summary as a Markdown table.
+/// The summary as a Markdown table; empty when no phase of it ran.
 pub fn markdown(results: &Results) -> String {
+    if results.summary.is_empty() {
+        return String::new();
+    }
     let mut t = String::from(
         "| scenario | metric | memcached | rampart | rampart/memcached | floor | floor/memcached | goal | met |\n\
          |---|---|---:|---:|---:|---:|---:|---|---|\n",
@@ -500,8 +527,8 @@ pub fn markdown(results: &Results) -> String {
     t
 }
 
-/// The whole results page: conditions, parameters, table and chart.
-pub fn document(results: &Results, table: &str, svg_name: &str) -> String {
+/// The whole results page: conditions, parameters, tables and charts (alt text, file name).
+pub fn document(results: &Results, table: &str, charts: &[(&str, String)]) -> String {
     let m = &results.meta;
     let mut d = String::new();
     let _ = writeln!(
@@ -546,7 +573,19 @@ pub fn document(results: &Results, table: &str, svg_name: &str) -> String {
              depth 16; fine for finding errors, not for comparing figures"
         );
     }
-    let _ = writeln!(d, "\n{table}\n![CPU per request and latency]({svg_name})\n");
+    let _ = writeln!(
+        d,
+        "- phases: {}; issue 13's: {} round(s), fixed-rate windows of {} s (at least 10 s at \
+         1,000/s unless --quick), idle windows of {} s",
+        m.phases.join(", "),
+        m.rate_rounds,
+        m.rate_seconds,
+        m.idle_seconds
+    );
+    let _ = writeln!(d, "\n{table}");
+    for (alt, name) in charts {
+        let _ = writeln!(d, "![{alt}]({name})\n");
+    }
     if !results.failures.is_empty() {
         let _ = writeln!(
             d,

@@ -84,6 +84,8 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Peak resident set (VmHWM).
     pub hwm_kib: u64,
+    /// Threads of the process.
+    pub threads: u64,
 }
 
 impl Certs {
@@ -202,18 +204,10 @@ impl Launch {
         memory_mib: usize,
         options: Option<&str>,
     ) -> Result<Server> {
-        let name = format!("{}-{}", kind.name(), std::process::id());
-        let port_file = self.dir.join(format!("{name}.port"));
-        let log_file = self.dir.join(format!("{name}.log"));
-        let _ = fs::remove_file(&port_file);
-        let log = fs::File::create(&log_file).and_then(|f| Ok((f.try_clone()?, f)))?;
-        let binary = match kind {
-            Kind::Memcached => &self.memcached,
-            Kind::Rampart => &self.rampart,
-            Kind::Floor => &self.floor,
-        };
         let mut cmd = Command::new("taskset");
-        cmd.arg("-c").arg(self.server_cpu.to_string()).arg(binary);
+        cmd.arg("-c")
+            .arg(self.server_cpu.to_string())
+            .arg(self.binary(kind));
         if kind == Kind::Floor {
             cmd.args(["--listen", "127.0.0.1:0"]);
             if tls {
@@ -240,6 +234,49 @@ impl Launch {
                 cmd.arg("-o").arg(options);
             }
         }
+        self.spawn(kind, cmd)
+    }
+
+    /// Starts `kind` as a newcomer would: its default flags, plaintext, with only the
+    /// listening address given (127.0.0.1, a port the kernel picks) and, as root, the user to
+    /// drop to, which both servers refuse to run without; confined to `cpus` (`taskset -c`),
+    /// which is all a server's defaults see (rampart's default `-t` is one per allowed CPU).
+    pub fn start_defaults(&self, kind: Kind, cpus: &[usize]) -> Result<Server> {
+        self.spawn(kind, self.defaults_command(kind, cpus))
+    }
+
+    /// The command line of [`Launch::start_defaults`].
+    pub fn defaults_command(&self, kind: Kind, cpus: &[usize]) -> Command {
+        let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(list.join(",")).arg(self.binary(kind));
+        if kind == Kind::Floor {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        } else {
+            cmd.args(["-l", "127.0.0.1:0"]);
+            if crate::is_root() {
+                cmd.args(["-u", "nobody"]);
+            }
+        }
+        cmd
+    }
+
+    fn binary(&self, kind: Kind) -> &Path {
+        match kind {
+            Kind::Memcached => &self.memcached,
+            Kind::Rampart => &self.rampart,
+            Kind::Floor => &self.floor,
+        }
+    }
+
+    /// Runs `cmd` with its output to a log file and returns once its port file names a port.
+    /// An error quotes the command line and the server's output.
+    fn spawn(&self, kind: Kind, mut cmd: Command) -> Result<Server> {
+        let name = format!("{}-{}", kind.name(), std::process::id());
+        let port_file = self.dir.join(format!("{name}.port"));
+        let log_file = self.dir.join(format!("{name}.log"));
+        let _ = fs::remove_file(&port_file);
+        let log = fs::File::create(&log_file).and_then(|f| Ok((f.try_clone()?, f)))?;
         cmd.env("MEMCACHED_PORT_FILENAME", &port_file)
             .stdin(Stdio::null())
             .stdout(log.0)
@@ -340,7 +377,7 @@ impl Drop for Server {
 }
 
 /// utime + stime from `/proc/<pid>/stat` (summed over the process's threads by the kernel),
-/// VmRSS and VmHWM from `/proc/<pid>/status`.
+/// VmRSS, VmHWM and Threads from `/proc/<pid>/status`.
 fn sample(pid: u32) -> Result<Sample> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces; fields after its ')' are fixed.
@@ -358,7 +395,7 @@ fn sample(pid: u32) -> Result<Sample> {
     };
     let cpu_ticks = tick(11)? + tick(12)?;
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |name: &str| -> Result<u64> {
+    let field = |name: &str| -> Result<u64> {
         status
             .lines()
             .find_map(|line| line.strip_prefix(name))
@@ -367,8 +404,9 @@ fn sample(pid: u32) -> Result<Sample> {
     };
     Ok(Sample {
         cpu_ticks,
-        rss_kib: kib("VmRSS:")?,
-        hwm_kib: kib("VmHWM:")?,
+        rss_kib: field("VmRSS:")?,
+        hwm_kib: field("VmHWM:")?,
+        threads: field("Threads:")?,
     })
 }
 
@@ -426,5 +464,6 @@ mod tests {
     fn our_own_process_can_be_sampled() {
         let s = sample(std::process::id()).expect("sample self");
         assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+        assert!(s.threads >= 1);
     }
 }

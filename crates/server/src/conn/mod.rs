@@ -468,10 +468,7 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             };
             match link.read(&mut stream, &mut input, wait, &idle).await {
                 Ok(0) => break,
-                Ok(n) => {
-                    WorkerCounters::add(&worker.counters().bytes_read, n as u64);
-                    worker.note_activity();
-                }
+                Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
                 Err(err) => {
                     if err.kind() == io::ErrorKind::TimedOut
                         && session.is_locked()

@@ -14,7 +14,8 @@
 //!
 //! The channels are built on the main thread and each executor is handed its own ends
 //! ([`Ends`]), indexed by core: which end talks to which core is explicit rather than derived
-//! from glommio's executor ids, as `MeshBuilder` would.
+//! from glommio's executor ids, as `MeshBuilder` would. [`crate::runtime`] builds them and
+//! connects each executor's before that executor's own code runs.
 
 mod replies;
 
@@ -28,7 +29,7 @@ use glommio::channels::shared_channel::{
 use glommio::{Latency, Shares};
 
 use crate::batch::Batch;
-use crate::shard::ShardId;
+use crate::shard::{Router, Shard, ShardId};
 use crate::worker::Worker;
 
 use self::replies::Replies;
@@ -60,8 +61,8 @@ pub struct Gone(pub ShardId);
 /// and moved into the executor. Index `p` of each list talks to core `p`; an executor's own
 /// index is empty.
 #[derive(Debug)]
-pub struct Ends {
-    pub core: ShardId,
+pub(crate) struct Ends {
+    core: ShardId,
     requests_out: Vec<Option<SharedSender<Message>>>,
     requests_in: Vec<Option<SharedReceiver<Message>>>,
     replies_out: Vec<Option<SharedSender<Message>>>,
@@ -69,7 +70,7 @@ pub struct Ends {
 }
 
 /// Builds both meshes for `cores` executors.
-pub fn build(cores: usize) -> Vec<Ends> {
+pub(crate) fn build(cores: usize) -> Vec<Ends> {
     let mut ends: Vec<Ends> = (0..cores)
         .map(|core| Ends {
             core,
@@ -93,12 +94,31 @@ pub fn build(cores: usize) -> Vec<Ends> {
 }
 
 /// Connected ends, inside the executor: the request senders become the core's [`Mesh`], the
-/// rest its [`ServiceEnds`].
+/// rest its [`ServiceEnds`] ([`Connected::into_router`]).
 #[derive(Debug)]
 pub struct Connected {
-    pub core: ShardId,
-    pub requests_out: Vec<Option<ConnectedSender<Message>>>,
-    pub service: ServiceEnds,
+    core: ShardId,
+    requests_out: Vec<Option<ConnectedSender<Message>>>,
+    service: ServiceEnds,
+}
+
+impl Connected {
+    /// The router of the executor whose shard is `shard`: through this core's [`Mesh`] to its
+    /// peers, or straight to `shard` when it is the only one. The [`ServiceEnds`] are for
+    /// [`spawn_services`], once the worker that owns the router exists.
+    pub fn into_router(self, shard: Rc<Shard>) -> (Router, ServiceEnds) {
+        let cores = self.requests_out.len();
+        let router = if cores > 1 {
+            Router::new(
+                shard,
+                cores,
+                Rc::new(Mesh::new(self.core, self.requests_out)),
+            )
+        } else {
+            Router::single(shard)
+        };
+        (router, self.service)
+    }
 }
 
 /// The ends the shard service and the reply dispatchers use.
@@ -113,7 +133,7 @@ impl Ends {
     /// Connects every end. Each connection completes only once the peer has connected its
     /// side, so all of them are started before any is awaited (awaiting one at a time would
     /// deadlock two executors each waiting on an end the other has not reached yet).
-    pub async fn connect(self) -> Connected {
+    pub(crate) async fn connect(self) -> Connected {
         // glommio notices that a peer has connected only when its reactor looks at the shared
         // channels, which an idle executor does not do until something wakes it: a ticking
         // timer keeps it looking until every end is connected.

@@ -401,3 +401,30 @@ int __io_uring_sqring_wait(struct io_uring *ring)
 		ret = -errno;
 	return ret;
 }
+
+/*
+ * rampart (third_party/glommio/PATCHES.md): submits what is queued and waits for 'wait_nr'
+ * completions or until 'ts' (relative; NULL for no limit) passes, in one io_uring_enter. The
+ * timeout travels as IORING_ENTER_EXT_ARG (Linux 5.11), so no timeout SQE is queued and none
+ * has to be cancelled. Returns the number of SQEs submitted or -errno (-ETIME: the timeout
+ * passed, -EINTR: a signal); -EOPNOTSUPP on a kernel without IORING_FEAT_EXT_ARG.
+ */
+int rampart_io_uring_submit_and_wait_ext(struct io_uring *ring, unsigned wait_nr,
+					  struct __kernel_timespec *ts)
+{
+	struct io_uring_getevents_arg arg = {
+		.sigmask	= 0,
+		.sigmask_sz	= _NSIG / 8,
+		.ts		= (unsigned long) ts
+	};
+	unsigned submit;
+	int ret;
+
+	if (!(ring->features & IORING_FEAT_EXT_ARG))
+		return -EOPNOTSUPP;
+	submit = __io_uring_flush_sq(ring);
+	ret = __sys_io_uring_enter2(ring->ring_fd, submit, wait_nr,
+				    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+				    (void *) &arg, sizeof(arg));
+	return ret < 0 ? -errno : ret;
+}

@@ -420,7 +420,13 @@ impl<T: Send + Sized> ConnectedReceiver<T> {
                 }
             }
             res => {
-                self.notifier.notify(false);
+                // rampart (PATCHES.md): only a pop that made room in a full channel can unblock
+                // the producer (`wait_for_room`); 0.9.0 notified it after every pop. Pushes
+                // only take room, so after popping from a full channel at most one slot is
+                // free.
+                if self.state.buffer.capacity() - self.state.buffer.size() <= 1 {
+                    self.notifier.notify(false);
+                }
                 Poll::Ready(res)
             }
         }

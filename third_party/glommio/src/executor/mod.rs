@@ -1485,7 +1485,10 @@ impl LocalExecutor {
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(
+                        || Some(this.preempt_timer_duration()),
+                        || !this.queues.borrow().active_executors.is_empty(),
+                    )
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
@@ -1503,7 +1506,10 @@ impl LocalExecutor {
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
                     } else {
-                        while !this.reactor.spin_poll_io().unwrap() {
+                        // rampart (PATCHES.md): without spinning, the park right after this
+                        // poll submits the main ring's queue.
+                        let spins = !spin_before_park.is_zero();
+                        while !this.reactor.spin_poll_io(spins).unwrap() {
                             if pre_time.elapsed() > spin_before_park {
                                 this.parker
                                     .park()

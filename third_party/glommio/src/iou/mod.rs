@@ -92,6 +92,9 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        // rampart (PATCHES.md): completions are posted at the task's next kernel entry, not
+        // with an IPI (Linux 5.19).
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

@@ -95,6 +95,24 @@ impl<'ring> SubmissionQueue<'ring> {
         }
     }
 
+    /// rampart (PATCHES.md): submits the queued SQEs and waits for `wait_for` completions or
+    /// until `timeout` passes, in one `io_uring_enter` (the timeout as `IORING_ENTER_EXT_ARG`,
+    /// no timeout SQE). `ETIME` when the timeout passed first.
+    pub fn submit_and_wait_ext(
+        &mut self,
+        wait_for: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<u32> {
+        let ts = timeout.map(|duration| uring_sys::__kernel_timespec {
+            tv_sec: duration.as_secs() as _,
+            tv_nsec: duration.subsec_nanos() as _,
+        });
+        let ts = ts.as_ref().map_or(std::ptr::null(), |ts| ts as *const _);
+        resultify(unsafe {
+            uring_sys::rampart_io_uring_submit_and_wait_ext(self.ring.as_ptr(), wait_for, ts)
+        })
+    }
+
     pub fn ready(&self) -> u32 {
         unsafe { uring_sys::io_uring_sq_ready(self.ring.as_ptr()) }
     }

@@ -305,12 +305,18 @@ impl SleepNotifier {
         self.id
     }
 
+    // rampart (PATCHES.md): the waker's half of the sleep handshake is a fence. What the
+    // caller published (a channel slot, a queued waker) is ordered before the read of
+    // `should_notify`, as `prepare_to_sleep` orders the sleeper's store of it before its last
+    // look at the channels: one of the two sees the other. 0.9.0 made the sleeper call
+    // `membarrier(PRIVATE_EXPEDITED)`, an IPI to every CPU running the process, on every
+    // sleep, to spare this side a fence. The flag is read before it is swapped, so an awake
+    // executor costs its wakers no locked instruction.
     pub(crate) fn notify(&self, force: bool) {
-        if self
-            .should_notify
-            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-            || force
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if force
+            || (self.should_notify.load(Ordering::Relaxed)
+                && self.should_notify.swap(false, Ordering::Relaxed))
         {
             write_eventfd(self.eventfd_fd());
         }
@@ -344,6 +350,8 @@ impl SleepNotifier {
         // for the placeholder (disconnected) case.
         assert_ne!(self.id, usize::MAX);
         self.should_notify.store(true, Ordering::Relaxed);
+        // rampart (PATCHES.md): pairs with the fence in `notify`.
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     pub(super) fn wake_up(&self) {

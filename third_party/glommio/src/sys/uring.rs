@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -452,12 +452,21 @@ fn transmute_error(res: io::Result<u32>) -> io::Result<usize> {
         })
 }
 
+/// rampart (PATCHES.md): whether anything reads the source's queued, submitted and fulfilled
+/// times (`Source::result`, only with `record_io_latencies`); 0.9.0 read the clock three times
+/// per I/O for them regardless.
+fn records_latency(src: &InnerSource) -> bool {
+    src.stats_collection.is_some_and(|stats| stats.latency.is_some())
+}
+
 fn record_stats<Ring: UringCommon>(
     ring: &mut Ring,
     src: &mut InnerSource,
     res: &io::Result<usize>,
 ) {
-    src.wakers.fulfilled_at = Some(Instant::now());
+    if records_latency(src) {
+        src.wakers.fulfilled_at = Some(Instant::now());
+    }
     if let Some(fulfilled) = src.stats_collection.and_then(|x| x.fulfilled) {
         fulfilled(res, ring.io_stats_mut(), 1);
         if let Some(handle) = src.task_queue {
@@ -503,7 +512,7 @@ fn extract_one_chain(
     source_map: &mut SourceMap,
     queue: &mut VecDeque<UringDescriptor>,
     chain: Range<usize>,
-    now: Instant,
+    now: &mut Option<Instant>,
 ) -> SmallVec<[UringDescriptor; 1]> {
     queue
         .drain(chain)
@@ -511,7 +520,9 @@ fn extract_one_chain(
             if op.user_data > 0 {
                 let id = from_user_data(op.user_data);
                 let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
-                    x.wakers.submitted_at = Some(now);
+                    if records_latency(&x) {
+                        x.wakers.submitted_at = Some(*now.get_or_insert_with(Instant::now));
+                    }
                     let current = x.enqueued.as_mut().expect("bug");
                     match current.status {
                         EnqueuedStatus::Enqueued => {
@@ -855,11 +866,12 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
+        // rampart (PATCHES.md): read the clock only for sources that record I/O latencies.
+        let mut now = None;
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                let ops = extract_one_chain(source_map, queue, chain, &mut now);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -883,6 +895,26 @@ impl UringCommon for PollRing {
     }
 }
 
+/// Features bit: `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (Linux 5.11).
+const IORING_FEAT_EXT_ARG: u32 = 1 << 8;
+
+/// rampart (PATCHES.md): a ring whose completions do not interrupt the thread
+/// (`IORING_SETUP_COOP_TASKRUN`, Linux 5.19): the kernel posts them at the thread's next
+/// system call or when it sleeps in the ring, instead of with a reschedule IPI as soon as the
+/// I/O completes. Every ring here belongs to one thread, which enters the kernel to sleep, so
+/// nothing waits longer than the pass in progress. Older kernels get a plain ring.
+fn new_cooperative_ring(entries: u32) -> io::Result<iou::IoUring> {
+    iou::IoUring::new_with_flags(
+        entries,
+        iou::SetupFlags::COOP_TASKRUN,
+        iou::SetupFeatures::empty(),
+    )
+    .or_else(|err| match err.raw_os_error() {
+        Some(libc::EINVAL) => iou::IoUring::new(entries),
+        _ => Err(err),
+    })
+}
+
 struct SleepableRing {
     ring: iou::IoUring,
     size: usize,
@@ -904,7 +936,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: new_cooperative_ring(size as _)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -920,82 +952,20 @@ impl SleepableRing {
         self.ring.raw().ring_fd
     }
 
-    /// This function prepares a timer that fires unconditionally after a
-    /// certain duration. The timer is added at the front of the queue such
-    /// that it will be the first SQE submitted the next time we enter the
-    /// latency ring
-    fn prepare_latency_preemption_timer(&mut self, d: Duration) -> Source {
-        let source = Source::new(
-            IoRequirements::default(),
-            -1,
-            SourceType::Timeout(TimeSpec64::try_from(d).unwrap(), 0),
-            None,
-            None,
-        );
-        let op = match &*source.source_type() {
-            SourceType::Timeout(ts, events) => {
-                UringOpDescriptor::Timeout(&ts.raw as *const _, *events)
-            }
-            _ => unreachable!(),
-        };
-
-        self.submission_queue()
-            .borrow_mut()
-            .submissions
-            .push_front(UringDescriptor {
-                args: op,
-                fd: -1,
-                flags: SubmissionFlags::empty(),
-                user_data: to_user_data(
-                    self.source_map
-                        .borrow_mut()
-                        .add_source(&source, self.submission_queue.clone()),
-                ),
-            });
-        source
+    /// rampart (PATCHES.md): turns the queued requests into SQEs without entering the kernel
+    /// (unless the SQ fills up, which submits it), for the sleeping enter to submit.
+    fn stage_submissions(&mut self) -> io::Result<usize> {
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        self.consume_sqe_queue(&mut queue.submissions, false)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
     }
 
-    /// This function prepares a timer that fires only after a given number of
-    /// CQEs are available on the main ring. This timer is linked with a write
-    /// to the latency ring's event fd such that this timer triggers a
-    /// preemption via the latency ring.
-    fn prepare_throughput_preemption_timer(&mut self, min_events: u32, event_fd: RawFd) -> Source {
-        assert!(min_events >= 1, "min_events should be at least 1");
-        let timer_source = Source::new(
-            IoRequirements::default(),
-            -1,
-            SourceType::Timeout(TimeSpec64::MAX, min_events),
-            None,
-            None,
-        );
-
-        const EVENTFD_WAKEUP: &[u64; 1] = &[1u64; 1];
-        let write_op = UringDescriptor {
-            fd: event_fd,
-            flags: SubmissionFlags::empty(),
-            user_data: 0,
-            args: UringOpDescriptor::Write(EVENTFD_WAKEUP as *const u64 as _, 8, 0),
-        };
-
-        let op = match &*timer_source.source_type() {
-            SourceType::Timeout(ts, events) => {
-                UringOpDescriptor::Timeout(&ts.raw as *const _, *events)
-            }
-            _ => unreachable!(),
-        };
-        let queue = self.submission_queue();
-        queue.borrow_mut().submissions.push_front(write_op);
-        queue.borrow_mut().submissions.push_front(UringDescriptor {
-            args: op,
-            fd: -1,
-            flags: SubmissionFlags::IO_LINK,
-            user_data: to_user_data(
-                self.source_map
-                    .borrow_mut()
-                    .add_source(&timer_source, queue.clone()),
-            ),
-        });
-        timer_source
+    /// Like `can_sleep`, with SQEs staged but not submitted allowed: the sleep submits them.
+    fn can_sleep_with_staged(&self) -> bool {
+        self.submission_queue.borrow().is_empty() && self.waiting_kernel_collection() == 0
     }
 
     fn install_eventfd(&mut self, eventfd_src: &Source) -> bool {
@@ -1044,14 +1014,23 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
-        if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
-            let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
+    /// rampart (PATCHES.md): sleeps until a completion arrives on this ring or `timeout`
+    /// passes, in one `io_uring_enter` that also submits whatever is queued. `link`, a poll on
+    /// the latency ring's fd, stays armed across sleeps: it is queued again only once it has
+    /// completed (the latency ring had something), so an uneventful sleep costs one enter and no
+    /// cancellation. Returns 0, without sleeping, when no SQE is free for the link.
+    fn sleep(&mut self, link: &Source, timeout: Option<Duration>) -> io::Result<usize> {
+        if !link.is_enqueued() {
+            let mut sq = self.ring.sq();
+            let Some(mut sqe) = sq.prepare_sqe() else {
+                // No room to link the rings: submit what we have and do not sleep; once the
+                // completions are consumed there will be room.
+                return self
+                    .submit_sqes()
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok);
+            };
             let op = UringDescriptor {
                 fd: link.raw(),
                 flags: SubmissionFlags::empty(),
@@ -1068,42 +1047,27 @@ impl SleepableRing {
                 DmaBuffer::new,
                 &mut self.source_map.borrow_mut(),
             );
-
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+            if let Some(src) = link.inner.borrow_mut().enqueued.as_mut() {
+                src.status = EnqueuedStatus::Dispatched;
             }
-        } else {
-            // Can't link rings because we ran out of `CQE`s. Just can't sleep.
-            // Submit what we have, once we're out of here we'll consume them
-            // and at some point will be able to sleep again.
-            self.submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
         }
+        // The kernel submits before it waits and reports the submitted count even when the
+        // wait then times out or is interrupted; an error means nothing was submitted.
+        match self.ring.sq().submit_and_wait_ext(1, timeout) {
+            Ok(submitted) => {
+                self.in_kernel += submitted as usize;
+                Ok(submitted as usize)
+            }
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ETIME)) => Ok(0),
+            Err(err) => Self::sleep_error(err),
+        }
+    }
+
+    fn sleep_error(err: io::Error) -> io::Result<usize> {
+        Err(err)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
     }
 }
 
@@ -1187,11 +1151,12 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
+        // rampart (PATCHES.md): read the clock only for sources that record I/O latencies.
+        let mut now = None;
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                let ops = extract_one_chain(source_map, queue, chain, &mut now);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1221,10 +1186,11 @@ pub(crate) struct Reactor {
     latency_ring: RefCell<SleepableRing>,
     poll_ring: RefCell<PollRing>,
 
-    latency_preemption_timeout_src: Cell<Option<Source>>,
-    throughput_preemption_timeout_src: Cell<Option<Source>>,
-
-    link_fd: RawFd,
+    // rampart (PATCHES.md): no preemption or throughput timer SQEs; the executor preempts by
+    // a deadline (`crate::reactor::Reactor::need_preempt`) and sleeps with an EXT_ARG timeout.
+    /// The poll on the latency ring's fd that wakes a sleep in the main ring, kept armed across
+    /// sleeps.
+    link_src: Source,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1334,7 +1300,20 @@ impl Reactor {
             },
         }
 
-        let link_fd = latency_ring.ring_fd();
+        // rampart (PATCHES.md): sleeping takes its timeout as IORING_ENTER_EXT_ARG.
+        if main_ring.ring.raw().features & IORING_FEAT_EXT_ARG == 0 {
+            return Err(GlommioError::IoError(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring without IORING_FEAT_EXT_ARG: Linux 5.11 or later is needed",
+            )));
+        }
+        let link_src = Source::new(
+            IoRequirements::default(),
+            latency_ring.ring_fd(),
+            SourceType::LinkRings,
+            None,
+            None,
+        );
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1352,10 +1331,8 @@ impl Reactor {
             main_ring: RefCell::new(main_ring),
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
-            latency_preemption_timeout_src: Cell::new(None),
-            throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
-            link_fd,
+            link_src,
             notifier,
             eventfd_src,
             source_map,
@@ -1718,27 +1695,17 @@ impl Reactor {
         }
     }
 
-    /// We want to go to sleep, but we can only go to sleep in one of the rings,
-    /// as we only have one thread. There are more than one sleepable rings, so
-    /// what we do is we take advantage of the fact that the ring's `ring_fd` is
-    /// pollable and register a `POLL_ADD` event into the ring we will wait on.
-    ///
-    /// We may not be able to register an `SQE` at this point, so we return an
-    /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
-    }
-
-    pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
+    /// rampart (PATCHES.md): with `submit_main` false the main ring's queue is staged, not
+    /// submitted: the caller is about to sleep, and the sleep submits it.
+    pub(crate) fn poll_io(&self, woke: &mut usize, submit_main: bool) -> io::Result<()> {
         self.poll_ring.borrow_mut().poll(woke)?;
-        self.main_ring.borrow_mut().poll(woke)?;
+        if submit_main {
+            self.main_ring.borrow_mut().poll(woke)?;
+        } else {
+            let mut main_ring = self.main_ring.borrow_mut();
+            main_ring.stage_submissions()?;
+            main_ring.consume_completion_queue(woke);
+        }
         self.latency_ring.borrow_mut().poll(woke)?;
         *woke += self.flush_syscall_thread();
         Ok(())
@@ -1753,57 +1720,33 @@ impl Reactor {
         }
     }
 
-    /// This function can be passed two timers. Because they play different
-    /// roles we keep them separate instead of overloading the same
-    /// parameter.
+    /// Polls the rings and, when `may_sleep` and nothing at all is pending, sleeps until a
+    /// completion, a foreign wake-up or `user_timer`. Returns whether it slept.
     ///
-    /// * The first is the preempt timer. It is designed to take the current
-    ///   task queue out of the cpu. If nothing else fires in the latency ring
-    ///   the preempt timer will, making need_preempt return true. Currently, we
-    ///   always install a preempt timer in the upper layers but from the point
-    ///   of view of the io_uring implementation it is optional: it is perfectly
-    ///   valid not to have one. Preempt timers are installed by Glommio
-    ///   executor runtime.
+    /// rampart (PATCHES.md): 0.9.0 cancelled and re-armed a latency-ring preemption timeout
+    /// and a main-ring throughput timeout on every call, armed another timeout for the user
+    /// timer before sleeping, called `membarrier(PRIVATE_EXPEDITED)` (an IPI to every CPU
+    /// running one of the process's threads) and submitted a fresh poll linking the rings,
+    /// cancelled again on waking: about ten system calls per sleep. Now a call that does not
+    /// sleep enters the kernel only to submit what is queued, and a sleep is one
+    /// `io_uring_enter` that submits the main ring's queue, waits and carries the user timer
+    /// as its EXT_ARG timeout; the ring link stays armed (`SleepableRing::sleep`), and the
+    /// sleeper's side of the notifier handshake is a fence (`SleepNotifier::prepare_to_sleep`).
     ///
-    /// * The second is the user timer. It is installed per a user request when
-    ///   the user creates a `Timer` (or `TimerAction`).
-    ///
-    /// At some level, those are both just timers and can be coalesced. And they
-    /// certainly are: if there is a user timer that needs to fire in 1ms, and
-    /// we want the preempt_timer to also fire around 1ms, there is no need
-    /// to register two timers. At the end of the day, all that matters is
-    /// that the latency ring flares and that we leave the CPU. That is
-    /// because unlike I/O, we don't have one Source per timer, and
-    /// parking.rs just keeps them on a wheel and just tell us about what is
-    /// the next expiration.
-    ///
-    /// However, they are also different. The main source of difference is sleep
-    /// and wake behavior:
-    ///
-    /// * When there is no more work to do, and we go to sleep, we do not want
-    ///   to register the preempt timer: it is designed to fire periodically to
-    ///   take us out of the CPU and if there is no task queue running, we don't
-    ///   want to wake up and spend power just for that. However, if there is a
-    ///   user timer that needs to fire in the future we must register it.
-    ///   Otherwise, we will sleep and never wake up.
-    ///
-    /// * The user timer point of expiration never changes. So once we register
-    ///   it we don't need to rearm it until it fires. But the preempt timer has
-    ///   to be rearmed every time. Moreover, it needs to give every task queue
-    ///   a fair shot at running. So it needs to be rearmed as close as possible
-    ///   to the point where we *leave* this method. For instance: if we spin
-    ///   here for 3ms and the preempt timer is 10ms that would leave the next
-    ///   task queue just 7ms to run.
-    pub(crate) fn wait<Preempt, F>(
+    /// A call that may not sleep submits the main ring's queue only when `runnable` says a
+    /// task queue will run next; otherwise the executor parks next, and that sleep submits it,
+    /// so a request served between two sleeps costs one enter, not two.
+    pub(crate) fn wait<F, R>(
         &self,
-        preempt_timer: Preempt,
+        may_sleep: bool,
         user_timer: Option<Duration>,
         mut woke: usize,
         process_remote_channels: F,
+        runnable: R,
     ) -> io::Result<bool>
     where
-        Preempt: Fn() -> Option<Duration>,
         F: Fn() -> usize,
+        R: Fn() -> bool,
     {
         woke += self.flush_syscall_thread();
 
@@ -1811,88 +1754,57 @@ impl Reactor {
         let mut main_ring = self.main_ring.borrow_mut();
         let mut lat_ring = self.latency_ring.borrow_mut();
 
-        // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
-
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
-
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
-        // ... which happens right here. If you ever reorder this code just
-        // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
-        // pick up the results of any cancellations
+        if !may_sleep && !runnable() {
+            // ... which happens right here (the main ring's at the sleep that comes next). If
+            // you ever reorder this code just be careful about this dependency.
+            flush_rings!(lat_ring, poll_ring)?;
+            main_ring.stage_submissions()?;
+            consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+            return Ok(false);
+        }
+        if !may_sleep || woke > 0 {
+            flush_rings!(lat_ring, poll_ring, main_ring)?;
+            consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+            return Ok(false);
+        }
+        // Going to sleep: the latency and poll rings' queues go to the kernel now, the main
+        // ring's become SQEs that the sleeping enter submits. Cancellations go now too, and
+        // their completions are consumed here: submitted with the sleep, they would end it.
+        flush_rings!(lat_ring, poll_ring)?;
+        if main_ring.waiting_kernel_submission() > 0 {
+            flush_rings!(main_ring)?;
+        }
+        main_ring.stage_submissions()?;
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
-            && (woke == 0)
+        let should_sleep = woke == 0
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
-            && lat_ring.can_sleep();
-
-        if should_sleep {
-            // We are about to go to sleep. It's ok to sleep, but if there
-            // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
-            // From this moment on the remote executors are aware that we are sleeping
-            // We have to sweep the remote channels function once more because since
-            // last time until now it could be that something happened in a remote executor
-            // that opened up room. If it did we bail on sleep and go process it.
-            self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
-            let events = process_remote_channels() + self.flush_syscall_thread();
-            if events == 0 {
-                if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
-                }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
-            }
+            && lat_ring.can_sleep()
+            && main_ring.can_sleep_with_staged()
+            && self.eventfd_src.is_installed().unwrap();
+        if !should_sleep {
+            flush_rings!(main_ring)?;
+            consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+            return Ok(false);
         }
-
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+        // From this moment on the remote executors are aware that we are sleeping. We have
+        // to sweep the remote channels once more: something may have happened in a remote
+        // executor since the last sweep. If it did, we bail on sleep and go process it.
+        self.notifier.prepare_to_sleep();
+        let events = process_remote_channels() + self.flush_syscall_thread();
+        if events == 0 {
+            main_ring.sleep(&self.link_src, user_timer)?;
+            consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+        } else {
+            flush_rings!(main_ring)?;
         }
-
-        // A Note about `need_preempt`:
-        //
-        // If in the last call to consume_rings! some events completed, the tail and
-        // head would have moved to match. So it does not matter that events were
-        // generated after we registered the timer: since we consumed them here,
-        // need_preempt() should be false at this point. As soon as the next event
-        // in the preempt ring completes, though, then it will be true.
-        Ok(should_sleep)
+        // Woke up, so no need to notify us anymore.
+        self.notifier.wake_up();
+        Ok(true)
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
@@ -1997,7 +1909,12 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
-    source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
+    {
+        let mut inner = source.inner.borrow_mut();
+        if records_latency(&inner) {
+            inner.wakers.queued_at = Some(Instant::now());
+        }
+    }
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
 
@@ -2086,13 +2003,13 @@ mod tests {
         );
 
         let start = Instant::now();
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(true, None, 0, || 0, || false).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((50..100).contains(&elapsed_ms));
 
         drop(slow); // Cancel this one.
 
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(true, None, 0, || 0, || false).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((300..350).contains(&elapsed_ms));
     }
