@@ -28,7 +28,7 @@ mod rates_chart;
 mod reference;
 mod report;
 mod scorecard;
-mod server;
+pub(crate) mod server;
 
 use std::env;
 use std::fs;

@@ -963,6 +963,11 @@ impl SleepableRing {
             .or_else(Reactor::intr_ok)
     }
 
+    /// Whether cancellations wait to be staged (`flush_cancellations!` stages them).
+    fn has_cancellations(&self) -> bool {
+        !self.submission_queue.borrow().cancellations.is_empty()
+    }
+
     /// Like `can_sleep`, with SQEs staged but not submitted allowed: the sleep submits them.
     fn can_sleep_with_staged(&self) -> bool {
         self.submission_queue.borrow().is_empty() && self.waiting_kernel_collection() == 0
@@ -1755,6 +1760,7 @@ impl Reactor {
         let mut lat_ring = self.latency_ring.borrow_mut();
 
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+        let main_cancels = main_ring.has_cancellations();
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
@@ -1775,7 +1781,7 @@ impl Reactor {
         // ring's become SQEs that the sleeping enter submits. Cancellations go now too, and
         // their completions are consumed here: submitted with the sleep, they would end it.
         flush_rings!(lat_ring, poll_ring)?;
-        if main_ring.waiting_kernel_submission() > 0 {
+        if main_cancels {
             flush_rings!(main_ring)?;
         }
         main_ring.stage_submissions()?;
