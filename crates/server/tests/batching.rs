@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test.
 
+mod common;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,14 +13,12 @@ use std::time::Duration;
 
 use rampart_server::authz::Identity;
 use rampart_server::batch::{Op, Outcome};
-use rampart_server::config::{Config, ProtocolChoice};
-use rampart_server::mesh;
+use rampart_server::config::ProtocolChoice;
 use rampart_server::output::Output;
 use rampart_server::runtime::{self, Core, Cpus};
 use rampart_server::session::{Exchanged, Session, Stop};
-use rampart_server::shard::{Shard, ShardId, shard_for};
+use rampart_server::shard::{ShardId, shard_for};
 use rampart_server::worker::{Process, Worker};
-use rampart_store::StoreConfig;
 
 const NOW: u64 = 1_800_000_000;
 const CORES: usize = 2;
@@ -30,34 +30,6 @@ fn key(shard: ShardId, n: usize) -> String {
         .filter(|k| shard_for(k.as_bytes(), CORES) == shard)
         .nth(n)
         .unwrap()
-}
-
-/// One core's worker, serving its shard to its peers, once every core is ready.
-fn start_core(core: Core, process: Arc<Process>) -> Rc<Worker> {
-    let Core {
-        id,
-        cores,
-        mesh,
-        barrier,
-    } = core;
-    let store = StoreConfig {
-        max_bytes: 1 << 20,
-        evict: true,
-        cas_start: id as u64 + 1,
-        cas_stride: cores as u64,
-        item_size_max: 1 << 20,
-        cas_enabled: true,
-    };
-    let (router, services) = mesh.into_router(Rc::new(Shard::new(id, store)));
-    let worker = Rc::new(Worker::new(
-        Arc::new(Config::default()),
-        process,
-        router,
-        NOW,
-    ));
-    mesh::spawn_services(&worker, services);
-    assert!(barrier.ready(), "the start-up was given up");
-    worker
 }
 
 /// Runs `client` on core 0 while core 1 serves its shard.
@@ -84,7 +56,7 @@ fn with_cores(cores: usize, client: impl AsyncFnOnce(Rc<Worker>) + Send + 'stati
         let client = if id == 0 { client.take() } else { None };
         let (process, done) = (Arc::clone(&process), Arc::clone(&done));
         move |core: Core| async move {
-            let worker = start_core(core, process);
+            let worker = common::start_core(core, process, NOW);
             match client {
                 Some(client) => {
                     let _done = Done(done);

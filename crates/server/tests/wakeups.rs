@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test.
 
+mod common;
+
 use std::future::poll_fn;
 use std::hint::black_box;
 use std::rc::Rc;
@@ -23,14 +25,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rampart_server::authz::Identity;
-use rampart_server::config::{Config, ProtocolChoice};
-use rampart_server::mesh;
+use rampart_server::config::ProtocolChoice;
 use rampart_server::output::Output;
 use rampart_server::runtime::{self, Core, Cpus};
 use rampart_server::session::Session;
-use rampart_server::shard::{Shard, shard_for};
+use rampart_server::shard::shard_for;
 use rampart_server::worker::{Process, Worker};
-use rampart_store::StoreConfig;
 
 const NOW: u64 = 1_800_000_000;
 const CORES: usize = 2;
@@ -89,33 +89,6 @@ impl Drop for Finishing {
     fn drop(&mut self) {
         self.0.finish();
     }
-}
-
-fn worker(core: Core, process: Arc<Process>) -> Rc<Worker> {
-    let Core {
-        id,
-        cores,
-        mesh,
-        barrier,
-    } = core;
-    let store = StoreConfig {
-        max_bytes: 1 << 20,
-        evict: true,
-        cas_start: id as u64 + 1,
-        cas_stride: cores as u64,
-        item_size_max: 1 << 20,
-        cas_enabled: true,
-    };
-    let (router, services) = mesh.into_router(Rc::new(Shard::new(id, store)));
-    let worker = Rc::new(Worker::new(
-        Arc::new(Config::default()),
-        process,
-        router,
-        NOW,
-    ));
-    mesh::spawn_services(&worker, services);
-    assert!(barrier.ready(), "the start-up was given up");
-    worker
 }
 
 /// Core 0's side: sets and gets of core 1's keys, one at a time, each reply checked.
@@ -198,7 +171,7 @@ fn one_request_at_a_time_across_cores_is_always_answered_on_oversubscribed_cpus(
             Arc::clone(&replies),
         );
         move |core: Core| async move {
-            let worker = worker(core, process);
+            let worker = common::start_core(core, process, NOW);
             if id == 0 {
                 let _finishing = Finishing(finish);
                 ask_core_1(worker, &replies).await;
