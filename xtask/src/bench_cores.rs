@@ -106,9 +106,7 @@ pub fn bench_cores(options: &Options) -> Result<()> {
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // The servers write their port files after dropping to `nobody` (as root), so into a
     // directory of their own that anyone may write, not the report's.
-    let ports = std::env::temp_dir().join(format!("rampart-bench-cores-{}", std::process::id()));
-    fs::create_dir_all(&ports).with_context(|| format!("creating {}", ports.display()))?;
-    crate::bench_tls::server::set_mode(&ports, 0o777)?;
+    let ports = crate::bench_tls::server::scratch_dir("rampart-bench-cores")?;
     let cpus = allowed_cpus()?;
     if cpus.len() < 2 {
         bail!("bench-cores needs 2 CPUs for -t 2; this process may use {cpus:?}");
@@ -151,6 +149,7 @@ pub fn bench_cores(options: &Options) -> Result<()> {
             }
         }
     }
+    let _ = fs::remove_dir_all(&ports);
     let report = render(&scenarios, &samples, &failures, options, &cpus);
     println!("\n{report}");
     let path = out.join("report.md");

@@ -166,10 +166,7 @@ pub fn bench_tls(options: &Options) -> Result<()> {
         }
     }
 
-    let dir = env::temp_dir().join(format!("rampart-bench-tls-{}", std::process::id()));
-    fs::create_dir_all(&dir)?;
-    // The servers drop to `nobody` as root and must still write their port files here.
-    server::set_mode(&dir, 0o777)?;
+    let dir = server::scratch_dir("rampart-bench-tls")?;
     let binaries = Binaries {
         memcached,
         rampart,

@@ -11,13 +11,27 @@ use super::Scenario;
 use super::report::{Results, Row, median};
 use super::server::Kind;
 
-const WIDTH_PX: u32 = 1100;
-const HEIGHT_PX: u32 = 820;
-const MEMCACHED: RGBColor = RGBColor(0x4c, 0x72, 0xb0);
-const RAMPART: RGBColor = RGBColor(0xdd, 0x84, 0x52);
+pub(super) const WIDTH_PX: u32 = 1100;
+pub(super) const HEIGHT_PX: u32 = 820;
+pub(super) const MEMCACHED: RGBColor = RGBColor(0x4c, 0x72, 0xb0);
+pub(super) const RAMPART: RGBColor = RGBColor(0xdd, 0x84, 0x52);
 const FLOOR: RGBColor = RGBColor(0x20, 0x20, 0x20);
 /// Bar width as a fraction of a scenario's slot.
 const BAR: f64 = 0.36;
+
+/// The x axis's label at `x`: slot `i`'s name at its centre (`i + 0.5`), blank at every other
+/// key point (both charts put a slot per scenario or point).
+pub(super) fn slot_label(names: &[String], x: f64) -> String {
+    let slot = x - 0.5;
+    if (slot - slot.round()).abs() < 1e-6 && slot >= 0.0 {
+        names
+            .get(slot.round() as usize)
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
 
 pub fn draw(results: &Results, path: &Path) -> Result<()> {
     draw_inner(results, path).map_err(|e| anyhow!("drawing {}: {e}", path.display()))
@@ -52,18 +66,7 @@ fn draw_inner(results: &Results, path: &Path) -> Result<(), Box<dyn std::error::
     let root = SVGBackend::new(path, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(HEIGHT_PX / 2);
-    let label = |x: &f64| {
-        // Labels sit at slot centres (i + 0.5); every other key point is left blank.
-        let slot = x - 0.5;
-        if (slot - slot.round()).abs() < 1e-6 && slot >= 0.0 {
-            scenarios
-                .get(slot.round() as usize)
-                .cloned()
-                .unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
+    let label = |x: &f64| slot_label(&scenarios, *x);
 
     // CPU per request.
     let cpu: Vec<(usize, Kind, f64)> = (0..n)

@@ -7,14 +7,12 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+use super::chart::{HEIGHT_PX, MEMCACHED, RAMPART, WIDTH_PX, slot_label};
 use super::reference::{Generator, Point};
 use super::scorecard::{CPU, Figure};
 use super::server::Kind;
 
-const WIDTH_PX: u32 = 1100;
-const HEIGHT_PX: u32 = 820;
-const MEMCACHED: RGBColor = RGBColor(0x4c, 0x72, 0xb0);
-const RAMPART: RGBColor = RGBColor(0xdd, 0x84, 0x52);
+/// The floor as a grey bar here (the matrix chart draws it as a black line).
 const FLOOR: RGBColor = RGBColor(0x80, 0x80, 0x80);
 /// Bar width as a fraction of a point's slot (three bars and a gap).
 const BAR: f64 = 0.27;
@@ -84,17 +82,7 @@ fn draw_inner(figures: &[Figure], path: &Path) -> Result<(), Box<dyn std::error:
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(HEIGHT_PX / 2);
     let labels: Vec<String> = points.iter().map(short).collect();
-    let label = |x: &f64| {
-        let slot = x - 0.5;
-        if (slot - slot.round()).abs() < 1e-6 && slot >= 0.0 {
-            labels
-                .get(slot.round() as usize)
-                .cloned()
-                .unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
+    let label = |x: &f64| slot_label(&labels, *x);
 
     let cpu = |p: &Point, g, k| value(figures, p, g, CPU, k);
     let cpu_max = points

@@ -176,6 +176,15 @@ fn openssl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A fresh directory under the system's temporary one, `<name>-<pid>`, that the servers may
+/// write their port files into after dropping to `nobody` (as root).
+pub fn scratch_dir(name: &str) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode(&dir, 0o777)?;
+    Ok(dir)
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
