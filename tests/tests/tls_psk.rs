@@ -78,22 +78,48 @@ fn openssl_s_client_connects_with_a_psk_over_tls_1_2_and_1_3() {
         "TLS 1.2: {tls12}\n{}",
         server.diagnostics()
     );
-    let tls13 = s_client(
-        server.port(),
-        &format!("-tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256 -psk_identity client1 -psk {key}"),
-    );
-    assert!(tls13.contains("VERSION "), "TLS 1.3: {tls13}");
-    let wrong = s_client(
-        server.port(),
-        &format!(
-            "-tls1_2 -cipher PSK -psk_identity client1 -psk {}",
-            hex(b"0123456789abcdefXXXX")
-        ),
-    );
-    assert!(
-        !wrong.contains("VERSION "),
-        "a wrong key was served: {wrong}"
-    );
+    // TLS 1.3 with the client's default suites (TLS_AES_256_GCM_SHA384 first): the server
+    // prefers a SHA-256 suite, the only hash an external PSK is defined for here.
+    for suites in [
+        "",
+        "-ciphersuites TLS_AES_128_GCM_SHA256",
+        "-ciphersuites TLS_CHACHA20_POLY1305_SHA256",
+    ] {
+        let tls13 = s_client(
+            server.port(),
+            &format!("-tls1_3 {suites} -psk_identity client1 -psk {key}"),
+        );
+        assert!(tls13.contains("VERSION "), "TLS 1.3 {suites}: {tls13}");
+    }
+    // A client that offers only a SHA-384 suite cannot use the PSK; OpenSSL carries on with
+    // the certificate, and the identity it named is not the connection's, whatever its key.
+    // (The callback that looked the key up once recorded the identity before OpenSSL decided:
+    // any key was then taken for client1's.)
+    for psk in [key.clone(), hex(b"0123456789abcdefXXXX")] {
+        let declined = s_client(
+            server.port(),
+            &format!(
+                "-tls1_3 -ciphersuites TLS_AES_256_GCM_SHA384 -psk_identity client1 -psk {psk}"
+            ),
+        );
+        assert!(
+            declined.contains("CLIENT_ERROR unauthenticated") && !declined.contains("VERSION "),
+            "a declined PSK named the connection: {declined}"
+        );
+    }
+    for version in ["-tls1_2 -cipher PSK", "-tls1_3"] {
+        let wrong = s_client(
+            server.port(),
+            &format!(
+                "{version} -psk_identity client1 -psk {}",
+                hex(b"0123456789abcdefXXXX")
+            ),
+        );
+        assert!(
+            !wrong.contains("VERSION "),
+            "{version}: a wrong key was served: {wrong}"
+        );
+    }
     let unknown = s_client(
         server.port(),
         &format!("-tls1_2 -cipher PSK -psk_identity nobody -psk {key}"),
@@ -217,5 +243,179 @@ fn unusable_psk_files_stop_the_start_up() {
         assert!(err.contains("Error loading the PSK file"), "{err}");
         assert!(err.contains(says), "{file:?}: {err}");
         assert!(!err.contains(KEY), "the key is shown: {err}");
+    }
+}
+
+/// `openssl s_client` that waits for the server to close, without `-quiet` (so it prints
+/// whether the session was `Reused`), sending `stats conns` then `quit`; its output.
+fn s_client_session(port: u16, args: &str) -> String {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "printf 'stats conns\\r\\nquit\\r\\n' | openssl s_client -ign_eof -connect 127.0.0.1:{port} {args}"
+    ));
+    let done = run_bounded(cmd, BOUND);
+    format!("{}{}", done.stdout, done.stderr)
+}
+
+/// A resumed session keeps the PSK identity it was made with (TLS 1.2 and 1.3, tickets and
+/// the server's session cache), and a session made with a certificate never gains one.
+#[test]
+fn resumed_sessions_keep_their_psk_identity() {
+    let dir = TempDir::new().expect("temp dir");
+    let pki = Pki::new();
+    let key = hex(KEY.as_bytes());
+    let psk = write_private(dir.path(), "psk", &format!("client1:{KEY}\n"));
+    let users = write_private(dir.path(), "users", "alice:secret\n");
+    for cache in ["", ",ssl_session_cache"] {
+        let opts = format!("{},ssl_psk_file={}{cache}", pki.cert_opts(), psk.display());
+        let server = Server::start(
+            Kind::Rampart,
+            &["-Z", "-o", &opts, "-Y", users.to_str().expect("path")],
+        );
+        for version in ["-tls1_3", "-tls1_2 -cipher PSK"] {
+            let saved = dir.path().join("session");
+            let _ = fs::remove_file(&saved);
+            let first = s_client_session(
+                server.port(),
+                &format!(
+                    "{version} -psk_identity client1 -psk {key} -sess_out {}",
+                    saved.display()
+                ),
+            );
+            assert!(first.contains(":psk_identity client1"), "{first}");
+            // s_client offers TLS 1.2's PSK suites only with a key at hand: a wrong one, so
+            // only the resumed session can name the connection.
+            let again = s_client_session(
+                server.port(),
+                &format!(
+                    "{version} -sess_in {} -psk_identity client1 -psk {}",
+                    saved.display(),
+                    hex(b"0123456789abcdefXXXX")
+                ),
+            );
+            assert!(
+                again.contains("Reused,") && again.contains(":psk_identity client1"),
+                "{version}{cache}: the resumed session lost its identity: {again}"
+            );
+        }
+        // A certificate-only session, resumed: still no PSK identity, so still unauthenticated.
+        let saved = dir.path().join("cert-session");
+        let _ = fs::remove_file(&saved);
+        let first = s_client_session(
+            server.port(),
+            &format!("-tls1_3 -sess_out {}", saved.display()),
+        );
+        assert!(first.contains("CLIENT_ERROR unauthenticated"), "{first}");
+        let again = s_client_session(
+            server.port(),
+            &format!("-tls1_3 -sess_in {}", saved.display()),
+        );
+        assert!(
+            again.contains("Reused,")
+                && again.contains("CLIENT_ERROR unauthenticated")
+                && !again.contains("psk_identity"),
+            "{cache}: {again}"
+        );
+    }
+}
+
+/// `psk:` listeners accept only pre-shared keys: a certificate-only client gets no handshake,
+/// not an anonymous connection; `mtls:` listeners accept no PSK in place of a certificate; and
+/// a server with PSKs and no certificate at all serves PSK clients only.
+#[test]
+fn psk_listeners_require_a_psk_and_mtls_listeners_refuse_one() {
+    let dir = TempDir::new().expect("temp dir");
+    let pki = Pki::new();
+    let key = hex(KEY.as_bytes());
+    let psk = write_private(dir.path(), "psk", &format!("client1:{KEY}\n"));
+    let with_psk = format!("{},ssl_psk_file={}", pki.cert_opts(), psk.display());
+    // No -Y: the listener alone decides who connects.
+    let server = Server::start(
+        Kind::Rampart,
+        &["-Z", "-o", &with_psk, "-l", "psk:127.0.0.1:0"],
+    );
+    let psk_port = second_port(&server);
+    for version in ["-tls1_3", "-tls1_2 -cipher PSK"] {
+        let good = s_client(
+            psk_port,
+            &format!("{version} -psk_identity client1 -psk {key}"),
+        );
+        assert!(good.contains("VERSION "), "{version}: {good}");
+        let unknown = s_client(
+            psk_port,
+            &format!("{version} -psk_identity nobody -psk {key}"),
+        );
+        assert!(!unknown.contains("VERSION "), "{version}: {unknown}");
+    }
+    let without = s_client(psk_port, "");
+    assert!(
+        !without.contains("VERSION "),
+        "a client without a PSK was served on psk: {without}"
+    );
+    // The same client on the ordinary TLS listener is served (anonymously).
+    assert!(s_client(server.port(), "").contains("VERSION "));
+    drop(server);
+
+    let server = Server::start(
+        Kind::Rampart,
+        &["-Z", "-o", &with_psk, "-l", "mtls:127.0.0.1:0"],
+    );
+    let mtls_port = second_port(&server);
+    for version in ["-tls1_3", "-tls1_2 -cipher PSK"] {
+        let refused = s_client(
+            mtls_port,
+            &format!("{version} -psk_identity client1 -psk {key}"),
+        );
+        assert!(
+            !refused.contains("VERSION "),
+            "{version}: a PSK stood in for a client certificate on mtls: {refused}"
+        );
+    }
+    drop(server);
+
+    // Pre-shared keys instead of certificates.
+    let psk_only = format!("ssl_psk_file={}", psk.display());
+    let server = Server::start(Kind::Rampart, &["-Z", "-o", &psk_only]);
+    let good = s_client(
+        server.port(),
+        &format!("-tls1_3 -psk_identity client1 -psk {key}"),
+    );
+    assert!(
+        good.contains("VERSION "),
+        "{good}\n{}",
+        server.diagnostics()
+    );
+    assert!(!s_client(server.port(), "").contains("VERSION "));
+    drop(server);
+
+    for (args, says) in [
+        (
+            vec![
+                "-Z",
+                "-o",
+                pki.cert_opts().as_str(),
+                "-l",
+                "psk:127.0.0.1:0",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+            "ssl_psk_file",
+        ),
+        (
+            vec![
+                "-Z".to_owned(),
+                "-o".to_owned(),
+                psk_only.clone(),
+                "-l".to_owned(),
+                "mtls:127.0.0.1:0".to_owned(),
+            ],
+            "ssl_chain_cert",
+        ),
+        (vec!["-l".to_owned(), "psk:127.0.0.1:0".to_owned()], "-Z"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = Server::try_start(Kind::Rampart, &args).expect_err("started");
+        assert!(err.contains(says), "{args:?}: {err}");
     }
 }

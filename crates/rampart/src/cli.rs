@@ -464,6 +464,16 @@ pub fn to_config(
         } else {
             for entry in args.listen.iter().flat_map(|l| l.split(',')) {
                 let (security, address) = listener_security(entry.trim(), tls.enabled)?;
+                if security == Security::Tls(ListenerTls::Psk) && tls.psk_file.is_none() {
+                    return Err(usage(format!(
+                        "-l {entry}: the psk: prefix accepts only pre-shared keys, which need -o ssl_psk_file"
+                    )));
+                }
+                if security == Security::Tls(ListenerTls::Mtls) && tls.chain_cert.is_none() {
+                    return Err(usage(format!(
+                        "-l {entry}: the mtls: prefix needs a server certificate (-o ssl_chain_cert)"
+                    )));
+                }
                 for addr in parse_listen(address, args.port)? {
                     tcp.push(TcpListen {
                         addr,
@@ -530,12 +540,13 @@ fn default_security(tls_enabled: bool) -> Security {
     }
 }
 
-/// Splits a `-l` entry's `notls:`, `btls:` or `mtls:` prefix from its address.
+/// Splits a `-l` entry's `notls:`, `btls:`, `mtls:` or `psk:` prefix from its address.
 fn listener_security(entry: &str, tls_enabled: bool) -> Result<(Security, &str), UsageError> {
     let prefixes = [
         ("notls:", Security::Plain),
         ("btls:", Security::Tls(ListenerTls::Btls)),
         ("mtls:", Security::Tls(ListenerTls::Mtls)),
+        ("psk:", Security::Tls(ListenerTls::Psk)),
     ];
     for (prefix, security) in prefixes {
         if let Some(address) = entry.strip_prefix(prefix) {

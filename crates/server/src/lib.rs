@@ -264,6 +264,9 @@ fn announce(config: &Config, bound: &[BoundTcp], cpus: &[usize]) {
             Security::Tls(rampart_tls::ListenerTls::Btls) => {
                 format!("{} (TLS, no client certificates)", b.addr)
             }
+            Security::Tls(rampart_tls::ListenerTls::Psk) => {
+                format!("{} (TLS, pre-shared keys only)", b.addr)
+            }
         })
         .collect();
     let unix = config

@@ -26,10 +26,14 @@ pub enum ListenerTls {
     /// Plain `-l addr` with `-Z`: `ssl_verify_mode` applies.
     #[default]
     Default,
-    /// `mtls:`: a verified client certificate is required, whatever `ssl_verify_mode` says.
+    /// `mtls:`: a verified client certificate is required, whatever `ssl_verify_mode` says;
+    /// no pre-shared key is accepted in its place.
     Mtls,
     /// `btls:`: no client certificate is asked for.
     Btls,
+    /// `psk:`: only a pre-shared key (`ssl_psk_file`) is accepted; the server presents no
+    /// certificate, so a client without a usable PSK gets no handshake.
+    Psk,
 }
 
 impl ListenerTls {
@@ -38,7 +42,7 @@ impl ListenerTls {
         match self {
             ListenerTls::Default => None,
             ListenerTls::Mtls => Some(VerifyMode::Require.openssl()),
-            ListenerTls::Btls => Some(VerifyMode::None.openssl()),
+            ListenerTls::Btls | ListenerTls::Psk => Some(VerifyMode::None.openssl()),
         }
     }
 
@@ -50,6 +54,7 @@ impl ListenerTls {
             ListenerTls::Default => SESSION_ID_CONTEXT,
             ListenerTls::Mtls => b"memcached/mtls",
             ListenerTls::Btls => b"memcached/btls",
+            ListenerTls::Psk => b"memcached/psk",
         }
     }
 }
@@ -82,23 +87,12 @@ pub fn build_context(
     if let Some(path) = &settings.psk_file {
         // Read with the context, so a refresh reads the keys again too.
         let table = crate::psk::PskTable::load(path)?;
-        let index = crate::psk::identity_index().map_err(internal)?;
-        ctx.set_psk_server_callback(move |ssl, identity, psk| {
-            let found = identity.and_then(|identity| Some((identity, table.key(identity)?)));
-            match found {
-                Some((identity, key)) if key.len() <= psk.len() => {
-                    psk[..key.len()].copy_from_slice(key);
-                    // OpenSSL does not report the identity of a TLS 1.3 PSK taken through this
-                    // callback: remember it on the connection.
-                    ssl.set_ex_data(index, String::from_utf8_lossy(identity).into_owned());
-                    Ok(key.len())
-                }
-                // An unknown identity: no key, and the handshake fails.
-                _ => Ok(0),
-            }
-        });
+        crate::psk::install(&mut ctx, table).map_err(internal)?;
     }
-    load_certificates(&mut ctx, settings)?;
+    // With pre-shared keys, a certificate is optional: without one only PSK clients connect.
+    if settings.chain_cert.is_some() || settings.psk_file.is_none() {
+        load_certificates(&mut ctx, settings)?;
+    }
     ctx.set_verify(settings.verify_mode.openssl());
     ctx.set_options(SslOptions::NO_RENEGOTIATION);
     // The batch writer keeps its buffer still while a write is retried, but be tolerant.

@@ -185,6 +185,11 @@ impl TlsSession {
         if let Some(mode) = listener.verify_override() {
             ssl.set_verify(mode);
         }
+        match listener {
+            ListenerTls::Mtls => crate::psk::refuse(&mut ssl),
+            ListenerTls::Psk => crate::psk::require(&mut ssl),
+            ListenerTls::Default | ListenerTls::Btls => {}
+        }
         set_session_id_context(&mut ssl, listener.session_id_context()).map_err(setup)?;
         ssl.set_accept_state();
         let stream = SslStream::new(ssl, Duplex::default()).map_err(setup)?;
@@ -359,8 +364,7 @@ impl TlsSession {
         if !self.is_established() {
             return None;
         }
-        let index = crate::psk::identity_index().ok()?;
-        self.ssl()?.ex_data(index).cloned()
+        crate::psk::identity(self.ssl()?)
     }
 
     /// The negotiated protocol and cipher (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`), once known.

@@ -317,6 +317,17 @@ async fn establish<S: Transport>(
         (None, Some(peer)) => Identity::Certificate(Box::new(peer.clone())),
         (None, None) => Identity::Anonymous,
     };
+    // A `psk:` listener presents no certificate, so only a PSK handshake finishes there; this
+    // holds even if OpenSSL ever finished one some other way.
+    if mode == rampart_tls::ListenerTls::Psk && !matches!(identity, Identity::Psk(_)) {
+        tls.holder
+            .counters()
+            .handshake_errors
+            .fetch_add(1, Ordering::Relaxed);
+        log::debug!("a psk: listener's handshake proved no pre-shared key: closing");
+        Link::Tls(Box::new(link)).close(stream).await;
+        return None;
+    }
     Some((Link::Tls(Box::new(link)), identity))
 }
 
