@@ -469,7 +469,11 @@ pub fn to_config(
                         "-l {entry}: the psk: prefix accepts only pre-shared keys, which need -o ssl_psk_file"
                     )));
                 }
-                if security == Security::Tls(ListenerTls::Mtls) && tls.chain_cert.is_none() {
+                // (Without a certificate or PSKs, -Z fails later with memcached's own line.)
+                if security == Security::Tls(ListenerTls::Mtls)
+                    && tls.chain_cert.is_none()
+                    && tls.psk_file.is_some()
+                {
                     return Err(usage(format!(
                         "-l {entry}: the mtls: prefix needs a server certificate (-o ssl_chain_cert)"
                     )));
@@ -639,7 +643,7 @@ mod tests {
 
     #[test]
     fn tls_listeners_take_their_prefix() {
-        let c = config("-Z -o ssl_verify_mode=1 -l notls:127.0.0.1:1,mtls:127.0.0.1:2,btls:[::1]:3 -l 127.0.0.1:4").unwrap();
+        let c = config("-Z -o ssl_verify_mode=1,ssl_psk_file=p,ssl_chain_cert=c -l notls:127.0.0.1:1,mtls:127.0.0.1:2,btls:[::1]:3 -l 127.0.0.1:4,psk:127.0.0.1:5").unwrap();
         let listeners: Vec<(String, Security)> = c
             .tcp
             .iter()
@@ -655,6 +659,7 @@ mod tests {
                     "127.0.0.1:4".to_string(),
                     Security::Tls(ListenerTls::Default)
                 ),
+                ("127.0.0.1:5".to_string(), Security::Tls(ListenerTls::Psk)),
             ]
         );
         assert!(c.tls.enabled);
