@@ -4,8 +4,10 @@
 //! One entry per line, `user:secret`, split at the first `:` (a password may contain `:`):
 //! - `alice:pencil` is a cleartext password: memcached's `-Y` file and its
 //!   `MEMCACHED_SASL_PWDB` file, unchanged. Accepted with a warning from the server.
-//! - `alice:SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>` is a hashed entry
-//!   ([`ScramSecret`]), the recommended form (`rampart passwd` writes one).
+//! - `alice:SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>` and
+//!   `alice:SCRAM-SHA-512$4096:...` are hashed entries ([`ScramSecret`]), the recommended form
+//!   (`rampart passwd` writes them). Any other secret, even one that starts `SCRAM-SHA-1$`, is
+//!   a cleartext password, as memcached reads it.
 //!
 //! Blank lines and lines starting with `#` are skipped; `\r\n` line ends and a missing final
 //! newline are accepted. A user may have several entries (a password being rotated): any of
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use openssl::hash::{MessageDigest, hash};
 use thiserror::Error;
 
-use crate::secret::{DEFAULT_ITERATIONS, SCRAM_PREFIX, ScramSecret};
+use crate::secret::{DEFAULT_ITERATIONS, ScramHash, ScramSecret};
 
 /// Longest user name (memcached's keys are at most 250 bytes; names are far shorter).
 pub const MAX_USER_BYTES: usize = 250;
@@ -64,11 +66,16 @@ enum Secret {
 pub struct CredentialStore {
     users: HashMap<Box<str>, Vec<Secret>>,
     cleartext_entries: usize,
-    hashed_entries: usize,
+    /// Hashed entries of each kind, indexed by `ScramHash as usize`.
+    hashed_entries: [usize; ScramHash::ALL.len()],
     /// What an unknown user's password is checked against, so that the reply to an unknown
-    /// user and to a wrong password take the same work: a hashed secret when the file holds
-    /// any (with the most iterations used), else a cleartext digest.
+    /// user and to a wrong password take the same work: a hashed secret of the kind most
+    /// entries have, when the file holds any (with the most iterations that kind uses), else a
+    /// cleartext digest.
     dummy: Secret,
+    /// Whether SCRAM-SHA-512 is listed (see [`CredentialStore::lists`]): computed once per
+    /// file, not for each list-mechanisms request.
+    lists_sha_512: bool,
     /// Random per store: the salts of SCRAM exchanges for cleartext entries and unknown users.
     store_key: [u8; 32],
 }
@@ -124,8 +131,9 @@ impl CredentialStore {
         CredentialStore {
             users: HashMap::new(),
             cleartext_entries: 0,
-            hashed_entries: 0,
+            hashed_entries: [0; ScramHash::ALL.len()],
             dummy: clear(b""),
+            lists_sha_512: false,
             store_key,
         }
     }
@@ -156,8 +164,8 @@ impl CredentialStore {
             if secret.is_empty() {
                 return Err(fail("the password is empty".into()));
             }
-            let secret = if secret.starts_with(SCRAM_PREFIX) {
-                self.hashed_entries += 1;
+            let secret = if let Some(hash) = ScramHash::of_entry(secret) {
+                self.hashed_entries[hash as usize] += 1;
                 Secret::Scram(ScramSecret::parse(secret).map_err(|e| fail(e.to_string()))?)
             } else {
                 if secret.len() > MAX_PASSWORD_BYTES {
@@ -171,29 +179,62 @@ impl CredentialStore {
             self.users.entry(user.into()).or_default().push(secret);
         }
         self.dummy = self.make_dummy();
+        self.lists_sha_512 = self.every_user_is_sha_512_ready();
         Ok(())
     }
 
     fn make_dummy(&self) -> Secret {
+        // The kind most hashed entries have (SHA-512, the costlier, on a tie), so that an
+        // unknown user costs what most known users' single entry costs.
+        let hash = ScramHash::ALL
+            .into_iter()
+            .filter(|&hash| self.hashed_entries_of(hash) > 0)
+            .max_by_key(|&hash| (self.hashed_entries_of(hash), hash));
+        let Some(hash) = hash else {
+            return clear(b"\0no such user\0");
+        };
         let iterations = self
             .users
             .values()
             .flatten()
             .filter_map(|secret| match secret {
-                Secret::Scram(scram) => Some(scram.iterations()),
-                Secret::Clear { .. } => None,
+                Secret::Scram(scram) if scram.hash() == hash => Some(scram.iterations()),
+                Secret::Scram(_) | Secret::Clear { .. } => None,
             })
-            .max();
-        match iterations {
-            Some(iterations) => {
-                let mut salt = [0u8; 16];
-                let _ = openssl::rand::rand_bytes(&mut salt);
-                match ScramSecret::derive(&salt, &salt, iterations.max(DEFAULT_ITERATIONS)) {
-                    Ok(secret) => Secret::Scram(secret),
-                    Err(_) => clear(&salt),
-                }
-            }
-            None => clear(b"\0no such user\0"),
+            .max()
+            .unwrap_or(DEFAULT_ITERATIONS);
+        let mut salt = [0u8; 16];
+        let _ = openssl::rand::rand_bytes(&mut salt);
+        match ScramSecret::derive(hash, &salt, &salt, iterations.max(DEFAULT_ITERATIONS)) {
+            Ok(secret) => Secret::Scram(secret),
+            Err(_) => clear(&salt),
+        }
+    }
+
+    /// The rule for listing SCRAM-SHA-512 (see [`CredentialStore::lists`]).
+    fn every_user_is_sha_512_ready(&self) -> bool {
+        self.hashed_entries_of(ScramHash::Sha512) > 0
+            && self.users.values().all(|secrets| {
+                newest_hashed(secrets, None).is_none_or(|scram| scram.hash() == ScramHash::Sha512)
+            })
+    }
+
+    /// Whether the SASL mechanism list names `hash`'s mechanism. Every SCRAM mechanism is
+    /// accepted when a client asks for it; the list only steers clients that pick the
+    /// strongest mechanism offered (Cyrus SASL: libmemcached, pylibmc), so it must never
+    /// steer one away from the entry it authenticates with today:
+    /// - SCRAM-SHA-256 is always listed.
+    /// - SCRAM-SHA-512 is listed only when the file has a SCRAM-SHA-512 entry (an operator
+    ///   asked for it: a file written before SCRAM-SHA-512 existed gets the same list as
+    ///   before) and every user's newest hashed entry is a SCRAM-SHA-512 one, or the user has
+    ///   no hashed entry (cleartext ones serve either mechanism). A user whose newest hashed
+    ///   entry is SCRAM-SHA-256 would otherwise be moved by the client to SCRAM-SHA-512 and an
+    ///   older secret, or none; with the rule, the mechanism a client picks answers from the
+    ///   user's newest hashed entry, as SCRAM-SHA-256 always has.
+    pub fn lists(&self, hash: ScramHash) -> bool {
+        match hash {
+            ScramHash::Sha256 => true,
+            ScramHash::Sha512 => self.lists_sha_512,
         }
     }
 
@@ -208,44 +249,50 @@ impl CredentialStore {
     }
 
     pub fn hashed_entries(&self) -> usize {
-        self.hashed_entries
+        self.hashed_entries.iter().sum()
     }
 
-    /// The secret a SCRAM exchange for `user` uses: the newest hashed entry, else one
-    /// derived from the newest cleartext entry (salt fixed per user), else, for an unknown
-    /// user, one that matches nothing, made with the same work as a known user's.
-    pub(crate) fn scram_secret(&self, user: &str) -> (Option<User>, ScramSecret) {
-        use crate::scram::{unmatched_secret, user_salt};
+    /// Hashed entries of one kind.
+    pub fn hashed_entries_of(&self, hash: ScramHash) -> usize {
+        self.hashed_entries[hash as usize]
+    }
+
+    /// The secret a `hash` SCRAM exchange for `user` uses: the newest hashed entry of that
+    /// kind, else one derived from the newest cleartext entry (salt fixed per user and
+    /// mechanism), else, for an unknown user or one with only entries of the other kind, one
+    /// that matches nothing, made with the same work as a known user's.
+    pub(crate) fn scram_secret(&self, hash: ScramHash, user: &str) -> (Option<User>, ScramSecret) {
+        use crate::scram::user_salt;
         let Some((name, secrets)) = self.users.get_key_value(user) else {
-            // The iteration count new entries get, as most real users' will be.
-            let secret = unmatched_secret(&self.store_key, user, DEFAULT_ITERATIONS);
-            if self.hashed_entries == 0 {
-                // Cleartext users cost a derivation here; so does an unknown one.
-                let _ = ScramSecret::derive(b"", secret.salt(), DEFAULT_ITERATIONS);
-            }
-            return (None, secret);
+            return (None, self.unmatched_scram_secret(hash, user));
         };
-        let hashed = secrets.iter().rev().find_map(|secret| match secret {
-            Secret::Scram(scram) => Some(scram.clone()),
-            Secret::Clear { .. } => None,
-        });
-        if let Some(secret) = hashed {
-            return (Some(User(name.clone())), secret);
+        if let Some(secret) = newest_hashed(secrets, Some(hash)) {
+            return (Some(User(name.clone())), secret.clone());
         }
         let derived = secrets.iter().rev().find_map(|secret| match secret {
             Secret::Clear { password, .. } => {
-                let salt = user_salt(&self.store_key, b"cleartext ", user);
-                ScramSecret::derive(password, &salt, DEFAULT_ITERATIONS).ok()
+                let salt = user_salt(&self.store_key, hash, "cleartext ", user);
+                ScramSecret::derive(hash, password, &salt, DEFAULT_ITERATIONS).ok()
             }
             Secret::Scram(_) => None,
         });
         match derived {
             Some(secret) => (Some(User(name.clone())), secret),
-            None => (
-                None,
-                unmatched_secret(&self.store_key, user, DEFAULT_ITERATIONS),
-            ),
+            None => (None, self.unmatched_scram_secret(hash, user)),
         }
+    }
+
+    /// An unknown user's secret for a `hash` exchange.
+    fn unmatched_scram_secret(&self, hash: ScramHash, user: &str) -> ScramSecret {
+        // The iteration count new entries get, as most real users' will be.
+        let secret =
+            crate::scram::unmatched_secret(&self.store_key, hash, user, DEFAULT_ITERATIONS);
+        if self.hashed_entries_of(hash) == 0 {
+            // Only cleartext users can complete this exchange, and each costs a derivation
+            // here; so does an unknown one.
+            let _ = ScramSecret::derive(hash, b"", secret.salt(), DEFAULT_ITERATIONS);
+        }
+        secret
     }
 
     /// A digest of `user`'s entries: equal across two stores exactly when the user has the
@@ -337,6 +384,14 @@ fn padded(bytes: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
+/// The newest hashed entry among `secrets`, of kind `hash` when one is given.
+fn newest_hashed(secrets: &[Secret], hash: Option<ScramHash>) -> Option<&ScramSecret> {
+    secrets.iter().rev().find_map(|secret| match secret {
+        Secret::Scram(scram) if hash.is_none_or(|hash| scram.hash() == hash) => Some(scram),
+        Secret::Scram(_) | Secret::Clear { .. } => None,
+    })
+}
+
 fn clear(password: &[u8]) -> Secret {
     Secret::Clear {
         digest: digest(password),
@@ -358,7 +413,11 @@ mod tests {
     use super::*;
 
     fn hashed(password: &str) -> String {
-        ScramSecret::generate(password.as_bytes(), DEFAULT_ITERATIONS)
+        hashed_as(ScramHash::Sha256, password)
+    }
+
+    fn hashed_as(hash: ScramHash, password: &str) -> String {
+        ScramSecret::generate(hash, password.as_bytes(), DEFAULT_ITERATIONS)
             .expect("generate")
             .to_text()
     }
@@ -366,13 +425,17 @@ mod tests {
     #[test]
     fn cleartext_and_hashed_entries_authenticate() {
         let text = format!(
-            "# memcached's form\r\nalice:pencil\r\n\nbob:pa:ss\ncarol:{}\ncarol:{}",
+            "# memcached's form\r\nalice:pencil\r\n\nbob:pa:ss\ncarol:{}\ncarol:{}\n\
+             dave:{}\ndave:{}",
             hashed("old"),
-            hashed("new")
+            hashed("new"),
+            hashed_as(ScramHash::Sha512, "old512"),
+            hashed("new256"),
         );
         let store = CredentialStore::parse(&text).expect("parse");
-        assert_eq!(store.user_count(), 3);
-        assert_eq!((store.cleartext_entries(), store.hashed_entries()), (2, 2));
+        assert_eq!(store.user_count(), 4);
+        assert_eq!((store.cleartext_entries(), store.hashed_entries()), (2, 4));
+        assert_eq!(store.hashed_entries_of(ScramHash::Sha512), 1);
         let user = |u: &str, p: &str| store.check_password(u.as_bytes(), p.as_bytes());
         assert_eq!(
             user("alice", "pencil").map(|u| u.to_string()),
@@ -385,6 +448,10 @@ mod tests {
         assert!(user("carol", "old").is_some());
         assert!(user("carol", "new").is_some());
         assert!(user("carol", "other").is_none());
+        // PLAIN and ASCII auth check every entry, of either kind.
+        assert!(user("dave", "old512").is_some());
+        assert!(user("dave", "new256").is_some());
+        assert!(user("dave", "old").is_none());
         assert!(user("alice", "pencil ").is_none());
         assert!(user("alice", "").is_none());
         assert!(user("nobody", "pencil").is_none());
@@ -399,6 +466,10 @@ mod tests {
             ("alice:\n", 1),
             ("al ice:pencil\n", 1),
             ("# c\n\nalice:SCRAM-SHA-256$1:c2FsdHNhbHQ=$AA==:AA==\n", 3),
+            (
+                "alice:pencil\nbob:SCRAM-SHA-512$4096:c2FsdHNhbHQ=$AA==:AA==\n",
+                2,
+            ),
         ] {
             let err = CredentialStore::parse(text).expect_err(text);
             assert_eq!(err.line, line, "{text:?}: {err}");
@@ -438,7 +509,7 @@ mod tests {
     fn cram_md5_answers_for_cleartext_entries_only() {
         let store = CredentialStore::parse(&format!(
             "tim:tanstaaftanstaaf\ncarol:{}\n",
-            ScramSecret::generate(b"pw", DEFAULT_ITERATIONS)
+            ScramSecret::generate(ScramHash::Sha256, b"pw", DEFAULT_ITERATIONS)
                 .expect("generate")
                 .to_text()
         ))
@@ -473,5 +544,70 @@ mod tests {
         assert!(store.check_password(b"alice", b"a").is_some());
         assert!(store.check_password(b"alice", b"c").is_some());
         assert!(store.check_password(b"bob", b"b").is_some());
+    }
+
+    /// SCRAM-SHA-512 is listed only when a file has a SCRAM-SHA-512 entry and every user's
+    /// newest hashed entry is one (or the user has none): a file that lists SCRAM-SHA-256
+    /// alone today keeps that list, and no listed mechanism takes a user away from the entry
+    /// SCRAM-SHA-256 answers from.
+    #[test]
+    fn scram_sha_512_is_listed_only_when_no_user_would_change_entries() {
+        let (old, new) = (
+            hashed_as(ScramHash::Sha256, "a"),
+            hashed_as(ScramHash::Sha512, "b"),
+        );
+        for (text, listed) in [
+            // Files from before SCRAM-SHA-512: the same list as before.
+            (String::new(), false),
+            ("alice:pencil\n".to_string(), false),
+            (format!("alice:pencil\nbob:{old}\n"), false),
+            // Opted in, and every user ready.
+            (format!("bob:{new}\n"), true),
+            (format!("alice:pencil\nbob:{new}\n"), true),
+            (format!("bob:{old}\nbob:{new}\n"), true),
+            (format!("bob:{new}\nbob:pencil\n"), true),
+            // A user whose newest hashed entry is SCRAM-SHA-256.
+            (format!("bob:{new}\ncarol:{old}\n"), false),
+            (format!("bob:{new}\nbob:{old}\n"), false),
+            (format!("bob:{new}\ncarol:{old}\ncarol:pencil\n"), false),
+        ] {
+            let store = CredentialStore::parse(&text).expect("parse");
+            assert!(store.lists(ScramHash::Sha256), "{text}");
+            assert_eq!(store.lists(ScramHash::Sha512), listed, "{text}");
+        }
+        // Recomputed when another file is added.
+        let mut store = CredentialStore::parse(&format!("bob:{new}\n")).expect("parse");
+        store.add_text(&format!("carol:{old}\n")).expect("parse");
+        assert!(!store.lists(ScramHash::Sha512));
+    }
+
+    /// An unknown user's password is checked against a secret of the kind most entries have.
+    #[test]
+    fn the_dummy_secret_has_the_files_kind() {
+        let kind = |text: &str| match CredentialStore::parse(text).expect("parse").dummy {
+            Secret::Scram(scram) => Some((scram.hash(), scram.iterations())),
+            Secret::Clear { .. } => None,
+        };
+        let sha512 = hashed_as(ScramHash::Sha512, "x");
+        let sha256 = hashed_as(ScramHash::Sha256, "y");
+        let slow = ScramSecret::generate(ScramHash::Sha256, b"z", 5000)
+            .expect("generate")
+            .to_text();
+        assert_eq!(kind("a:b\n"), None);
+        assert_eq!(
+            kind(&format!("a:{sha512}\nb:{sha512}\nc:{sha256}\n")),
+            Some((ScramHash::Sha512, 4096))
+        );
+        assert_eq!(
+            kind(&format!("a:{sha512}\nb:{sha256}\nc:{slow}\n")),
+            Some((ScramHash::Sha256, 5000))
+        );
+        assert_eq!(
+            kind(&format!("a:{sha512}\nb:{sha256}\n")),
+            Some((ScramHash::Sha512, 4096))
+        );
+        let store = CredentialStore::parse(&format!("a:{sha512}\n")).expect("parse");
+        assert!(store.check_password(b"a", b"x").is_some());
+        assert!(store.check_password(b"nobody", b"x").is_none());
     }
 }

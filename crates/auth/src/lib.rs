@@ -4,8 +4,9 @@
 //!
 //! The server owns one [`CredentialStore`] (built from `-Y`, `-S`'s `MEMCACHED_SASL_PWDB` or
 //! both) and asks it [`CredentialStore::check_password`] for ASCII auth and SASL `PLAIN`, and
-//! [`CredentialStore::scram_start`] then [`ScramExchange::finish`] for `SCRAM-SHA-256`. The
-//! store never logs, formats or returns a secret; comparisons are constant-time
+//! [`CredentialStore::scram_start`] then [`ScramExchange::finish`] for `SCRAM-SHA-256` and
+//! `SCRAM-SHA-512` (a [`ScramHash`] names which; [`CredentialStore::lists`] says which to
+//! offer). The store never logs, formats or returns a secret; comparisons are constant-time
 //! (`CRYPTO_memcmp`).
 //!
 //! Non-goals: reading files (the server reads and checks permissions, then hands the text
@@ -19,5 +20,7 @@ mod secret;
 
 pub use credentials::{CredentialStore, FileError, User};
 pub use plain::{PlainError, PlainMessage};
-pub use scram::{SCRAM_SHA_256, ScramError, ScramExchange};
-pub use secret::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramSecret, SecretError};
+pub use scram::{ScramError, ScramExchange};
+pub use secret::{
+    DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramHash, ScramSecret, SecretError,
+};

@@ -1,17 +1,37 @@
-//! `rampart passwd [--iterations N] <user>`: prints a hashed credential line for the `-Y` /
-//! `MEMCACHED_SASL_PWDB` file. The password is read from the terminal without echo (twice), or
-//! as the first line of standard input when that is not a terminal. Nothing is written but
-//! the line, so `rampart passwd alice >> /etc/rampart/users` appends it.
+//! `rampart passwd [--iterations N] [--mechanism M] <user>`: prints a hashed credential line
+//! for the `-Y` / `MEMCACHED_SASL_PWDB` file. The password is read from the terminal without
+//! echo (twice), or as the first line of standard input when that is not a terminal. Nothing
+//! is written but the line, so `rampart passwd alice >> /etc/rampart/users` appends it.
+//!
+//! `--mechanism` picks the entry's kind: `scram-sha-256` (the default, as before SCRAM-SHA-512
+//! existed: every SCRAM client of a user with such an entry keeps working), `scram-sha-512`,
+//! or `both`, which prints a SCRAM-SHA-256 line, then a SCRAM-SHA-512 line of the same
+//! password. A user with only a SCRAM-SHA-512 entry cannot use SCRAM-SHA-256, which clients
+//! pick while SCRAM-SHA-512 is not listed (some user's newest hashed entry is SCRAM-SHA-256);
+//! `both` serves either, and its SCRAM-SHA-512 line, the newer, lets the server list
+//! SCRAM-SHA-512 once every user is ready (docs/security.md).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use rampart_auth::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramSecret};
+use rampart_auth::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, ScramHash, ScramSecret};
 
-const USAGE: &str = "usage: rampart passwd [--iterations N] <user>";
+const USAGE: &str = "usage: rampart passwd [--iterations N] \
+                     [--mechanism scram-sha-256|scram-sha-512|both] <user>";
+
+/// The entries `--mechanism` asks for, in the order they are printed (the newest last).
+fn kinds(name: &str) -> Option<&'static [ScramHash]> {
+    match name {
+        "scram-sha-256" => Some(&[ScramHash::Sha256]),
+        "scram-sha-512" => Some(&[ScramHash::Sha512]),
+        "both" => Some(&[ScramHash::Sha256, ScramHash::Sha512]),
+        _ => None,
+    }
+}
 
 pub fn main(args: Vec<String>) -> ExitCode {
     let mut iterations = DEFAULT_ITERATIONS;
+    let mut hashes: &[ScramHash] = &[ScramHash::Sha256];
     let mut user = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -21,6 +41,15 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 _ => {
                     eprintln!(
                         "rampart passwd: --iterations takes {MIN_ITERATIONS} to {MAX_ITERATIONS}"
+                    );
+                    return ExitCode::from(64);
+                }
+            },
+            "--mechanism" => match args.next().as_deref().and_then(kinds) {
+                Some(kinds) => hashes = kinds,
+                None => {
+                    eprintln!(
+                        "rampart passwd: --mechanism takes scram-sha-256, scram-sha-512 or both"
                     );
                     return ExitCode::from(64);
                 }
@@ -56,16 +85,21 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match ScramSecret::generate(password.as_bytes(), iterations) {
-        Ok(secret) => {
-            println!("{user}:{}", secret.to_text());
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("rampart passwd: {err}");
-            ExitCode::FAILURE
+    // Every line first, so that a failure prints none (no half of `both`).
+    let mut lines = Vec::with_capacity(hashes.len());
+    for &hash in hashes {
+        match ScramSecret::generate(hash, password.as_bytes(), iterations) {
+            Ok(secret) => lines.push(format!("{user}:{}", secret.to_text())),
+            Err(err) => {
+                eprintln!("rampart passwd: {err}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    for line in lines {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn read_password() -> Result<String, String> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rampart_auth::{CredentialStore, ScramExchange, User};
+use rampart_auth::{CredentialStore, ScramExchange, ScramHash, User};
 
 use crate::versioned::Versioned;
 
@@ -27,9 +27,15 @@ pub const MAX_UNAUTHENTICATED_REQUESTS: u32 = 16;
 pub const PRE_AUTH_FRAME_BYTES: usize = 4096;
 /// The SASL mechanisms offered, strongest first, as the binary list-mechanisms reply names
 /// them (Cyrus SASL clients pick the strongest both sides have). `CRAM-MD5` only when some
-/// entry is cleartext: it cannot be answered from a hashed one.
+/// entry is cleartext: it cannot be answered from a hashed one. `SCRAM-SHA-512` only by
+/// [`CredentialStore::lists`]'s rule (a file with SCRAM-SHA-512 entries and no user whose
+/// newest hashed entry is SCRAM-SHA-256), so that a client picking the strongest is never
+/// moved off the entry it authenticates with; it is accepted whenever a client asks for it.
 pub const MECHANISMS: &[u8] = b"SCRAM-SHA-256 PLAIN";
 pub const MECHANISMS_WITH_CRAM_MD5: &[u8] = b"SCRAM-SHA-256 CRAM-MD5 PLAIN";
+pub const MECHANISMS_WITH_SHA_512: &[u8] = b"SCRAM-SHA-512 SCRAM-SHA-256 PLAIN";
+pub const MECHANISMS_WITH_SHA_512_AND_CRAM_MD5: &[u8] =
+    b"SCRAM-SHA-512 SCRAM-SHA-256 CRAM-MD5 PLAIN";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,13 +198,18 @@ impl Authenticator {
         found
     }
 
-    /// Starts a SCRAM-SHA-256 exchange: the exchange to keep and the server's first message.
-    pub fn scram_start(&self, client_first: &[u8]) -> Option<(PendingScram, Vec<u8>)> {
+    /// Starts a `hash` SCRAM exchange (the mechanism the client named): the exchange to keep
+    /// and the server's first message.
+    pub fn scram_start(
+        &self,
+        hash: ScramHash,
+        client_first: &[u8],
+    ) -> Option<(PendingScram, Vec<u8>)> {
         let mut random = [0u8; 18];
         openssl::rand::rand_bytes(&mut random).ok()?;
         let nonce = openssl::base64::encode_block(&random);
         let (generation, store) = self.snapshot();
-        match store.scram_start(client_first, nonce.as_bytes()) {
+        match store.scram_start(hash, client_first, nonce.as_bytes()) {
             Ok((exchange, server_first)) => Some((
                 PendingScram {
                     generation,
@@ -207,14 +218,14 @@ impl Authenticator {
                 server_first,
             )),
             Err(err) => {
-                log::debug!("SCRAM exchange refused: {err}");
+                log::debug!("SCRAM exchange refused: {err} ({hash})");
                 self.count_failure();
                 None
             }
         }
     }
 
-    /// Ends a SCRAM-SHA-256 exchange, counting the attempt: the user and the server's final
+    /// Ends a SCRAM exchange, counting the attempt: the user and the server's final
     /// message. An exchange begun before a reload fails (it used the old secrets).
     pub fn scram_finish(
         &self,
@@ -239,7 +250,7 @@ impl Authenticator {
         match done {
             Ok(done) => Some(done),
             Err(err) => {
-                log::debug!("SCRAM exchange failed: {err}");
+                log::debug!("SCRAM exchange failed: {err} ({})", pending.hash());
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -248,10 +259,12 @@ impl Authenticator {
 
     /// The SASL mechanisms to list.
     pub fn mechanisms(&self) -> &'static [u8] {
-        if self.snapshot().1.has_cleartext() {
-            MECHANISMS_WITH_CRAM_MD5
-        } else {
-            MECHANISMS
+        let store = self.snapshot().1;
+        match (store.lists(ScramHash::Sha512), store.has_cleartext()) {
+            (false, false) => MECHANISMS,
+            (false, true) => MECHANISMS_WITH_CRAM_MD5,
+            (true, false) => MECHANISMS_WITH_SHA_512,
+            (true, true) => MECHANISMS_WITH_SHA_512_AND_CRAM_MD5,
         }
     }
 
@@ -336,6 +349,13 @@ pub struct PendingScram {
     exchange: ScramExchange,
 }
 
+impl PendingScram {
+    /// The mechanism the exchange is for: its step must name the same one.
+    pub fn hash(&self) -> ScramHash {
+        self.exchange.hash()
+    }
+}
+
 /// The store `settings`' files make (the server warns about cleartext entries).
 fn read_store(settings: &AuthSettings, salt_key: [u8; 32]) -> Result<CredentialStore, AuthError> {
     let mut store = CredentialStore::with_salt_key(salt_key);
@@ -364,7 +384,7 @@ fn read_store(settings: &AuthSettings, salt_key: [u8; 32]) -> Result<CredentialS
     if store.cleartext_entries() > 0 {
         log::warn!(
             "{} credential entr{} stored in cleartext; `rampart passwd <user>` writes a \
-             hashed (SCRAM-SHA-256) entry instead",
+             hashed (SCRAM) entry instead",
             store.cleartext_entries(),
             if store.cleartext_entries() == 1 {
                 "y is"

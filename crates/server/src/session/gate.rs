@@ -15,7 +15,7 @@
 //! authentication token format` (fewer than two tokens) or `CLIENT_ERROR bad command line
 //! termination` (no `\r\n` after the block).
 
-use rampart_auth::{PlainMessage, SCRAM_SHA_256};
+use rampart_auth::{PlainMessage, ScramHash};
 use rampart_proto::Request;
 use rampart_proto::Sasl;
 use rampart_proto::binary::{Frame, Opcode, Status, reply};
@@ -58,7 +58,7 @@ pub(crate) struct AuthState {
     plain_allowed: bool,
     /// Failed attempts (a SCRAM exchange counts from its start); reset by a success.
     failures: u32,
-    /// A SCRAM-SHA-256 exchange between its two steps.
+    /// A SCRAM exchange (SHA-256 or SHA-512) between its two steps.
     scram: Option<crate::auth::PendingScram>,
     /// A CRAM-MD5 challenge waiting for its answer.
     cram: Option<crate::auth::PendingCram>,
@@ -301,14 +301,16 @@ impl Session {
                     }
                 }
             }
-            Sasl::Auth { mechanism, data } if mechanism == SCRAM_SHA_256 => {
+            Sasl::Auth { mechanism, data }
+                if let Some(hash) = ScramHash::from_mechanism(mechanism) =>
+            {
                 // An exchange counts as a failure from its start, so starts cannot be repeated
                 // for free (each may cost a key derivation); a success clears the count.
                 if let Step::Close(n) = self.count_failure(auth, consumed) {
                     reply::error(out.bytes(), opcode.code(), opaque, Status::AuthError);
                     return Step::Close(n);
                 }
-                let started = auth.scram_start(data);
+                let started = auth.scram_start(hash, data);
                 let state = self.auth.get_or_insert_with(Box::default);
                 state.scram = None;
                 match started {
@@ -326,12 +328,13 @@ impl Session {
                 }
                 Step::Consumed(consumed)
             }
+            // A step naming the other SCRAM mechanism than its start is a step of no exchange.
             Sasl::Step { mechanism, data }
-                if mechanism == SCRAM_SHA_256
-                    && self
-                        .auth
-                        .as_ref()
-                        .is_some_and(|state| state.scram.is_some()) =>
+                if self.auth.as_ref().is_some_and(|state| {
+                    state.scram.as_ref().is_some_and(|pending| {
+                        ScramHash::from_mechanism(mechanism) == Some(pending.hash())
+                    })
+                }) =>
             {
                 let pending = self.auth.as_mut().and_then(|state| state.scram.take());
                 let finished = pending.and_then(|pending| auth.scram_finish(&pending, data));
