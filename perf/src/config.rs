@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::AsciiAuth;
+use crate::handshake::MAX_SEQUENCE_CONNECTIONS;
+
 /// Most requests one connection may have in flight.
 pub const MAX_PIPELINE: usize = 4096;
 /// Most connections one run may open.
@@ -20,6 +23,9 @@ pub struct Config {
     pub server: String,
     /// `None` for plaintext TCP.
     pub tls: Option<TlsConfig>,
+    /// Authenticate every connection with memcached's ASCII authentication (`-Y`) right
+    /// after connecting (after the TLS handshake); `None`: never.
+    pub auth: Option<AsciiAuth>,
     /// Connections, spread round-robin over the threads.
     pub connections: usize,
     /// Requests in flight per connection; the requests that fit are sent as one write.
@@ -126,6 +132,10 @@ pub enum ConfigError {
     Threads,
     #[error("timeouts must be positive")]
     Timeout,
+    #[error("--handshakes must be 1..={MAX_SEQUENCE_CONNECTIONS}, got {0}")]
+    Handshakes(u64),
+    #[error("--user and --password: {0}")]
+    Auth(&'static str),
 }
 
 impl Default for Config {
@@ -133,6 +143,7 @@ impl Default for Config {
         Config {
             server: "127.0.0.1:11211".to_string(),
             tls: None,
+            auth: None,
             connections: 4,
             pipeline: 1,
             keys: 10_000,
@@ -212,6 +223,9 @@ impl Config {
         }
         if self.io_timeout.is_zero() || self.time_limit.is_zero() {
             return Err(ConfigError::Timeout);
+        }
+        if let Some(problem) = self.auth.as_ref().and_then(AsciiAuth::problem) {
+            return Err(ConfigError::Auth(problem));
         }
         Ok(())
     }
@@ -330,6 +344,13 @@ mod tests {
             },
             Config {
                 threads: 0,
+                ..base.clone()
+            },
+            Config {
+                auth: Some(AsciiAuth {
+                    user: "alice".into(),
+                    password: "two words".into(),
+                }),
                 ..base.clone()
             },
         ];

@@ -22,6 +22,13 @@ pub enum Error {
     },
     #[error("TLS handshake with {server} failed: {message}")]
     Handshake { server: String, message: String },
+    #[error("authenticating with {server} failed: {source}")]
+    Auth {
+        server: String,
+        source: crate::auth::AuthFailure,
+    },
+    #[error("the first reply from {server}: {message}")]
+    FirstReply { server: String, message: String },
     #[error("cannot pin a client thread to CPU {cpu}: {source}")]
     Affinity { cpu: usize, source: io::Error },
     #[error("cannot start a client thread: {0}")]

@@ -8,21 +8,26 @@
 //! is reported as unclean.
 //!
 //! Call [`run`] with a [`Config`] for a [`Report`], or [`start`] to watch a run's
-//! [`Progress`] while it goes. The binary `rampart-load` is a thin command line over this.
+//! [`Progress`] while it goes. [`Config::auth`] authenticates every connection first with
+//! memcached's ASCII authentication (`-Y`); [`first_replies`] opens connections one after
+//! another and times each from `connect` to its first reply. The binary `rampart-load` is a
+//! thin command line over this.
 //!
 //! Depends on `rampart-proto` to encode requests and on nothing else of rampart's: std
 //! threads and a `mio` poller per thread, not glommio, so that the generator shares no
 //! runtime with the server it measures. It has its own reply parser (the codec's side is the
 //! server's), and uses `openssl` directly rather than `rampart-tls`, as any other client would.
 //! Its `unsafe` is confined to `sys.rs` (CPU pinning, a timerfd). Deliberately not here:
-//! the binary and meta protocols, key distributions other than uniform, and any server
-//! process management (that is the xtask's).
+//! the binary and meta protocols (so no binary SASL), key distributions other than uniform,
+//! and any server process management (that is the xtask's).
 
+mod auth;
 mod config;
 mod conn;
 mod driver;
 mod error;
 pub mod floor;
+mod handshake;
 pub mod reply;
 mod run;
 mod stats;
@@ -30,11 +35,13 @@ mod sys;
 mod transport;
 mod workload;
 
+pub use auth::{AsciiAuth, AuthFailure, MAX_AUTH_TOKEN_BYTES};
 pub use config::{
     Config, ConfigError, MAX_CONNECTIONS, MAX_PIPELINE, MAX_VALUE_SIZE_BYTES, Stop, TlsConfig,
     Verify, parse_cpu_list,
 };
 pub use error::Error;
+pub use handshake::{FirstReplies, MAX_SEQUENCE_CONNECTIONS, Sequence, first_replies};
 pub use run::{Progress, Running, run, start};
 pub use stats::{Errors, Latency, Parameters, Report};
 pub use workload::Op;

@@ -12,14 +12,17 @@ use anyhow::{Context, bail};
 use argh::FromArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use rampart_perf::{Config, Report, Running, Stop, TlsConfig, Verify, parse_cpu_list};
+use rampart_perf::{
+    AsciiAuth, Config, Report, Running, Sequence, Stop, TlsConfig, Verify, parse_cpu_list,
+};
 
 /// How often the progress bar is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Load generator for memcached-protocol servers (text protocol, plaintext or TLS).
 /// Closed loop by default (connections x pipeline requests in flight); --rate makes it an
-/// open loop with latency measured from each request's intended send time.
+/// open loop with latency measured from each request's intended send time; --handshakes
+/// times connections one after another from connect to first reply.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// server address, host:port (default 127.0.0.1:11211)
@@ -86,6 +89,19 @@ struct Args {
     /// TLS server name for SNI and verification (default: the host of --server)
     #[argh(option)]
     server_name: Option<String>,
+    /// authenticate every connection as this user right after connecting (after the TLS
+    /// handshake), with memcached's ASCII authentication (-Y); needs --password
+    #[argh(option)]
+    user: Option<String>,
+    /// the password for --user (visible to other local users in the process list: for
+    /// benchmark credentials only)
+    #[argh(option)]
+    password: Option<String>,
+    /// instead of a load run: open this many connections one after another (at most
+    /// --duration, default 10 s), each connecting, shaking hands, authenticating if asked,
+    /// sending one get and closing; reports connect-to-first-reply times
+    #[argh(option)]
+    handshakes: Option<u64>,
     /// seconds without a reply before a connection counts as failed (default 5)
     #[argh(option, default = "5.0")]
     timeout: f64,
@@ -105,6 +121,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
+    if args.handshakes.is_some() {
+        return match handshakes(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // A failed connection ends the sequence: the server refused or broke it.
+                eprintln!("rampart-load: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&args) {
         Ok(report) if report.clean => ExitCode::SUCCESS,
         Ok(report) => {
@@ -156,6 +182,26 @@ fn run(args: &Args) -> anyhow::Result<Report> {
     // Not println!: a closed stdout (`| head`) is an error to report, not a panic.
     writeln!(std::io::stdout().lock(), "{text}").context("writing the report")?;
     Ok(report)
+}
+
+/// `--handshakes`: one sequence, its summary or JSON on stdout.
+fn handshakes(args: &Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let sequence = Sequence {
+        connections: args.handshakes.unwrap_or(1),
+        window: match config.stop {
+            Stop::Duration(d) => d,
+            Stop::Requests(_) => bail!("--handshakes takes --duration, not --requests"),
+        },
+    };
+    let replies = rampart_perf::first_replies(&config, sequence)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&replies)?
+    } else {
+        replies.summary()
+    };
+    writeln!(std::io::stdout().lock(), "{text}").context("writing the report")?;
+    Ok(())
 }
 
 /// Draws the progress bar until the run is over (which its own deadline bounds).
@@ -213,6 +259,14 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     if args.key.is_some() && args.cert.is_none() {
         bail!("--key needs --cert");
     }
+    let auth = match (&args.user, &args.password) {
+        (None, None) => None,
+        (Some(user), Some(password)) => Some(AsciiAuth {
+            user: user.clone(),
+            password: password.clone(),
+        }),
+        _ => bail!("--user and --password go together"),
+    };
     let cpus = match &args.cpu {
         Some(list) => parse_cpu_list(list).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
@@ -221,6 +275,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     let config = Config {
         server: args.server.clone(),
         tls,
+        auth,
         connections: args.connections,
         pipeline: args.pipeline,
         keys: args.keys,

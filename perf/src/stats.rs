@@ -10,7 +10,7 @@ use crate::reply::{ErrorKind, Reply};
 use crate::workload::Op;
 
 /// Longest latency the histogram holds exactly; longer ones are recorded as this.
-const MAX_LATENCY_NS: u64 = 60_000_000_000;
+pub(crate) const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// Three significant figures: 0.1% resolution at every magnitude.
 const LATENCY_SIGFIGS: u8 = 3;
 /// How many failure messages a report keeps.
@@ -192,7 +192,7 @@ impl Tally {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     match Histogram::new_with_bounds(1, MAX_LATENCY_NS, LATENCY_SIGFIGS) {
         Ok(histogram) => histogram,
         // The bounds are constants that hdrhistogram accepts (1 <= low, high >= 2 * low,
@@ -240,11 +240,40 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds; all 0 when it is empty.
+    pub(crate) fn of(h: &Histogram<u64>) -> Latency {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        if h.is_empty() {
+            return Latency {
+                min: 0.0,
+                mean: 0.0,
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p999: 0.0,
+                max: 0.0,
+            };
+        }
+        Latency {
+            min: us(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
 /// The run's parameters, as the report shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Parameters {
     pub server: String,
     pub tls: bool,
+    /// Whether every connection authenticated first (`--user`), and as whom.
+    pub auth_user: Option<String>,
     /// `closed` (fixed concurrency) or `open` (fixed offered rate).
     pub mode: &'static str,
     pub connections: usize,
@@ -274,6 +303,7 @@ impl Parameters {
         Parameters {
             server: config.server.clone(),
             tls: config.tls.is_some(),
+            auth_user: config.auth.as_ref().map(|a| a.user.clone()),
             mode: if config.rate.is_some() {
                 "open"
             } else {
@@ -304,29 +334,7 @@ impl Report {
         elapsed: Duration,
         prepopulated: u64,
     ) -> Report {
-        let h = &tally.latency_ns;
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let latency_us = if h.is_empty() {
-            Latency {
-                min: 0.0,
-                mean: 0.0,
-                p50: 0.0,
-                p90: 0.0,
-                p99: 0.0,
-                p999: 0.0,
-                max: 0.0,
-            }
-        } else {
-            Latency {
-                min: us(h.min()),
-                mean: h.mean() / 1000.0,
-                p50: us(h.value_at_quantile(0.50)),
-                p90: us(h.value_at_quantile(0.90)),
-                p99: us(h.value_at_quantile(0.99)),
-                p999: us(h.value_at_quantile(0.999)),
-                max: us(h.max()),
-            }
-        };
+        let latency_us = Latency::of(&tally.latency_ns);
         let elapsed_s = elapsed.as_secs_f64();
         let errors_total = tally.errors.total();
         Report {
@@ -357,13 +365,18 @@ impl Report {
         let p = &self.parameters;
         let l = &self.latency_us;
         let mut text = format!(
-            "{server} {tls} {mode} loop: {conns} conns x depth {depth} on {threads} threads, \
+            "{server} {tls}{auth} {mode} loop: {conns} conns x depth {depth} on {threads} threads, \
              {keys} keys, {size} B values, {ratio}% gets\n\
              {ops} ops in {elapsed:.2} s = {rate:.0} ops/s{offered}\n\
              gets {gets} (hits {hits}, misses {misses}), sets {sets}, errors {errors}\n\
              latency us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}",
             server = p.server,
             tls = if p.tls { "TLS" } else { "plaintext" },
+            auth = p
+                .auth_user
+                .as_ref()
+                .map(|user| format!(" authenticated as {user}"))
+                .unwrap_or_default(),
             mode = p.mode,
             conns = p.connections,
             depth = p.pipeline,

@@ -1,5 +1,5 @@
-//! Connections to the server: plaintext TCP or TLS through OpenSSL, established blocking and
-//! then switched to non-blocking for the poller.
+//! Connections to the server: plaintext TCP or TLS through OpenSSL, established (and
+//! authenticated, when asked) blocking and then switched to non-blocking for the poller.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
 
+use crate::auth::AsciiAuth;
 use crate::config::{Config, TlsConfig, Verify};
 use crate::error::Error;
 
@@ -35,6 +36,15 @@ impl Stream {
 
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.tcp().as_raw_fd()
+    }
+
+    /// Closes the connection as a polite client does: a TLS close_notify first (sent, not
+    /// waited for), then the socket.
+    pub(crate) fn close(self) {
+        if let Stream::Tls(mut tls) = self {
+            // The connection ends either way; a server that is gone already is no error here.
+            let _ = tls.shutdown();
+        }
     }
 }
 
@@ -71,6 +81,7 @@ pub(crate) struct Connector {
     server: String,
     addr: SocketAddr,
     tls: Option<Tls>,
+    auth: Option<AsciiAuth>,
     timeout: Duration,
 }
 
@@ -101,12 +112,28 @@ impl Connector {
             server: config.server.clone(),
             addr,
             tls,
+            auth: config.auth.clone(),
             timeout: config.io_timeout,
         })
     }
 
-    /// Connects (and shakes hands) within the I/O timeout; returns a non-blocking stream.
+    /// Connects (shakes hands, authenticates) within the I/O timeout; returns a
+    /// non-blocking stream.
     pub(crate) fn connect(&self) -> Result<Stream, Error> {
+        let stream = self.connect_blocking()?;
+        stream
+            .tcp()
+            .set_nonblocking(true)
+            .map_err(|source| Error::Connect {
+                server: self.server.clone(),
+                source,
+            })?;
+        Ok(stream)
+    }
+
+    /// [`Connector::connect`], leaving the stream blocking with the I/O timeout on its reads
+    /// and writes.
+    pub(crate) fn connect_blocking(&self) -> Result<Stream, Error> {
         let connect_error = |source| Error::Connect {
             server: self.server.clone(),
             source,
@@ -117,12 +144,23 @@ impl Connector {
             .map_err(connect_error)?;
         tcp.set_write_timeout(Some(self.timeout))
             .map_err(connect_error)?;
-        let stream = match &self.tls {
+        let mut stream = match &self.tls {
             None => Stream::Plain(tcp),
             Some(tls) => Stream::Tls(Box::new(tls.handshake(tcp, &self.server)?)),
         };
-        stream.tcp().set_nonblocking(true).map_err(connect_error)?;
+        if let Some(auth) = &self.auth {
+            auth.authenticate(&mut stream)
+                .map_err(|source| Error::Auth {
+                    server: self.server.clone(),
+                    source,
+                })?;
+        }
         Ok(stream)
+    }
+
+    /// The `host:port` connected to, for error messages.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
     }
 }
 

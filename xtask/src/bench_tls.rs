@@ -11,13 +11,15 @@
 //! two is open loop at half the lower server's median closed-loop throughput (latency
 //! without coordinated omission); phase three stores items and reads resident memory; phase
 //! four lets hostile clients loose ([`hostile`]) and reads what they cost; phase five
-//! measures what an access policy adds ([`policy`]). Then issue 13's phases
+//! measures what an access policy adds ([`policy`]); phase six what authentication costs a
+//! connection and a request ([`auth`]). Then issue 13's phases
 //! ([`reference`]): the reference workload at fixed offered rates and at saturation, by
 //! `rampart-load` and by memtier_benchmark ([`memtier`]), each server idle with its default
 //! flags, and defaults against defaults under memtier's own defaults ([`defaults`]).
 //! `--only` picks phases. The report is medians over the rounds, written by [`report`] and
 //! [`scorecard`] and drawn by [`chart`] and [`rates_chart`].
 
+mod auth;
 mod chart;
 mod defaults;
 mod hostile;
@@ -184,9 +186,10 @@ pub fn bench_tls(options: &Options) -> Result<()> {
     fs::create_dir_all(&out)?;
     let stem = format!("{}-{}", results.meta.date, results.meta.host);
     let table = format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         report::markdown(&results),
         policy::table(&results.policy),
+        auth::table(&results.auth),
         scorecard::markdown(
             &results.reference,
             &results.scorecard,
@@ -413,6 +416,19 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
             }
         }
     }
+    // What authentication costs a connection, and a request once authenticated.
+    let auth = if options.runs(Phase::Auth) {
+        let plan = auth::Plan {
+            rounds: options.rounds,
+            handshake_seconds: options.seconds,
+            seconds: options.rate_seconds,
+            quick: options.quick,
+        };
+        let tls_ok = |kind: Kind, tls: bool| !(tls && no_tls.contains(&kind));
+        auth::run(&bench, &plan, &tls_ok, &mut failures)
+    } else {
+        auth::AuthResults::default()
+    };
     let plan = reference::Plan {
         rates: options.runs(Phase::Rates),
         idle: options.runs(Phase::Idle),
@@ -427,6 +443,7 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
     meta.finish();
     let mut results = Results::new(meta, runs, memory, hostiles, failures);
     results.policy = policy_runs;
+    results.auth = auth;
     results.scorecard = scorecard::figures(&reference);
     results.reference = reference;
     Ok(results)

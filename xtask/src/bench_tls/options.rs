@@ -17,6 +17,8 @@ pub enum Phase {
     Memory,
     Hostile,
     Policy,
+    /// Issue 14: what authentication costs a connection and a request.
+    Auth,
     /// Issue 13: the reference workload at fixed rates and saturation, both generators.
     Rates,
     /// Issue 13: each server idle with its default flags.
@@ -26,11 +28,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Matrix,
         Phase::Memory,
         Phase::Hostile,
         Phase::Policy,
+        Phase::Auth,
         Phase::Rates,
         Phase::Idle,
         Phase::Defaults,
@@ -42,6 +45,7 @@ impl Phase {
             Phase::Memory => "memory",
             Phase::Hostile => "hostile",
             Phase::Policy => "policy",
+            Phase::Auth => "auth",
             Phase::Rates => "rates",
             Phase::Idle => "idle",
             Phase::Defaults => "defaults",

@@ -27,7 +27,7 @@ pub const KEYS: u64 = 50_000;
 const FIRST_KEY: u64 = 10_000;
 /// `--quick` sets fewer keys: it checks for errors, and setting 50,000 keys one at a time
 /// before every run would be most of its time.
-const QUICK_KEYS: u64 = 5_000;
+pub(super) const QUICK_KEYS: u64 = 5_000;
 pub const VALUE_BYTES: usize = 32;
 /// 1:10 set:get.
 pub const GET_RATIO: f64 = 10.0 / 11.0;
@@ -280,9 +280,9 @@ pub fn run(
 
 /// The reference workload for `rampart-load` against `addr`: the keys set first, one set
 /// in flight per connection under TLS (memcached 1.6.18 stalls on pipelined TLS sets).
-fn workload(bench: &Bench, plan: &Plan, point: &Point, addr: String) -> Config {
+pub(super) fn workload(bench: &Bench, keys: u64, point: &Point, addr: String) -> Config {
     Config {
-        keys: plan.keys(),
+        keys,
         first_key: FIRST_KEY,
         value_size: VALUE_BYTES,
         get_ratio: GET_RATIO,
@@ -301,7 +301,7 @@ fn load_run(bench: &Bench, plan: &Plan, round: usize, kind: Kind, point: Point) 
         let config = Config {
             rate: point.rate.map(f64::from),
             stop: Stop::Duration(window),
-            ..workload(bench, plan, &point, server.addr())
+            ..workload(bench, plan.keys(), &point, server.addr())
         };
         // start() returns once connected and the keys are set: the window's CPU alone.
         let running = rampart_perf::start(&config)
@@ -349,7 +349,7 @@ fn memtier_run(
     let result = (|| {
         let fill = Config {
             stop: Stop::Requests(1),
-            ..workload(bench, plan, &point, server.addr())
+            ..workload(bench, plan.keys(), &point, server.addr())
         };
         let filled = rampart_perf::run(&fill)
             .with_context(|| format!("{}: setting the keys", kind.name()))?;

@@ -152,6 +152,8 @@ pub struct Results {
     pub hostile: Vec<Hostile>,
     /// The access-policy phase's runs.
     pub policy: Vec<super::policy::PolicyRun>,
+    /// The authentication phase's runs.
+    pub auth: super::auth::AuthResults,
     /// Issue 13's scorecard, summed up from `reference`.
     pub scorecard: Vec<super::scorecard::Figure>,
     /// Issue 13's phases' runs.
@@ -436,6 +438,7 @@ impl Results {
             memory,
             hostile,
             policy: Vec::new(),
+            auth: super::auth::AuthResults::default(),
             scorecard: Vec::new(),
             reference: super::reference::Reference::default(),
         }

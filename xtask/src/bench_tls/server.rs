@@ -2,6 +2,7 @@
 //! as child processes: started pinned (the two servers with identical flags), ready once
 //! their port file names a port, and sampled through `/proc/<pid>/{stat,status}`.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -213,6 +214,19 @@ impl Launch {
         memory_mib: usize,
         options: Option<&str>,
     ) -> Result<Server> {
+        self.start_args(kind, tls, memory_mib, options, &[])
+    }
+
+    /// [`Launch::start_options`] with further flags after the common ones (rampart and
+    /// memcached only: `-Y <file>`).
+    pub fn start_args(
+        &self,
+        kind: Kind,
+        tls: bool,
+        memory_mib: usize,
+        options: Option<&str>,
+        args: &[&OsStr],
+    ) -> Result<Server> {
         let mut cmd = Command::new("taskset");
         cmd.arg("-c")
             .arg(self.server_cpu.to_string())
@@ -242,6 +256,7 @@ impl Launch {
             if let Some(options) = options {
                 cmd.arg("-o").arg(options);
             }
+            cmd.args(args);
         }
         self.spawn(kind, cmd)
     }
