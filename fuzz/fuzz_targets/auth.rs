@@ -9,12 +9,17 @@
 //!   the mechanism it was started for, answers with a salt and iteration count like any
 //!   user's, and never authenticates without the proof (random bytes never carry it); nor
 //!   does a CRAM-MD5 response. A mechanism name is a SCRAM one only when it is exactly its
-//!   name.
+//!   name;
+//! - a certificate-user rule (`-o ssl_cert_user`, fed the same bytes as a SCRAM secret) parses
+//!   only back to its own text, and maps a certificate name only to a valid user name that
+//!   followed its prefix.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_auth::{CredentialStore, PlainMessage, ScramHash, ScramSecret};
+use rampart_auth::{
+    CertNames, CertUserRule, CredentialStore, PlainMessage, ScramHash, ScramSecret,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -23,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     match selector % 4 {
         0 => credentials(rest),
         1 => plain(rest),
-        2 => scram(rest),
+        2 => {
+            scram(rest);
+            cert_rule(rest);
+        }
         // The selector's other bits pick the mechanism, so inputs kept from before
         // SCRAM-SHA-512 still mean what they meant.
         _ => exchange(
@@ -151,4 +159,32 @@ fn exchange(hash: ScramHash, data: &[u8]) {
             "CRAM-MD5 without the digest"
         );
     });
+}
+
+fn cert_rule(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    // The rule up to a NUL, a certificate name after it.
+    let (rule, name) = text.split_once('\0').unwrap_or((&text, "svc-alice"));
+    let Ok(parsed) = CertUserRule::parse(rule) else {
+        return;
+    };
+    assert_eq!(parsed.to_string(), rule);
+    let names = [name.to_owned()];
+    let cert = CertNames {
+        common_name: Some(name),
+        dns: &names,
+        emails: &names,
+        uris: &names,
+    };
+    if let Some(user) = parsed.user(&cert) {
+        let prefix = parsed.prefix.as_deref().unwrap_or("");
+        assert_eq!(format!("{prefix}{user}"), name);
+        assert!(!user.as_str().is_empty());
+        assert!(
+            !user
+                .as_str()
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        );
+    }
 }

@@ -652,6 +652,44 @@ fn a_unix_socket_client_is_known_by_its_uid() {
     );
 }
 
+/// `stats conns` lists a unix socket's clients with their uid and gid; the listener's address is
+/// memcached's (`unix:<path>`; memcached 1.6.18 writes the client's as `?:<AF 0>`, rampart
+/// `unix:`).
+#[test]
+fn a_unix_socket_client_is_listed_with_its_uid_and_gid() {
+    let dir = TempDir::new().expect("temp dir");
+    let socket = dir.path().join("conns.sock");
+    let _server =
+        rampart_tests::UnixServer::start(&["-s", path_arg(&socket), "-a", "0777"], &socket);
+    let mut stream = UnixStream::connect(&socket).expect("unix connect");
+    stream.set_read_timeout(Some(QUIET)).expect("timeout");
+    stream.write_all(b"stats conns\r\n").expect("send");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"END\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let stats = parse_stats(&got);
+    let fd = stats
+        .iter()
+        .find(|(name, value)| name.ends_with(":addr") && value.as_str() == "unix:")
+        .map(|(name, _)| name.trim_end_matches(":addr").to_owned())
+        .unwrap_or_else(|| panic!("no unix client listed: {stats:?}"));
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let field = |name: &str| stats.get(&format!("{fd}:{name}")).cloned();
+    assert_eq!(
+        field("listen_addr"),
+        Some(format!("unix:{}", socket.display()))
+    );
+    assert_eq!(field("peer_uid"), Some(uid.to_string()), "{stats:?}");
+    assert_eq!(field("peer_gid"), Some(gid.to_string()), "{stats:?}");
+    assert_eq!(field("state").as_deref(), Some("conn_parse_cmd"));
+}
+
 /// Without a policy, memcached's behaviour: a loopback client may run every admin command.
 #[test]
 fn without_a_policy_loopback_clients_keep_memcached_admin_commands() {

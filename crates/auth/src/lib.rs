@@ -7,17 +7,20 @@
 //! [`CredentialStore::scram_start`] then [`ScramExchange::finish`] for `SCRAM-SHA-256` and
 //! `SCRAM-SHA-512` (a [`ScramHash`] names which; [`CredentialStore::lists`] says which to
 //! offer). The store never logs, formats or returns a secret; comparisons are constant-time
-//! (`CRYPTO_memcmp`).
+//! (`CRYPTO_memcmp`). [`CertUserRule`] says which user a verified client certificate names
+//! (`-o ssl_cert_user`).
 //!
 //! Non-goals: reading files (the server reads and checks permissions, then hands the text
 //! here), sockets, clocks, counters.
 
+mod certmap;
 mod credentials;
 mod plain;
 pub mod policy;
 mod scram;
 mod secret;
 
+pub use certmap::{CertField, CertNames, CertRuleError, CertUserRule};
 pub use credentials::{CredentialStore, FileError, User};
 pub use plain::{PlainError, PlainMessage};
 pub use scram::{ScramError, ScramExchange};

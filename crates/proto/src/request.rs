@@ -9,6 +9,7 @@
 
 mod acl;
 mod admin;
+mod auth;
 mod meta;
 mod meta_arith;
 mod meta_delete;
@@ -18,6 +19,7 @@ mod sasl;
 
 pub use acl::Acl;
 pub use admin::{Admin, AdminCommand, LruCrawler, Slabs, Watch};
+pub use auth::AuthCommand;
 pub use meta::{MAX_META_FLAGS, MAX_OPAQUE_BYTES, MetaFlags, MetaKey};
 pub use meta_arith::MetaArith;
 pub use meta_delete::{MetaDebug, MetaDelete};
@@ -73,6 +75,8 @@ pub enum Request<'a> {
     Sasl(Sasl<'a>),
     /// `acl reload|log|check`: rampart's policy commands.
     Acl(Acl<'a>),
+    /// `auth reload`: rampart's credential command.
+    Auth(AuthCommand),
     /// `lru_crawler`, `lru`, `slabs`, `watch`.
     Admin(Admin<'a>),
 }
@@ -103,6 +107,7 @@ impl Request<'_> {
             | Request::MetaDebug(_)
             | Request::Sasl(_)
             | Request::Acl(_)
+            | Request::Auth(_)
             | Request::Admin(_) => false,
         }
     }
@@ -144,6 +149,7 @@ impl Request<'_> {
             Request::Sasl(Sasl::Auth { .. }) => "sasl_auth",
             Request::Sasl(Sasl::Step { .. }) => "sasl_step",
             Request::Acl(_) => "acl",
+            Request::Auth(_) => "auth",
             Request::Admin(admin) => match admin.command {
                 AdminCommand::LruCrawler(_) => "lru_crawler",
                 AdminCommand::Lru { .. } => "lru",

@@ -75,7 +75,8 @@ pub struct Args {
     /// read_buf_mem_limit=<MB> (default -m; 0 no limit), ssl_chain_cert, ssl_key,
     /// ssl_keyformat, ssl_verify_mode, ssl_ciphers, ssl_ca_cert, ssl_wbuf_size,
     /// ssl_session_cache, ssl_kernel_tls, ssl_min_version, ssl_handshake_timeout,
-    /// ssl_psk_file, sasl_plain_cleartext, auth_timeout=<seconds>, auth_exempt_unix_socket,
+    /// ssl_psk_file, ssl_cert_user=<cn|san.dns|san.email|san.uri>[:prefix],
+    /// sasl_plain_cleartext, auth_timeout=<seconds>, auth_exempt_unix_socket,
     /// acl_file=<path>, remote_admin, audit_log=<path|->, audit_auth_success,
     /// audit_connections, and
     /// memcached's tuning options
@@ -431,6 +432,11 @@ pub fn to_config(
             "audit_connections" => audit.connections = true,
             "sasl_plain_cleartext" => auth.plain_cleartext = true,
             "auth_exempt_unix_socket" => auth.exempt_unix_socket = true,
+            "ssl_cert_user" => {
+                let rule = rampart_auth::CertUserRule::parse(value)
+                    .map_err(|err| usage(format!("-o ssl_cert_user={value}: {err}")))?;
+                auth.cert_user = Some(rule);
+            }
             "auth_timeout" => {
                 let seconds: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                     usage(format!(
@@ -487,6 +493,18 @@ pub fn to_config(
                 }
             }
         }
+    }
+    // A certificate can name a user only where the server asks for one and verifies it.
+    let asks_for_certificates = tls.verify_mode != rampart_server::config::VerifyMode::None
+        || tcp
+            .iter()
+            .any(|l| l.security == Security::Tls(ListenerTls::Mtls));
+    if let Some(rule) = &auth.cert_user
+        && !(tls.enabled && asks_for_certificates)
+    {
+        return Err(usage(format!(
+            "-o ssl_cert_user={rule}: needs verified client certificates: -Z with -o ssl_verify_mode=1 or more, or an mtls: listener"
+        )));
     }
     if tls.enabled && tcp.is_empty() {
         // memcached's words: TLS needs a TCP listener (unix sockets stay plaintext).
@@ -663,6 +681,16 @@ mod tests {
             ]
         );
         assert!(c.tls.enabled);
+        // ssl_cert_user is accepted where client certificates are verified: with
+        // ssl_verify_mode or on an mtls: listener.
+        for line in [
+            "-Z -o ssl_verify_mode=1,ssl_cert_user=san.uri:spiffe://example.org/",
+            "-Z -o ssl_cert_user=cn -l mtls:127.0.0.1:1",
+        ] {
+            let c = config(line).unwrap();
+            let rule = c.auth.cert_user.expect("a rule");
+            assert!(rule.to_string().starts_with("san.uri:spiffe://") || rule.to_string() == "cn");
+        }
         // Without -Z every listener is plaintext; notls: is accepted and changes nothing.
         let c = config("-l notls:127.0.0.1:1").unwrap();
         assert_eq!(c.tcp[0].security, Security::Plain);
@@ -696,6 +724,13 @@ mod tests {
                 "You cannot enable SSL without a TCP port.",
             ),
             ("-l mtls:127.0.0.1", "needs -Z"),
+            ("-o ssl_cert_user=cn", "needs verified client certificates"),
+            (
+                "-Z -o ssl_cert_user=cn",
+                "needs verified client certificates",
+            ),
+            ("-Z -o ssl_cert_user=subject", "no certificate field"),
+            ("-Z -o ssl_cert_user=san.uri:", "prefix"),
             ("-l 1.2.3.4:notaport", "-l"),
             ("--no-such-flag", "no-such-flag"),
         ] {

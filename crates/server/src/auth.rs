@@ -54,6 +54,10 @@ pub struct AuthSettings {
     /// `-o auth_exempt_unix_socket`: connections on the unix socket (`-s`) need no
     /// authentication (whoever may open the socket, per `-a`, is trusted).
     pub exempt_unix_socket: bool,
+    /// `-o ssl_cert_user=<rule>`: a verified client certificate names a user. With `-Y` or
+    /// `-S`, a user of the store is authenticated by the certificate alone; without them, the
+    /// name is what an access policy calls `user:<name>`.
+    pub cert_user: Option<rampart_auth::CertUserRule>,
 }
 
 impl Default for AuthSettings {
@@ -65,6 +69,7 @@ impl Default for AuthSettings {
             plain_cleartext: false,
             timeout: DEFAULT_AUTH_TIMEOUT,
             exempt_unix_socket: false,
+            cert_user: None,
         }
     }
 }
@@ -102,6 +107,9 @@ pub struct AuthCounters {
     pub timeouts: AtomicU64,
     /// Connections closed after [`MAX_FAILURES`] failed attempts.
     pub lockouts: AtomicU64,
+    /// Connections authenticated by a client certificate that names a user of the store
+    /// (`-o ssl_cert_user`).
+    pub cert_users: AtomicU64,
 }
 
 /// Authentication as configured, shared by every connection.
@@ -183,6 +191,18 @@ impl Authenticator {
         let (generation, store) = self.snapshot();
         let now = store.fingerprint(user.as_str());
         (generation, now.as_ref() == Some(fingerprint))
+    }
+
+    /// A user named by a verified client certificate (`-o ssl_cert_user`), authenticated
+    /// when the store has entries for it (and so revoked as a password's user is, when a
+    /// reload removes or changes them); `None` when it has none.
+    pub fn certificate_user(&self, user: User) -> Option<Authenticated> {
+        let (generation, store) = self.snapshot();
+        let done = Authenticated::in_store(&store, generation, user);
+        if done.is_some() {
+            self.counters.cert_users.fetch_add(1, Ordering::Relaxed);
+        }
+        done
     }
 
     /// Checks a user's password, counting the attempt.

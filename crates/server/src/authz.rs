@@ -155,6 +155,7 @@ pub fn need<'r, 'a>(request: &'r Request<'a>) -> Need<'r, 'a> {
         Request::MetaDebug(debug) => Need::MetaKey(Rights::DEBUG, &debug.key),
         Request::Sasl(_) => Need::Nothing,
         Request::Acl(_) => Need::Keyless(Rights::ACL),
+        Request::Auth(_) => Need::Keyless(Rights::AUTH),
         Request::Admin(admin) => Need::Keyless(match admin.command {
             AdminCommand::LruCrawler(_) | AdminCommand::Watch(_) => Rights::DUMP,
             AdminCommand::Lru { .. } | AdminCommand::Slabs(_) => Rights::TUNE,
@@ -321,6 +322,7 @@ pub fn default_check(request: &Request<'_>, admin_allowed: bool) -> Result<(), D
         | Request::Verbosity(_)
         | Request::RefreshCerts { .. }
         | Request::Acl(_)
+        | Request::Auth(_)
         | Request::Admin(_) => Err(Denial::Admin),
         // Resetting counters, and what reveals keys (`stats detail`, `stats cachedump`).
         Request::Stats(stats)

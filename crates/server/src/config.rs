@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use rampart_tls::{ListenerTls, TlsSettings};
+pub use rampart_tls::{ListenerTls, TlsSettings, VerifyMode};
 
 /// memcached's default `-I`.
 pub const DEFAULT_ITEM_SIZE_MAX_BYTES: usize = 1024 * 1024;

@@ -6,11 +6,10 @@
 //! Lines are memcached's (`<fd>:addr`, `<fd>:listen_addr`, `<fd>:state`,
 //! `<fd>:secs_since_last_cmd`), plus, for TLS connections, `<fd>:tls_version`,
 //! `<fd>:tls_cipher` and the verified client certificate's `<fd>:peer_cn` and `<fd>:peer_san`,
-//! `<fd>:psk_identity` for a pre-shared key, and, once a connection has authenticated (`-Y`,
-//! `-S`), `<fd>:user`.
-//! Listening sockets are not listed (memcached shows them as `conn_listening`; rampart has one
-//! per executor per address), nor are connections over unix sockets (glommio does not expose
-//! their descriptor, which is what memcached keys the lines by).
+//! `<fd>:psk_identity` for a pre-shared key, for a unix socket's client `<fd>:peer_uid` and
+//! `<fd>:peer_gid` (`SO_PEERCRED`), and, once a connection has a user (`-Y`, `-S`,
+//! `-o ssl_cert_user`), `<fd>:user`. A unix socket's client is `unix:` and its listener
+//! `unix:<path>`, as memcached writes them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,14 +30,22 @@ pub struct TlsDescription {
     pub psk: Option<String>,
 }
 
+/// What a connection is listed with, fixed for its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// `tcp:<ip>:<port>` of the client, `unix:` for a unix socket's.
+    pub addr: String,
+    /// `tcp:<ip>:<port>` of the listener that accepted it, `unix:<path>`.
+    pub listen_addr: String,
+    pub tls: Option<TlsDescription>,
+    /// A unix socket client's uid and gid.
+    pub peer_cred: Option<(u32, u32)>,
+}
+
 /// One open connection.
 #[derive(Debug)]
 pub struct ConnEntry {
-    /// `tcp:<ip>:<port>` of the client.
-    addr: String,
-    /// `tcp:<ip>:<port>` of the listener that accepted it.
-    listen_addr: String,
-    tls: Option<TlsDescription>,
+    listing: Listing,
     /// Unix time of the last turn that ran requests.
     last_cmd: AtomicU64,
     /// Waiting for input (`conn_waiting`) rather than running requests (`conn_parse_cmd`).
@@ -98,18 +105,9 @@ impl ConnTable {
     }
 
     /// Lists the connection on socket `fd` until the returned guard is dropped.
-    pub fn insert(
-        &self,
-        fd: RawFd,
-        addr: String,
-        listen_addr: String,
-        tls: Option<TlsDescription>,
-        now: u64,
-    ) -> Listed<'_> {
+    pub fn insert(&self, fd: RawFd, listing: Listing, now: u64) -> Listed<'_> {
         let entry = Arc::new(ConnEntry {
-            addr,
-            listen_addr,
-            tls,
+            listing,
             last_cmd: AtomicU64::new(now),
             waiting: AtomicBool::new(true),
             user: Mutex::new(None),
@@ -159,8 +157,9 @@ impl ConnTable {
             {
                 write_listener(&mut stat, out, listen_fd, &addr, now.saturating_sub(since));
             }
-            stat(out, fd, "addr", entry.addr.as_bytes());
-            stat(out, fd, "listen_addr", entry.listen_addr.as_bytes());
+            let listing = &entry.listing;
+            stat(out, fd, "addr", listing.addr.as_bytes());
+            stat(out, fd, "listen_addr", listing.listen_addr.as_bytes());
             let state = if entry.waiting.load(Ordering::Relaxed) {
                 "conn_waiting"
             } else {
@@ -169,7 +168,11 @@ impl ConnTable {
             stat(out, fd, "state", state.as_bytes());
             let idle = now.saturating_sub(entry.last_cmd.load(Ordering::Relaxed));
             stat(out, fd, "secs_since_last_cmd", idle.to_string().as_bytes());
-            if let Some(tls) = &entry.tls {
+            if let Some((uid, gid)) = listing.peer_cred {
+                stat(out, fd, "peer_uid", uid.to_string().as_bytes());
+                stat(out, fd, "peer_gid", gid.to_string().as_bytes());
+            }
+            if let Some(tls) = &listing.tls {
                 stat(out, fd, "tls_version", tls.version.as_bytes());
                 stat(out, fd, "tls_cipher", tls.cipher.as_bytes());
                 if let Some(peer) = &tls.peer {
@@ -228,14 +231,21 @@ fn subject_alt_names(peer: &PeerIdentity) -> String {
 mod tests {
     use super::*;
 
+    fn tcp(addr: &str, listen_addr: &str, tls: Option<TlsDescription>) -> Listing {
+        Listing {
+            addr: addr.into(),
+            listen_addr: listen_addr.into(),
+            tls,
+            peer_cred: None,
+        }
+    }
+
     #[test]
     fn lists_connections_while_they_are_open() {
         let table = ConnTable::default();
         let plain = table.insert(
             7,
-            "tcp:127.0.0.1:5000".into(),
-            "tcp:127.0.0.1:11211".into(),
-            None,
+            tcp("tcp:127.0.0.1:5000", "tcp:127.0.0.1:11211", None),
             100,
         );
         {
@@ -257,11 +267,16 @@ mod tests {
             };
             let _tls = table.insert(
                 9,
-                "tcp:127.0.0.1:5001".into(),
-                "tcp:127.0.0.1:11212".into(),
-                Some(tls),
+                tcp("tcp:127.0.0.1:5001", "tcp:127.0.0.1:11212", Some(tls)),
                 100,
             );
+            let unix = Listing {
+                addr: "unix:".into(),
+                listen_addr: "unix:/run/rampart.sock".into(),
+                tls: None,
+                peer_cred: Some((1000, 100)),
+            };
+            let _unix = table.insert(11, unix, 100);
             plain.entry.working(103);
             let mut out = Vec::new();
             table.write_stats(105, &mut out);
@@ -279,7 +294,13 @@ mod tests {
                  STAT 9:tls_version TLSv1.3\r\n\
                  STAT 9:tls_cipher TLS_AES_256_GCM_SHA384\r\n\
                  STAT 9:peer_cn client-a\r\n\
-                 STAT 9:peer_san DNS:a.example,IP:127.0.0.1\r\n"
+                 STAT 9:peer_san DNS:a.example,IP:127.0.0.1\r\n\
+                 STAT 11:addr unix:\r\n\
+                 STAT 11:listen_addr unix:/run/rampart.sock\r\n\
+                 STAT 11:state conn_waiting\r\n\
+                 STAT 11:secs_since_last_cmd 5\r\n\
+                 STAT 11:peer_uid 1000\r\n\
+                 STAT 11:peer_gid 100\r\n"
             );
         }
         drop(plain);

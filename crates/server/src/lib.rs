@@ -524,21 +524,7 @@ fn reload(process: &Process) {
         let _ = process.refresh_certs();
     }
     // The credential files too: a bad one changes nothing.
-    if let Some(auth) = &process.auth {
-        let event = match auth.reload() {
-            Ok(users) => {
-                log::info!("SIGHUP: credentials reloaded, {users} user(s)");
-                audit::Event::new("credentials.reload", "ok").reason(format!("{users} user(s)"))
-            }
-            Err(err) => {
-                log::error!("SIGHUP: credentials not reloaded, the old ones stay: {err}");
-                audit::Event::new("credentials.reload", "failed").reason(err.to_string())
-            }
-        };
-        if let Some(audit) = &process.audit {
-            audit.emit(event);
-        }
-    }
+    let _ = process.reload_credentials("SIGHUP");
     // And the access policy: a bad file changes nothing.
     if process.access.is_some() {
         let _ = process.reload_access("SIGHUP");

@@ -226,6 +226,7 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
         // rampart's own: connections closed unauthenticated.
         reply::stat_u64(out, "auth_timeouts", auth_counter(|c| &c.timeouts));
         reply::stat_u64(out, "auth_lockouts", auth_counter(|c| &c.lockouts));
+        reply::stat_u64(out, "auth_cert_users", auth_counter(|c| &c.cert_users));
     }
     if let Some(audit) = view.audit {
         let load = |counter: &std::sync::atomic::AtomicU64| {

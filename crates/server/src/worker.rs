@@ -124,6 +124,28 @@ impl Process {
         Some(outcome)
     }
 
+    /// Reads the credential files again (`why`: SIGHUP or `auth reload`), logging and
+    /// auditing the outcome. `None` without `-Y` or `-S`.
+    pub fn reload_credentials(&self, why: &str) -> Option<Result<usize, crate::auth::AuthError>> {
+        let auth = self.auth.as_ref()?;
+        let outcome = auth.reload();
+        let event = match &outcome {
+            Ok(users) => {
+                log::info!("{why}: credentials reloaded, {users} user(s)");
+                crate::audit::Event::new("credentials.reload", "ok")
+                    .reason(format!("{users} user(s)"))
+            }
+            Err(err) => {
+                log::error!("{why}: credentials not reloaded, the old ones stay: {err}");
+                crate::audit::Event::new("credentials.reload", "failed").reason(err.to_string())
+            }
+        };
+        if let Some(audit) = &self.audit {
+            audit.emit(event);
+        }
+        Some(outcome)
+    }
+
     pub fn with_read_budget(mut self, limit_bytes: Option<usize>) -> Process {
         self.read_budget = Arc::new(ReadBudget::new(limit_bytes));
         self

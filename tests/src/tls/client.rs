@@ -15,7 +15,7 @@ use crate::Server;
 use crate::io::{End, REPLY_TIMEOUT, Reply};
 use crate::report::escape;
 use crate::server::SOCKET_TIMEOUT;
-use crate::tls::{Pki, parse_stats};
+use crate::tls::{Issued, Pki, parse_stats};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -23,7 +23,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientConfig<'p> {
     pki: &'p Pki,
-    with_cert: bool,
+    /// The client certificate presented, if any.
+    cert: Option<&'p Issued>,
     max_version: Option<SslVersion>,
 }
 
@@ -32,14 +33,20 @@ impl<'p> ClientConfig<'p> {
     pub fn new(pki: &'p Pki) -> Self {
         ClientConfig {
             pki,
-            with_cert: false,
+            cert: None,
             max_version: None,
         }
     }
 
     /// Presents the client certificate.
     pub fn with_cert(mut self) -> Self {
-        self.with_cert = true;
+        self.cert = Some(&self.pki.client);
+        self
+    }
+
+    /// Presents `issued` (signed by the PKI's CA) as the client certificate.
+    pub fn with_issued(mut self, issued: &'p Issued) -> Self {
+        self.cert = Some(issued);
         self
     }
 
@@ -53,10 +60,10 @@ impl<'p> ClientConfig<'p> {
         let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
         b.set_ca_file(&self.pki.ca.cert_path).unwrap();
         b.set_verify(SslVerifyMode::PEER);
-        if self.with_cert {
-            b.set_certificate_file(&self.pki.client.cert_path, SslFiletype::PEM)
+        if let Some(issued) = self.cert {
+            b.set_certificate_file(&issued.cert_path, SslFiletype::PEM)
                 .unwrap();
-            b.set_private_key_file(&self.pki.client.key_path, SslFiletype::PEM)
+            b.set_private_key_file(&issued.key_path, SslFiletype::PEM)
                 .unwrap();
         }
         if let Some(v) = self.max_version {

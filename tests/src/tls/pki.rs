@@ -108,7 +108,11 @@ fn issue(
     if !sans.is_empty() {
         let mut san = SubjectAlternativeName::new();
         for s in sans {
-            if s.parse::<std::net::IpAddr>().is_ok() {
+            if let Some(uri) = s.strip_prefix("uri:") {
+                san.uri(uri);
+            } else if let Some(email) = s.strip_prefix("email:") {
+                san.email(email);
+            } else if s.parse::<std::net::IpAddr>().is_ok() {
                 san.ip(s);
             } else {
                 san.dns(s);
@@ -197,6 +201,26 @@ impl Pki {
             file,
             serial,
             &[],
+            Some((&self.ca.cert, &self.ca_key)),
+        )
+        .0
+    }
+
+    /// [`Pki::issue_client`] with subject alternative names: `uri:<uri>`, `email:<address>`,
+    /// an IP address, else a DNS name.
+    pub fn issue_client_with_sans(
+        &self,
+        cn: &str,
+        file: &str,
+        serial: u32,
+        sans: &[&str],
+    ) -> Issued {
+        issue(
+            self.dir.path(),
+            cn,
+            file,
+            serial,
+            sans,
             Some((&self.ca.cert, &self.ca_key)),
         )
         .0

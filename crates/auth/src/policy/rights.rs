@@ -53,6 +53,8 @@ impl Rights {
     /// memcached's tuning of machinery rampart does not have: `lru`, `slabs` (accepted with
     /// no effect, but a policy should still say who may send them).
     pub const TUNE: Rights = Rights(1 << 29);
+    /// `auth reload`: reading the credential files again.
+    pub const AUTH: Rights = Rights(1 << 30);
 
     /// Every right granted on keys.
     pub const KEYED: Rights = Rights(0xffff);
@@ -140,6 +142,7 @@ pub const NAMES: &[(&str, Rights)] = &[
     ("refresh_certs", Rights::REFRESH_CERTS),
     ("shutdown", Rights::SHUTDOWN),
     ("acl", Rights::ACL),
+    ("auth", Rights::AUTH),
     ("watch", Rights::DUMP),
     ("lru_crawler", Rights::DUMP),
     ("stats_detail", Rights::DUMP),
@@ -181,6 +184,7 @@ const ADMIN: Rights = Rights::STATS_CONNS
     .union(Rights::REFRESH_CERTS)
     .union(Rights::SHUTDOWN)
     .union(Rights::ACL)
+    .union(Rights::AUTH)
     .union(Rights::DUMP)
     .union(Rights::TUNE);
 

@@ -15,8 +15,8 @@
 use super::numbers::{parse_i32, parse_u32, parse_u64};
 use super::{Frame, Limits, Parsed, TextError, Tokens, key_ok};
 use crate::request::{
-    Acl, Admin, AdminCommand, Arith, CacheMemlimit, Delete, FlushAll, Get, Keys, LruCrawler,
-    Request, ShutdownMode, Slabs, Stats, Store, StoreMode, Touch, Verbosity, Watch,
+    Acl, Admin, AdminCommand, Arith, AuthCommand, CacheMemlimit, Delete, FlushAll, Get, Keys,
+    LruCrawler, Request, ShutdownMode, Slabs, Stats, Store, StoreMode, Touch, Verbosity, Watch,
 };
 
 /// A frame that takes just the request line.
@@ -165,6 +165,13 @@ pub(super) fn dispatch<'a>(
                 _ => Acl::Usage,
             };
             request(after_line, Request::Acl(acl))
+        }
+        b"auth" => {
+            let command = match (tokens.count(), tokens.get(1)) {
+                (2, b"reload") => AuthCommand::Reload,
+                _ => AuthCommand::Usage,
+            };
+            request(after_line, Request::Auth(command))
         }
         _ => {
             // memcached hangs up on what looks like an HTTP request line.

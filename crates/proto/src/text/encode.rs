@@ -4,7 +4,7 @@
 //! Meta requests are written in their meta form (a text connection reads them too); SASL has
 //! no text form and writes nothing.
 
-use crate::request::{Acl, Request, ShutdownMode, StoreMode};
+use crate::request::{Acl, AuthCommand, Request, ShutdownMode, StoreMode};
 
 /// Appends the wire form of `request`.
 pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
@@ -39,6 +39,17 @@ pub fn encode(request: &Request<'_>, out: &mut Vec<u8>) {
                 }
                 Acl::Usage => word(line, b"help"),
             }
+            false
+        }
+        Request::Auth(command) => {
+            word(line, b"auth");
+            word(
+                line,
+                match command {
+                    AuthCommand::Reload => b"reload",
+                    AuthCommand::Usage => b"help",
+                },
+            );
             false
         }
         Request::Get(get) => {

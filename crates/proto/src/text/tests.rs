@@ -435,6 +435,31 @@ fn acl_commands_parse() {
 }
 
 #[test]
+fn auth_commands_parse() {
+    use crate::request::AuthCommand;
+    let cases: &[(&[u8], AuthCommand)] = &[
+        (b"auth reload\r\n", AuthCommand::Reload),
+        (b"auth  reload \r\n", AuthCommand::Reload),
+        (b"auth\r\n", AuthCommand::Usage),
+        (b"auth reload now\r\n", AuthCommand::Usage),
+        (b"auth alice secret\r\n", AuthCommand::Usage),
+    ];
+    for (line, want) in cases {
+        let (request, used) = accepted(line);
+        assert_eq!(
+            request,
+            Request::Auth(*want),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(used, line.len());
+    }
+    let mut bytes = Vec::new();
+    crate::text::encode(&Request::Auth(AuthCommand::Reload), &mut bytes);
+    assert_eq!(accepted(&bytes).0, Request::Auth(AuthCommand::Reload));
+}
+
+#[test]
 fn maintenance_commands_keep_memcached_argument_checks() {
     use crate::request::{Admin, AdminCommand, LruCrawler, Slabs, Watch};
     fn command(line: &[u8]) -> AdminCommand<'_> {

@@ -20,7 +20,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::authz::Identity;
 use crate::config::Security;
-use crate::conns::{TlsDescription, tcp_addr};
+use crate::conns::{Listing, TlsDescription, tcp_addr};
 use crate::idle::IdleSlot;
 use crate::output::Output;
 use crate::session::{Exchanged, Session, Stop};
@@ -38,8 +38,8 @@ pub const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The byte streams a connection can run over.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
-    /// The socket, when a shutdown can stop its reads (glommio's unix streams do not expose it;
-    /// those connections are closed when the drain limit runs out).
+    /// The socket: what `stats conns` and `watch` name the connection by, and what a shutdown
+    /// stops the reads of.
     fn socket(&self) -> Option<RawFd>;
 
     /// The client's and the listener's addresses, for `stats conns` (TCP only).
@@ -48,10 +48,17 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// A unix socket: only local processes reach it.
     fn is_local(&self) -> bool;
 
-    /// A unix socket peer's user id, as the kernel reports it (`SO_PEERCRED`).
-    fn peer_uid(&self) -> Option<u32> {
+    /// A unix socket peer's user and group ids, as the kernel reports them (`SO_PEERCRED`).
+    fn peer_cred(&self) -> Option<PeerCred> {
         None
     }
+}
+
+/// Who is on the other end of a unix socket: the credentials the peer had when it connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Transport for glommio::net::TcpStream {
@@ -70,7 +77,7 @@ impl Transport for glommio::net::TcpStream {
 
 impl Transport for glommio::net::UnixStream {
     fn socket(&self) -> Option<RawFd> {
-        None
+        Some(self.as_raw_fd())
     }
 
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
@@ -81,7 +88,7 @@ impl Transport for glommio::net::UnixStream {
         true
     }
 
-    fn peer_uid(&self) -> Option<u32> {
+    fn peer_cred(&self) -> Option<PeerCred> {
         let mut cred = libc::ucred {
             pid: 0,
             uid: 0,
@@ -99,7 +106,10 @@ impl Transport for glommio::net::UnixStream {
                 &mut len,
             )
         };
-        (rc == 0).then_some(cred.uid)
+        (rc == 0).then_some(PeerCred {
+            uid: cred.uid,
+            gid: cred.gid,
+        })
     }
 }
 
@@ -342,8 +352,8 @@ fn new_session<S: Transport>(
     link: &Link,
     identity: Identity,
 ) -> Session {
-    let identity = match (identity, stream.peer_uid()) {
-        (Identity::Anonymous, Some(uid)) => Identity::Uid(uid),
+    let identity = match (identity, stream.peer_cred()) {
+        (Identity::Anonymous, Some(cred)) => Identity::Uid(cred.uid),
         (identity, _) => identity,
     };
     let admin_allowed = worker.process_state().remote_admin
@@ -393,12 +403,27 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     };
     // Asked for once (getpeername and getsockname): the table, the session and its audit.
     let addresses = stream.addresses();
-    let listed = match (stream.socket(), addresses) {
-        (Some(fd), Some((peer, local))) => Some(worker.process_state().conns.insert(
+    let conns = &worker.process_state().conns;
+    let listed = match (stream.socket(), addresses, &worker.config().unix_socket) {
+        (Some(fd), Some((peer, local)), _) => Some(conns.insert(
             fd,
-            tcp_addr(peer),
-            tcp_addr(local),
-            link.describe(&identity),
+            Listing {
+                addr: tcp_addr(peer),
+                listen_addr: tcp_addr(local),
+                tls: link.describe(&identity),
+                peer_cred: None,
+            },
+            unix_now(),
+        )),
+        // memcached's form for a unix socket's client: the peer has no path of its own.
+        (Some(fd), None, Some((path, _))) => Some(conns.insert(
+            fd,
+            Listing {
+                addr: "unix:".to_owned(),
+                listen_addr: format!("unix:{}", path.display()),
+                tls: None,
+                peer_cred: stream.peer_cred().map(|c| (c.uid, c.gid)),
+            },
             unix_now(),
         )),
         _ => None,
@@ -406,6 +431,21 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
     if matches!(link, Link::Tls(_)) {
         input.for_tls();
     }
+    // `-o ssl_cert_user`: a verified certificate may name a user. Without a credential store
+    // that name is the connection's identity; with one, the store decides below.
+    let cert_user = match (&identity, &worker.config().auth.cert_user) {
+        (Identity::Certificate(peer), Some(rule)) => rule.user(&rampart_auth::CertNames {
+            common_name: peer.common_name.as_deref(),
+            dns: &peer.dns_names,
+            emails: &peer.emails,
+            uris: &peer.uris,
+        }),
+        _ => None,
+    };
+    let (identity, cert_user) = match (cert_user, worker.auth()) {
+        (Some(user), None) => (Identity::User(Box::new(user)), None),
+        (cert_user, _) => (identity, cert_user),
+    };
     let mut session = new_session(&stream, addresses, &worker, &link, identity);
     session.set_fd(fd);
     conn_event(&worker, "conn_new", &stream, None, fd);
@@ -426,7 +466,18 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
             session.lock(plain_allowed);
             Instant::now() + auth.timeout
         });
+    // A certificate that names a user of the store authenticates the connection as that
+    // user; one whose name the store lacks leaves it to authenticate as any other.
+    if let (Some(auth), Some(user)) = (worker.auth(), cert_user)
+        && session.is_locked()
+        && let Some(done) = auth.certificate_user(user)
+    {
+        session.open_by_certificate(done);
+        auth_deadline = None;
+    }
     let mut shown_user: Option<Box<str>> = None;
+    // Only -Y, -S and -o ssl_cert_user give a connection a user.
+    let has_users = worker.auth().is_some() || worker.config().auth.cert_user.is_some();
     let mut out = Output::new();
     let per_event = worker.config().requests_per_event.max(1);
     let idle_wait = Wait::idle(worker.config().idle_timeout);
@@ -518,8 +569,8 @@ pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Se
                 watching = Some(worker.process_state().watchers.register(streams));
             }
             // `stats conns` shows who authenticated, before the replies that say so go out
-            // (looked at only with -Y or -S).
-            if worker.auth().is_some() && shown_user.as_deref() != session.user() {
+            // (looked at only where connections can have users).
+            if has_users && shown_user.as_deref() != session.user() {
                 shown_user = session.user().map(Into::into);
                 if let Some(listed) = &listed {
                     listed.entry.set_user(session.user());

@@ -1,6 +1,6 @@
 //! `acl reload`, `acl log [reset]` and `acl check <identity> <request>`: the access policy's
 //! own commands (admin only: they need the policy's `acl` grant, and without a policy a client
-//! on this machine).
+//! on this machine); and `auth reload`, the credential files' (the `auth` grant).
 //!
 //! # Format
 //! ```text
@@ -10,10 +10,11 @@
 //!                         ... END
 //! acl log reset           RESET
 //! acl check user:a get k  ALLOWED | DENIED <command|key> [<key>] | CLIENT_ERROR <why>
+//! auth reload             OK | SERVER_ERROR credentials not reloaded: <file>: <why>
 //! ```
 
 use rampart_auth::policy::IdentityName;
-use rampart_proto::request::Acl;
+use rampart_proto::request::{Acl, AuthCommand};
 use rampart_proto::text::reply;
 
 use crate::authz;
@@ -22,8 +23,28 @@ use crate::worker::Worker;
 
 const NO_POLICY: &[u8] = b"CLIENT_ERROR no access policy is configured (-o acl_file)";
 const NO_AUDIT: &[u8] = b"CLIENT_ERROR the recent log needs the audit trail (-o audit_log)";
+const NO_CREDENTIALS: &[u8] =
+    b"CLIENT_ERROR no credential file is configured (-Y, or -S with MEMCACHED_SASL_PWDB)";
+const AUTH_USAGE: &[u8] = b"CLIENT_ERROR usage: auth reload";
 const USAGE: &[u8] =
     b"CLIENT_ERROR usage: acl reload | acl log [reset] | acl check <identity> <request>";
+
+/// Answers one `auth` command into `out`: a reload as SIGHUP's, which a connection whose
+/// user it removed or changed notices at its next request.
+pub(super) fn auth(command: AuthCommand, worker: &Worker, out: &mut Output) {
+    let out = out.bytes();
+    match command {
+        AuthCommand::Usage => reply::line(out, AUTH_USAGE),
+        AuthCommand::Reload => match worker.process_state().reload_credentials("auth reload") {
+            None => reply::line(out, NO_CREDENTIALS),
+            Some(Ok(_)) => reply::line(out, reply::OK),
+            Some(Err(err)) => {
+                let line = format!("SERVER_ERROR credentials not reloaded: {err}");
+                reply::line(out, one_line(&line).as_bytes());
+            }
+        },
+    }
+}
 
 /// Answers one `acl` command into `out`.
 pub(super) fn run(acl: Acl<'_>, worker: &Worker, out: &mut Output) {

@@ -47,6 +47,7 @@ pub(super) fn execute(
         // SASL is binary-only; not served yet.
         Request::Sasl(_) => reply::line(out.bytes(), reply::ERROR),
         Request::Acl(acl) => super::acl::run(acl, worker, out),
+        Request::Auth(command) => super::acl::auth(command, worker, out),
         Request::Admin(admin) => return admin_command(admin.command, worker, out),
         Request::Get(get) => {
             let (keys_done, high_water) = resume;

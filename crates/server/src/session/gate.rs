@@ -441,6 +441,14 @@ impl Session {
         Step::Consumed(consumed)
     }
 
+    /// A locked connection whose verified client certificate names `done`'s user
+    /// (`-o ssl_cert_user`): authenticated as if it had sent the user's password.
+    pub fn open_by_certificate(&mut self, done: Authenticated) {
+        if self.is_locked() {
+            self.open(done);
+        }
+    }
+
     fn open(&mut self, done: Authenticated) {
         let state = self.auth.get_or_insert_with(Box::default);
         state.failures = 0;
