@@ -78,6 +78,16 @@ fn openssl_s_client_connects_with_a_psk_over_tls_1_2_and_1_3() {
         "TLS 1.2: {tls12}\n{}",
         server.diagnostics()
     );
+    // A TLS 1.2 client offering certificate suites first and PSK ones after gets a PSK one
+    // (the server's order decides), with forward secrecy: the key it named is used.
+    let both = s_client(
+        server.port(),
+        &format!("-tls1_2 -cipher DEFAULT:PSK -psk_identity client1 -psk {key} -brief"),
+    );
+    assert!(
+        both.contains("VERSION ") && both.contains("ECDHE-PSK"),
+        "TLS 1.2, certificate and PSK suites offered: {both}"
+    );
     // TLS 1.3 with the client's default suites (TLS_AES_256_GCM_SHA384 first): the server
     // prefers a SHA-256 suite, the only hash an external PSK is defined for here.
     for suites in [

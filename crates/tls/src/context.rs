@@ -81,8 +81,13 @@ pub fn build_context(
                 ciphers: ciphers.clone(),
             })?;
     } else if settings.psk_file.is_some() {
-        // OpenSSL's default list leaves out the TLS 1.2 PSK suites.
-        ctx.set_cipher_list("DEFAULT:PSK").map_err(internal)?;
+        // OpenSSL's default list leaves out the TLS 1.2 PSK suites. They come first (ECDHE ones,
+        // with forward secrecy, before plain PSK), since the server's order decides with
+        // PSKs: a client that offers a PSK suite besides certificate ones means its key, and
+        // would otherwise get a certificate suite and no identity. Clients without a PSK do
+        // not offer PSK suites (OpenSSL's default list has none).
+        ctx.set_cipher_list("ECDHEPSK:PSK:DEFAULT")
+            .map_err(internal)?;
     }
     if let Some(path) = &settings.psk_file {
         // Read with the context, so a refresh reads the keys again too.
