@@ -13,7 +13,8 @@
 //! newline are accepted. A user may have several entries (a password being rotated): any of
 //! them authenticates. There is no limit on the number of entries (memcached's `-Y` takes 8).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 
 use openssl::hash::{MessageDigest, hash};
 use thiserror::Error;
@@ -86,6 +87,44 @@ pub struct CredentialStore {
     lists_sha_512: bool,
     /// Random per store: the salts of SCRAM exchanges for cleartext entries and unknown users.
     store_key: [u8; 32],
+    /// Passwords checked against a hashed entry and found right, as keyed tags (see
+    /// [`CredentialStore::check_password`]); a new store (a reload) starts without any.
+    verified: VerifiedTags,
+}
+
+/// Most tags a store remembers; past it they are all forgotten and counting starts again
+/// (32 bytes each: about 130 KiB at most, with the set's overhead).
+pub const MAX_VERIFIED_TAGS: usize = 4096;
+
+/// `HMAC-SHA-256(store key, "verified" 0 user 0 password)` of passwords that matched a hashed
+/// entry. Not a secret the file holds: a client that reconnects with a password already
+/// checked costs one HMAC instead of one PBKDF2 per entry.
+#[derive(Default)]
+struct VerifiedTags(Mutex<HashSet<[u8; 32]>>);
+
+impl Clone for VerifiedTags {
+    /// A copy of a store remembers nothing: it is checked afresh.
+    fn clone(&self) -> Self {
+        VerifiedTags::default()
+    }
+}
+
+impl VerifiedTags {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn contains(&self, tag: &[u8; 32]) -> bool {
+        self.lock().contains(tag)
+    }
+
+    fn insert(&self, tag: [u8; 32]) {
+        let mut tags = self.lock();
+        if tags.len() >= MAX_VERIFIED_TAGS {
+            tags.clear();
+        }
+        tags.insert(tag);
+    }
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -143,6 +182,7 @@ impl CredentialStore {
             dummy: clear(b""),
             lists_sha_512: false,
             store_key,
+            verified: VerifiedTags::default(),
         }
     }
 
@@ -358,9 +398,21 @@ impl CredentialStore {
 
     /// The user, when `password` is one of `user`'s. Every entry of the user is checked (no
     /// early exit), and an unknown user is checked against a dummy secret of the file's kind.
+    ///
+    /// A password that matched a user with hashed entries is remembered as a keyed tag, so
+    /// that the same user and password again (a client's reconnections, a pool's connections)
+    /// cost one HMAC, not a PBKDF2 per entry. Only a right password can hit a tag, so a wrong
+    /// password and an unknown user still take the same work, and the tags (random key, memory
+    /// only) reveal nothing that the passwords arriving in the read buffers do not.
     pub fn check_password(&self, user: &[u8], password: &[u8]) -> Option<User> {
         let name = std::str::from_utf8(user).ok();
         let entry = name.and_then(|name| self.users.get_key_value(name));
+        let tag = self.tag(user, password);
+        // Looked up for unknown users too, so that the lookup's time says nothing about them.
+        let remembered = tag.as_ref().is_some_and(|tag| self.verified.contains(tag));
+        if let (Some((name, _)), true) = (entry, remembered) {
+            return Some(User(name.clone()));
+        }
         let Some((name, secrets)) = entry else {
             let _ = matches(&self.dummy, password);
             return None;
@@ -369,7 +421,25 @@ impl CredentialStore {
         for secret in secrets {
             matched |= matches(secret, password);
         }
+        if matched
+            && let Some(tag) = tag
+            && secrets.iter().any(|s| matches!(s, Secret::Scram(_)))
+        {
+            self.verified.insert(tag);
+        }
         matched.then(|| User(name.clone()))
+    }
+
+    /// The tag of a user and password (`None` only if OpenSSL fails, which skips the memo).
+    fn tag(&self, user: &[u8], password: &[u8]) -> Option<[u8; 32]> {
+        let key = openssl::pkey::PKey::hmac(&self.store_key).ok()?;
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &key).ok()?;
+        for part in [b"verified\0".as_slice(), user, b"\0", password] {
+            signer.update(part).ok()?;
+        }
+        let mut tag = [0u8; 32];
+        let written = signer.sign(&mut tag).ok()?;
+        (written == tag.len()).then_some(tag)
     }
 }
 

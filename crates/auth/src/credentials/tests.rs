@@ -200,3 +200,38 @@ fn the_dummy_secret_has_the_files_kind() {
     assert!(store.check_password(b"a", b"x").is_some());
     assert!(store.check_password(b"nobody", b"x").is_none());
 }
+
+#[test]
+fn a_verified_password_is_remembered_for_its_user_only() {
+    let text = format!(
+        "alice:{}\nbob:{}\ncarol:pencil\n",
+        hashed("pencil"),
+        hashed("builder")
+    );
+    let store = CredentialStore::parse(&text).expect("parse");
+    let check = |u: &str, p: &str| store.check_password(u.as_bytes(), p.as_bytes()).is_some();
+    assert!(store.verified.lock().is_empty());
+    assert!(check("alice", "pencil"));
+    assert_eq!(store.verified.lock().len(), 1);
+    // Again: from the tag, and still only with the right password.
+    assert!(check("alice", "pencil"));
+    assert!(!check("alice", "pencil2"));
+    assert!(!check("alice", ""));
+    // Another user with the same password has their own entries.
+    assert!(!check("bob", "pencil"));
+    assert!(!check("nobody", "pencil"));
+    // Cleartext entries are cheap to check: nothing to remember.
+    assert!(check("carol", "pencil"));
+    assert_eq!(store.verified.lock().len(), 1);
+    // A copy (and so a reloaded store) starts with nothing remembered.
+    assert!(store.clone().verified.lock().is_empty());
+    // The bound: past it, everything is forgotten and counting starts again.
+    for n in 0..MAX_VERIFIED_TAGS {
+        let mut tag = [7u8; 32];
+        tag[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        store.verified.insert(tag);
+    }
+    assert!(store.verified.lock().len() <= MAX_VERIFIED_TAGS);
+    assert!(check("alice", "pencil"));
+    assert!(store.verified.lock().len() <= MAX_VERIFIED_TAGS);
+}
