@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use openssl::hash::{MessageDigest, hash};
+use openssl::sha::Sha256;
 use thiserror::Error;
 
 use crate::secret::{DEFAULT_ITERATIONS, ScramHash, ScramSecret};
@@ -99,19 +100,57 @@ pub const MAX_VERIFIED_TAGS: usize = 4096;
 /// `HMAC-SHA-256(store key, "verified" 0 user 0 password)` of passwords that matched a hashed
 /// entry. Not a secret the file holds: a client that reconnects with a password already
 /// checked costs one HMAC instead of one PBKDF2 per entry.
-#[derive(Default)]
-struct VerifiedTags(Mutex<HashSet<[u8; 32]>>);
+struct VerifiedTags {
+    tags: Mutex<HashSet<[u8; 32]>>,
+    /// SHA-256 having absorbed the key's inner and outer pads (RFC 2104): a tag is two
+    /// copies of these and two short hashes, with no allocation.
+    inner: Sha256,
+    outer: Sha256,
+}
 
 impl Clone for VerifiedTags {
     /// A copy of a store remembers nothing: it is checked afresh.
     fn clone(&self) -> Self {
-        VerifiedTags::default()
+        VerifiedTags {
+            tags: Mutex::default(),
+            inner: self.inner.clone(),
+            outer: self.outer.clone(),
+        }
     }
 }
 
 impl VerifiedTags {
+    fn new(key: &[u8; 32]) -> VerifiedTags {
+        const BLOCK: usize = 64;
+        let pad = |byte: u8| {
+            let mut block = [byte; BLOCK];
+            for (b, k) in block.iter_mut().zip(key) {
+                *b ^= k;
+            }
+            let mut sha = Sha256::new();
+            sha.update(&block);
+            sha
+        };
+        VerifiedTags {
+            tags: Mutex::default(),
+            inner: pad(0x36),
+            outer: pad(0x5c),
+        }
+    }
+
+    /// The tag of a user and password.
+    fn tag(&self, user: &[u8], password: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        for part in [b"verified\0".as_slice(), user, b"\0", password] {
+            inner.update(part);
+        }
+        let mut outer = self.outer.clone();
+        outer.update(&inner.finish());
+        outer.finish()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.tags.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn contains(&self, tag: &[u8; 32]) -> bool {
@@ -182,7 +221,7 @@ impl CredentialStore {
             dummy: clear(b""),
             lists_sha_512: false,
             store_key,
-            verified: VerifiedTags::default(),
+            verified: VerifiedTags::new(&store_key),
         }
     }
 
@@ -407,9 +446,9 @@ impl CredentialStore {
     pub fn check_password(&self, user: &[u8], password: &[u8]) -> Option<User> {
         let name = std::str::from_utf8(user).ok();
         let entry = name.and_then(|name| self.users.get_key_value(name));
-        let tag = self.tag(user, password);
+        let tag = self.verified.tag(user, password);
         // Looked up for unknown users too, so that the lookup's time says nothing about them.
-        let remembered = tag.as_ref().is_some_and(|tag| self.verified.contains(tag));
+        let remembered = self.verified.contains(&tag);
         if let (Some((name, _)), true) = (entry, remembered) {
             return Some(User(name.clone()));
         }
@@ -421,25 +460,10 @@ impl CredentialStore {
         for secret in secrets {
             matched |= matches(secret, password);
         }
-        if matched
-            && let Some(tag) = tag
-            && secrets.iter().any(|s| matches!(s, Secret::Scram(_)))
-        {
+        if matched && secrets.iter().any(|s| matches!(s, Secret::Scram(_))) {
             self.verified.insert(tag);
         }
         matched.then(|| User(name.clone()))
-    }
-
-    /// The tag of a user and password (`None` only if OpenSSL fails, which skips the memo).
-    fn tag(&self, user: &[u8], password: &[u8]) -> Option<[u8; 32]> {
-        let key = openssl::pkey::PKey::hmac(&self.store_key).ok()?;
-        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &key).ok()?;
-        for part in [b"verified\0".as_slice(), user, b"\0", password] {
-            signer.update(part).ok()?;
-        }
-        let mut tag = [0u8; 32];
-        let written = signer.sign(&mut tag).ok()?;
-        (written == tag.len()).then_some(tag)
     }
 }
 

@@ -423,7 +423,9 @@ pub fn table(results: &AuthResults) -> String {
             "Authentication, per connection (`-Y`, ASCII authentication; hashed entry: \
              PBKDF2-SHA-256, {} iterations): connections one at a time, each connect, TLS \
              handshake, authentication, one get and close; medians over {} rounds of up to \
-             {} connections in {:.0} s.\n",
+             {} connections in {:.0} s, with the lowest round's CPU in brackets (noise only \
+             adds). A hashed entry costs one PBKDF2 at a user's first authentication; after \
+             it the server remembers the password's tag (docs/security.md).\n",
             results
                 .iterations
                 .map_or_else(|| "?".to_string(), |n| n.to_string()),
@@ -434,7 +436,7 @@ pub fn table(results: &AuthResults) -> String {
         let _ = writeln!(
             t,
             "| transport | server | credential | connections/s | first reply p50 (us) | \
-             p99 (us) | server CPU per connection (us) | CPU added by -Y (us) |"
+             p99 (us) | server CPU per connection (us) [lowest] | CPU added by -Y (us) [lowest] |"
         );
         let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|");
         for tls in [false, true] {
@@ -447,23 +449,22 @@ pub fn table(results: &AuthResults) -> String {
                 let Some(cpu) = median(runs().map(|r| r.cpu_us_per_connection)) else {
                     continue;
                 };
-                let baseline = median(
-                    results
-                        .handshakes
-                        .iter()
-                        .filter(|r| {
-                            r.tls == tls && r.kind == kind && r.credential == Credential::None
-                        })
-                        .map(|r| r.cpu_us_per_connection),
-                );
-                let added = match (credential, baseline) {
+                let low = lowest(runs().map(|r| r.cpu_us_per_connection));
+                let baseline = || {
+                    results.handshakes.iter().filter(|r| {
+                        r.tls == tls && r.kind == kind && r.credential == Credential::None
+                    })
+                };
+                let base = median(baseline().map(|r| r.cpu_us_per_connection));
+                let base_low = lowest(baseline().map(|r| r.cpu_us_per_connection));
+                let added = match (credential, base) {
                     (Credential::None, _) => "-".to_string(),
-                    (_, Some(base)) => format!("{:+.1}", cpu - base),
+                    (_, Some(base)) => format!("{:+.1} [{:+.1}]", cpu - base, low - base_low),
                     (_, None) => "?".to_string(),
                 };
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {cpu:.1} | {added} |",
+                    "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {cpu:.1} [{low:.1}] | {added} |",
                     if tls { "tls" } else { "plain" },
                     kind.name(),
                     credential.name(),
@@ -507,7 +508,7 @@ pub fn table(results: &AuthResults) -> String {
                 continue;
             };
             let range = |v: &[f64]| {
-                let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                let lo = lowest(v.iter().copied());
                 let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 (lo, hi)
             };
@@ -531,4 +532,9 @@ pub fn table(results: &AuthResults) -> String {
         }
     }
     t
+}
+
+/// The lowest of `values` (infinity for none: callers have at least one).
+fn lowest(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::INFINITY, f64::min)
 }

@@ -235,3 +235,20 @@ fn a_verified_password_is_remembered_for_its_user_only() {
     assert!(check("alice", "pencil"));
     assert!(store.verified.lock().len() <= MAX_VERIFIED_TAGS);
 }
+
+#[test]
+fn tags_are_rfc_2104_hmac_sha_256() {
+    let key = [0x0bu8; 32];
+    let tags = VerifiedTags::new(&key);
+    let pkey = openssl::pkey::PKey::hmac(&key).expect("key");
+    let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &pkey).expect("signer");
+    signer.update(b"verified\0alice\0pencil").expect("update");
+    assert_eq!(
+        tags.tag(b"alice", b"pencil").to_vec(),
+        signer.sign_to_vec().expect("sign")
+    );
+    assert_ne!(
+        tags.tag(b"alice", b"pencil"),
+        tags.tag(b"alice", b"pencil2")
+    );
+}
