@@ -31,6 +31,7 @@ pub mod normalise;
 pub mod python;
 pub mod replay;
 pub mod report;
+pub mod sasl;
 pub mod scaleout;
 pub mod server;
 pub mod tempdir;

@@ -13,8 +13,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use openssl::hash::MessageDigest;
+
 use rampart_tests::io::{Conn, End};
 use rampart_tests::python::{self, require_module, run_script};
+use rampart_tests::sasl::{self, packet};
 use rampart_tests::tempdir::TempDir;
 use rampart_tests::tls::{Pki, parse_stats, second_port, tcp_connect};
 use rampart_tests::{Kind, Server, UnixServer, path_arg, write_file};
@@ -163,19 +166,6 @@ fn exchange_quiet(port: u16, bytes: &[u8]) -> Vec<u8> {
     let mut stream = quiet_tcp(port);
     stream.write_all(bytes).expect("send");
     read_quiet(&mut stream)
-}
-
-/// A binary request: `opcode`, `key`, `value`, no extras.
-fn packet(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, opcode];
-    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 0]);
-    p.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
-    p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
-    p.extend_from_slice(&[0; 8]);
-    p.extend_from_slice(key);
-    p.extend_from_slice(value);
-    p
 }
 
 const SASL_AUTH: u8 = 0x21;
@@ -371,31 +361,11 @@ impl Write for QuietTls {
 
 /// A hashed entry as `rampart passwd` writes it, from a password on standard input.
 fn passwd_line(user: &str, password: &str) -> String {
-    let mut child = Command::new(Kind::Rampart.binary())
-        .args(["passwd", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run rampart passwd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("rampart passwd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).expect("UTF-8");
+    let line = sasl::passwd(user, password, None);
     assert!(
         line.starts_with(&format!("{user}:SCRAM-SHA-256$4096:")),
         "{line}"
     );
-    assert!(!line.contains(password));
     line
 }
 
@@ -927,54 +897,6 @@ fn sighup_reloads_credentials_and_revokes_changed_users() {
     );
 }
 
-/// A minimal SCRAM-SHA-256 client (RFC 5802), to drive the exchange step by step.
-mod scram_client {
-    use openssl::base64;
-    use openssl::hash::{MessageDigest, hash};
-    use openssl::pkey::PKey;
-    use openssl::sign::Signer;
-
-    fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-        let key = PKey::hmac(key).expect("hmac key");
-        let mut signer = Signer::new(MessageDigest::sha256(), &key).expect("signer");
-        signer.update(message).expect("update");
-        signer.sign_to_vec().expect("sign")
-    }
-
-    /// `client-final-message` for `password`, given the client-first-bare and server-first.
-    pub fn final_message(password: &str, client_first_bare: &str, server_first: &str) -> String {
-        let field = |name: &str| {
-            server_first
-                .split(',')
-                .find_map(|f| f.strip_prefix(name))
-                .expect("a server-first field")
-                .to_string()
-        };
-        let (nonce, salt, iterations) = (field("r="), field("s="), field("i="));
-        let salt = base64::decode_block(&salt).expect("salt");
-        let mut salted = [0u8; 32];
-        openssl::pkcs5::pbkdf2_hmac(
-            password.as_bytes(),
-            &salt,
-            iterations.parse().expect("iterations"),
-            MessageDigest::sha256(),
-            &mut salted,
-        )
-        .expect("pbkdf2");
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = hash(MessageDigest::sha256(), &client_key).expect("sha256");
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(signature)
-            .map(|(k, s)| k ^ s)
-            .collect();
-        format!("{without_proof},p={}", base64::encode_block(&proof))
-    }
-}
-
 /// One SASL request and its response on `conn`: (status, body).
 fn sasl_roundtrip(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) -> (u16, Vec<u8>) {
     conn.send(&packet(opcode, mechanism, data)).expect("send");
@@ -1018,7 +940,7 @@ fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
     // A whole exchange.
     let mut conn = Conn::new(tcp_connect(server.port()).expect("connect"));
     let server_first = start(&mut conn);
-    let last = scram_client::final_message("old", first_bare, &server_first);
+    let last = sasl::scram_final(MessageDigest::sha256(), "old", first_bare, &server_first);
     let (status, server_final) =
         sasl_roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes());
     assert_eq!(status, 0);
@@ -1037,7 +959,7 @@ fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let last = scram_client::final_message("old", first_bare, &server_first);
+    let last = sasl::scram_final(MessageDigest::sha256(), "old", first_bare, &server_first);
     let (status, _) = sasl_roundtrip(&mut pending, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes());
     assert_eq!(
         status, 0x20,
@@ -1051,7 +973,7 @@ fn scram_exchanges_do_not_survive_a_reload_and_guessing_is_capped() {
     // Guessing after authenticating: five failures close the connection.
     let mut guesser = Conn::new(tcp_connect(server.port()).expect("connect"));
     let server_first = start(&mut guesser);
-    let last = scram_client::final_message("new", first_bare, &server_first);
+    let last = sasl::scram_final(MessageDigest::sha256(), "new", first_bare, &server_first);
     assert_eq!(
         sasl_roundtrip(&mut guesser, SASL_STEP, b"SCRAM-SHA-256", last.as_bytes()).0,
         0

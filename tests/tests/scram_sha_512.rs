@@ -5,12 +5,12 @@
 //! their clients stay on SCRAM-SHA-256, while SCRAM-SHA-512 is still accepted when asked for;
 //! and what hostile SCRAM-SHA-512 exchanges get.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rampart_tests::io::{Conn, End};
 use rampart_tests::python::require_module;
+use rampart_tests::sasl::{self, packet};
 use rampart_tests::tempdir::TempDir;
 use rampart_tests::tls::tcp_connect;
 use rampart_tests::{Kind, Server, path_arg, write_file};
@@ -28,26 +28,7 @@ const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 /// Hashed entries as `rampart passwd --mechanism <mechanism>` writes them (one line, or two
 /// for `both`), from a password on standard input.
 fn passwd_lines(user: &str, password: &str, mechanism: &str) -> String {
-    let mut child = Command::new(Kind::Rampart.binary())
-        .args(["passwd", "--mechanism", mechanism, user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run rampart passwd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("rampart passwd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let text = sasl::passwd(user, password, Some(mechanism));
     let kinds: Vec<&str> = text
         .lines()
         .map(|line| {
@@ -63,25 +44,11 @@ fn passwd_lines(user: &str, password: &str, mechanism: &str) -> String {
         _ => &["SCRAM-SHA-256", "SCRAM-SHA-512"],
     };
     assert_eq!(kinds, expected, "{text}");
-    assert!(!text.contains(password));
     text
 }
 
-/// A binary request: `opcode`, `key`, `value`, no extras, opaque `0xdeadbeef`.
-fn packet(opcode: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, opcode];
-    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 0]);
-    p.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
-    p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
-    p.extend_from_slice(&[0; 8]);
-    p.extend_from_slice(key);
-    p.extend_from_slice(value);
-    p
-}
-
 /// One SASL request and its response on `conn`: (status, body).
-fn sasl(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) -> (u16, Vec<u8>) {
+fn roundtrip(conn: &mut Conn, opcode: u8, mechanism: &[u8], data: &[u8]) -> (u16, Vec<u8>) {
     conn.send(&packet(opcode, mechanism, data)).expect("send");
     let header = conn.read_until(b"\xde\xad\xbe\xef", BOUND);
     assert_eq!(header.end, End::Terminator, "no response: {header:?}");
@@ -104,7 +71,7 @@ fn connect(server: &Server) -> Conn {
 }
 
 fn mechanisms(server: &Server) -> String {
-    let (status, body) = sasl(&mut connect(server), SASL_LIST, b"", b"");
+    let (status, body) = roundtrip(&mut connect(server), SASL_LIST, b"", b"");
     assert_eq!(status, SUCCESS);
     String::from_utf8(body).expect("ASCII")
 }
@@ -239,7 +206,7 @@ fn hostile_scram_sha_512_exchanges() {
     let server = Server::start(Kind::Rampart, &["-S", "-Y", path_arg(&users)]);
     let failure = (AUTH_ERROR, b"Auth failure.".to_vec());
     let start = |conn: &mut Conn, user: &str| {
-        let (status, first) = sasl(
+        let (status, first) = roundtrip(
             conn,
             SASL_AUTH,
             b"SCRAM-SHA-512",
@@ -290,7 +257,7 @@ fn hostile_scram_sha_512_exchanges() {
         let mut conn = connect(&server);
         let (what, last) = garbage_finals(&start(&mut conn, "carol")).swap_remove(case);
         assert_eq!(
-            sasl(&mut conn, SASL_STEP, b"SCRAM-SHA-512", &last),
+            roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-512", &last),
             failure,
             "{what}"
         );
@@ -304,11 +271,11 @@ fn hostile_scram_sha_512_exchanges() {
     let first = start(&mut conn, "carol");
     let right = scram_client::final_message("hunter2", "n=carol,r=clientnonce", &first);
     assert_eq!(
-        sasl(&mut conn, SASL_STEP, b"SCRAM-SHA-256", right.as_bytes()),
+        roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-256", right.as_bytes()),
         failure
     );
     assert_eq!(
-        sasl(&mut conn, SASL_STEP, b"SCRAM-SHA-512", right.as_bytes()),
+        roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-512", right.as_bytes()),
         failure
     );
     // An unknown user, and alice, who has no SCRAM-SHA-512 entry: a server-first message of
@@ -329,7 +296,7 @@ fn hostile_scram_sha_512_exchanges() {
         let bare = format!("n={user},r=clientnonce");
         let last = scram_client::final_message("pencil", &bare, &first);
         assert_eq!(
-            sasl(&mut conn, SASL_STEP, b"SCRAM-SHA-512", last.as_bytes()),
+            roundtrip(&mut conn, SASL_STEP, b"SCRAM-SHA-512", last.as_bytes()),
             failure,
             "{user}"
         );
@@ -339,58 +306,31 @@ fn hostile_scram_sha_512_exchanges() {
 /// A SCRAM-SHA-512 client (RFC 5802 with SHA-512), to drive the exchange step by step.
 mod scram_client {
     use openssl::base64;
-    use openssl::hash::{MessageDigest, hash};
-    use openssl::pkey::PKey;
-    use openssl::sign::Signer;
-
-    use super::{AUTH_CONTINUE, SASL_AUTH, SASL_STEP, sasl};
+    use openssl::hash::MessageDigest;
     use rampart_tests::io::Conn;
+    use rampart_tests::sasl;
+
+    use super::{AUTH_CONTINUE, SASL_AUTH, SASL_STEP, roundtrip};
 
     fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-        let key = PKey::hmac(key).expect("hmac key");
-        let mut signer = Signer::new(MessageDigest::sha512(), &key).expect("signer");
-        signer.update(message).expect("update");
-        signer.sign_to_vec().expect("sign")
+        sasl::hmac(MessageDigest::sha512(), key, message)
     }
 
     /// `client-final-message` for `password`, given the client-first-bare and server-first.
     pub fn final_message(password: &str, client_first_bare: &str, server_first: &str) -> String {
-        let field = |name: &str| {
-            server_first
-                .split(',')
-                .find_map(|f| f.strip_prefix(name))
-                .expect("a server-first field")
-                .to_string()
-        };
-        let (nonce, salt, iterations) = (field("r="), field("s="), field("i="));
-        let salt = base64::decode_block(&salt).expect("salt");
-        let mut salted = [0u8; 64];
-        openssl::pkcs5::pbkdf2_hmac(
-            password.as_bytes(),
-            &salt,
-            iterations.parse().expect("iterations"),
+        sasl::scram_final(
             MessageDigest::sha512(),
-            &mut salted,
+            password,
+            client_first_bare,
+            server_first,
         )
-        .expect("pbkdf2");
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = hash(MessageDigest::sha512(), &client_key).expect("sha512");
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(signature)
-            .map(|(k, s)| k ^ s)
-            .collect();
-        format!("{without_proof},p={}", base64::encode_block(&proof))
     }
 
     /// A whole exchange on `conn`: the final status and body, whose server signature is
     /// checked when it succeeds.
     pub fn login(conn: &mut Conn, user: &str, password: &str) -> (u16, Vec<u8>) {
         let bare = format!("n={user},r=loginnonce");
-        let (status, first) = sasl(
+        let (status, first) = roundtrip(
             conn,
             SASL_AUTH,
             b"SCRAM-SHA-512",
@@ -399,19 +339,11 @@ mod scram_client {
         assert_eq!(status, AUTH_CONTINUE);
         let first = String::from_utf8(first).expect("ASCII");
         let last = final_message(password, &bare, &first);
-        let (status, body) = sasl(conn, SASL_STEP, b"SCRAM-SHA-512", last.as_bytes());
+        let (status, body) = roundtrip(conn, SASL_STEP, b"SCRAM-SHA-512", last.as_bytes());
         if status == 0 {
             let salt = first.split(",s=").nth(1).and_then(|s| s.split(',').next());
             let salt = base64::decode_block(salt.expect("salt")).expect("base64");
-            let mut salted = [0u8; 64];
-            openssl::pkcs5::pbkdf2_hmac(
-                password.as_bytes(),
-                &salt,
-                4096,
-                MessageDigest::sha512(),
-                &mut salted,
-            )
-            .expect("pbkdf2");
+            let salted = sasl::salted_password(MessageDigest::sha512(), password, &salt, 4096);
             let server_key = hmac(&salted, b"Server Key");
             let without_proof = &last[..last.rfind(",p=").expect("proof")];
             let auth_message = format!("{bare},{first},{without_proof}");
