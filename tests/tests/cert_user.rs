@@ -5,7 +5,7 @@
 //! access policy calls `user:<name>`. Real certificates, real OpenSSL on both ends.
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rampart_tests::io::Conn;
 use rampart_tests::tempdir::TempDir;
@@ -45,10 +45,17 @@ fn certificates_name_users_of_the_store_until_a_reload_removes_them() {
     let users = write_file(dir.path(), "users", "alice:secret\nbob:builder\n", 0o600);
     rampart_tests::give_to_nobody(&users);
     let verify = pki.ca_opts();
+    // The audit trail's recent log says who failed to authenticate.
+    let audit = format!("audit_log={}", dir.path().join("audit.log").display());
     let server = start_tls(
         Kind::Rampart,
         &pki,
-        &[&verify, "ssl_verify_mode=1", "ssl_cert_user=cn:svc-"],
+        &[
+            &verify,
+            "ssl_verify_mode=1",
+            "ssl_cert_user=cn:svc-",
+            &audit,
+        ],
         &["-Y", path_arg(&users)],
     );
     let alice_cert = pki.issue_client("svc-alice", "svc-alice", 501);
@@ -112,6 +119,22 @@ fn certificates_name_users_of_the_store_until_a_reload_removes_them() {
     fs::write(&users, "bob:builder\n").expect("rewrite");
     assert_eq!(carol.roundtrip(b"auth reload\r\n", b"\r\n"), b"OK\r\n");
     assert_eq!(alice.roundtrip(b"get k\r\n", b"\r\n"), UNAUTHENTICATED);
+    // Revoked, the connection is its certificate again, not anonymous.
+    assert_eq!(
+        alice.roundtrip(b"set auth 0 0 12\r\nalice secret\r\n", b"\r\n"),
+        b"CLIENT_ERROR authentication failure\r\n"
+    );
+    let failure = "ACL event=auth.failure identity=cert:svc-alice command= reason=bad_credentials";
+    let deadline = Instant::now() + BOUND;
+    let log = loop {
+        let log =
+            String::from_utf8_lossy(&carol.roundtrip(b"acl log\r\n", b"END\r\n")).into_owned();
+        if log.contains(failure) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(log.contains(failure), "{log}");
     let mut again = pki
         .client()
         .with_issued(&alice_cert)

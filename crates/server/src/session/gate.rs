@@ -65,6 +65,9 @@ pub(crate) struct AuthState {
     /// What the connection authenticated against, to notice a reload that removed its user
     /// or changed the user's secrets.
     verified: Option<Verified>,
+    /// Who the connection was when it was locked (a certificate, a unix socket's uid, or
+    /// anonymous): what a revoked user falls back to.
+    unproven: Option<Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,9 @@ impl Session {
     pub fn lock(&mut self, plain_allowed: bool) {
         let state = self.auth.get_or_insert_with(Box::default);
         state.plain_allowed = plain_allowed;
+        if state.unproven.is_none() {
+            state.unproven = Some(self.identity.clone());
+        }
         state.verified = None;
         state.scram = None;
         state.cram = None;
@@ -493,7 +499,8 @@ impl Session {
             "credentials reloaded: a connection's user was removed or changed; it must authenticate again"
         );
         let plain_allowed = state.plain_allowed;
-        self.set_identity(Identity::Anonymous);
+        let unproven = state.unproven.clone().unwrap_or(Identity::Anonymous);
+        self.set_identity(unproven);
         if let ReadState::ResumingGet { .. } = self.state {
             // The half-answered multi-get is not resumed for an unauthenticated client.
             self.state = ReadState::Reading(Wire::Text);
