@@ -23,13 +23,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rampart_perf::{AsciiAuth, Config, Sequence, Stop};
+use rampart_perf::{AsciiAuth, Config, Sequence};
 use serde::Serialize;
 
-use super::reference::{self, Generator, Point};
+use super::reference::{self, Generator, Point, RateRun};
 use super::report::{Failure, median};
 use super::server::{Kind, Launch, set_mode};
-use super::{Bench, check_clean, failed, with_exit};
+use super::{Bench, failed, with_exit};
 
 /// The benchmark's throwaway credentials (the scratch directory holding them is removed).
 const USER: &str = "bench";
@@ -90,18 +90,9 @@ pub struct HandshakeRun {
 /// One window of the reference workload, authenticated or not.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRun {
-    pub round: usize,
-    pub point: Point,
     /// `-Y` with a hashed entry and every connection authenticated; else no `-Y`.
     pub authenticated: bool,
-    pub window_s: f64,
-    pub requests: u64,
-    pub ops_per_s: f64,
-    pub cpu_ticks: u64,
-    pub cpu_us_per_request: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub unsent: u64,
+    pub run: RateRun,
 }
 
 /// Everything the phase measured.
@@ -367,47 +358,21 @@ fn requests(
     point: Point,
     file: Option<&Path>,
 ) -> Result<RequestRun> {
-    let kind = Kind::Rampart;
-    let launch = bench.launch;
-    let window = point.window(plan.seconds, plan.quick);
     let keys = if plan.quick {
         reference::QUICK_KEYS
     } else {
         reference::KEYS
     };
-    let mut server =
-        launch.start_args(kind, point.tls, launch.memory_mib, None, &flag_args(file))?;
-    let authenticated = file.is_some();
-    let name = request_name(&point, authenticated);
-    let result = (|| {
-        let config = Config {
-            auth: file.map(|_| credentials()),
-            rate: point.rate.map(f64::from),
-            stop: Stop::Duration(window),
-            ..reference::workload(bench, keys, &point, server.addr())
-        };
-        // start() returns once connected, authenticated and the keys are set.
-        let running = rampart_perf::start(&config).with_context(|| name.clone())?;
-        let before = server.sample()?;
-        let report = running.finish()?;
-        let after = server.sample()?;
-        check_clean(kind, &name, &report)?;
-        let cpu_ticks = after.cpu_ticks - before.cpu_ticks;
-        Ok(RequestRun {
-            round,
-            point,
-            authenticated,
-            window_s: window.as_secs_f64(),
-            requests: report.ops,
-            ops_per_s: report.ops_per_s,
-            cpu_ticks,
-            cpu_us_per_request: bench.cpu_us(cpu_ticks, report.ops),
-            p50_us: report.latency_us.p50,
-            p99_us: report.latency_us.p99,
-            unsent: report.unsent,
-        })
-    })();
-    with_exit(result, kind, &mut server)
+    let extra = reference::Extra {
+        args: &flag_args(file),
+        auth: file.map(|_| credentials()),
+    };
+    let window = point.window(plan.seconds, plan.quick);
+    let run = reference::load_window(bench, round, Kind::Rampart, point, window, keys, extra)?;
+    Ok(RequestRun {
+        authenticated: file.is_some(),
+        run,
+    })
 }
 
 /// The phase's tables: per transport and server, the handshake sequences' medians and what
@@ -495,8 +460,8 @@ pub fn table(results: &AuthResults) -> String {
                 results
                     .requests
                     .iter()
-                    .filter(|r| r.point == point && r.authenticated == authenticated)
-                    .map(|r| r.cpu_us_per_request)
+                    .filter(|r| r.run.point == point && r.authenticated == authenticated)
+                    .map(|r| r.run.cpu_us_per_request)
                     .collect()
             };
             let (without, with) = (cpu(false), cpu(true));

@@ -10,10 +10,11 @@
 //! Server CPU is utime + stime from `/proc/<pid>/stat` over the window, divided by the
 //! replies received in it.
 
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rampart_perf::{Config, Stop};
+use rampart_perf::{AsciiAuth, Config, Stop};
 use serde::Serialize;
 
 use super::memtier::{Memtier, Target};
@@ -280,7 +281,7 @@ pub fn run(
 
 /// The reference workload for `rampart-load` against `addr`: the keys set first, one set
 /// in flight per connection under TLS (memcached 1.6.18 stalls on pipelined TLS sets).
-pub(super) fn workload(bench: &Bench, keys: u64, point: &Point, addr: String) -> Config {
+fn workload(bench: &Bench, keys: u64, point: &Point, addr: String) -> Config {
     Config {
         keys,
         first_key: FIRST_KEY,
@@ -296,14 +297,46 @@ pub(super) fn workload(bench: &Bench, keys: u64, point: &Point, addr: String) ->
 /// One window of `rampart-load` against a fresh `kind`.
 fn load_run(bench: &Bench, plan: &Plan, round: usize, kind: Kind, point: Point) -> Result<RateRun> {
     let window = point.window(plan.seconds, plan.quick);
-    let mut server = bench.launch.start(kind, point.tls)?;
+    load_window(
+        bench,
+        round,
+        kind,
+        point,
+        window,
+        plan.keys(),
+        Extra::default(),
+    )
+}
+
+/// What another phase adds to a [`load_window`]: server flags after the common ones, and
+/// credentials every connection authenticates with first (the authentication phase's).
+#[derive(Default)]
+pub(super) struct Extra<'a> {
+    pub args: &'a [&'a OsStr],
+    pub auth: Option<AsciiAuth>,
+}
+
+/// One window of `rampart-load` over `keys` against a fresh `kind`, with `extra`.
+pub(super) fn load_window(
+    bench: &Bench,
+    round: usize,
+    kind: Kind,
+    point: Point,
+    window: Duration,
+    keys: u64,
+    extra: Extra<'_>,
+) -> Result<RateRun> {
+    let launch = bench.launch;
+    let mut server = launch.start_args(kind, point.tls, launch.memory_mib, None, extra.args)?;
     let result = (|| {
         let config = Config {
+            auth: extra.auth,
             rate: point.rate.map(f64::from),
             stop: Stop::Duration(window),
-            ..workload(bench, plan.keys(), &point, server.addr())
+            ..workload(bench, keys, &point, server.addr())
         };
-        // start() returns once connected and the keys are set: the window's CPU alone.
+        // start() returns once connected (and authenticated) and the keys are set: the
+        // window's CPU alone.
         let running = rampart_perf::start(&config)
             .with_context(|| format!("{} {}", kind.name(), point.name()))?;
         let before = server.sample()?;

@@ -35,14 +35,30 @@ pub(super) fn auth(command: AuthCommand, worker: &Worker, out: &mut Output) {
     let out = out.bytes();
     match command {
         AuthCommand::Usage => reply::line(out, AUTH_USAGE),
-        AuthCommand::Reload => match worker.process_state().reload_credentials("auth reload") {
-            None => reply::line(out, NO_CREDENTIALS),
-            Some(Ok(_)) => reply::line(out, reply::OK),
-            Some(Err(err)) => {
-                let line = format!("SERVER_ERROR credentials not reloaded: {err}");
-                reply::line(out, one_line(&line).as_bytes());
-            }
-        },
+        AuthCommand::Reload => reload_reply(
+            out,
+            worker.process_state().reload_credentials("auth reload"),
+            NO_CREDENTIALS,
+            "credentials",
+        ),
+    }
+}
+
+/// A reload's answer: `OK`, `SERVER_ERROR <what> not reloaded: <why>`, or `missing` when there
+/// is nothing to reload.
+fn reload_reply<E: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    outcome: Option<Result<usize, E>>,
+    missing: &[u8],
+    what: &str,
+) {
+    match outcome {
+        None => reply::line(out, missing),
+        Some(Ok(_)) => reply::line(out, reply::OK),
+        Some(Err(err)) => {
+            let line = format!("SERVER_ERROR {what} not reloaded: {err}");
+            reply::line(out, one_line(&line).as_bytes());
+        }
     }
 }
 
@@ -51,14 +67,12 @@ pub(super) fn run(acl: Acl<'_>, worker: &Worker, out: &mut Output) {
     let out = out.bytes();
     match acl {
         Acl::Usage => reply::line(out, USAGE),
-        Acl::Reload => match worker.process_state().reload_access("acl reload") {
-            None => reply::line(out, NO_POLICY),
-            Some(Ok(_)) => reply::line(out, reply::OK),
-            Some(Err(err)) => {
-                let line = format!("SERVER_ERROR policy not reloaded: {err}");
-                reply::line(out, one_line(&line).as_bytes());
-            }
-        },
+        Acl::Reload => reload_reply(
+            out,
+            worker.process_state().reload_access("acl reload"),
+            NO_POLICY,
+            "policy",
+        ),
         Acl::Log | Acl::LogReset => {
             let Some(audit) = worker.audit() else {
                 reply::line(out, NO_AUDIT);

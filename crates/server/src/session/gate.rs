@@ -447,12 +447,10 @@ impl Session {
         Step::Consumed(consumed)
     }
 
-    /// A locked connection whose verified client certificate names `done`'s user
-    /// (`-o ssl_cert_user`): authenticated as if it had sent the user's password.
+    /// A locked connection (the caller checks) whose verified client certificate names
+    /// `done`'s user (`-o ssl_cert_user`): authenticated as if it had sent the user's password.
     pub fn open_by_certificate(&mut self, done: Authenticated) {
-        if self.is_locked() {
-            self.open(done);
-        }
+        self.open(done);
     }
 
     fn open(&mut self, done: Authenticated) {
