@@ -13,7 +13,7 @@
 //!   runs, within its first 110 starts.
 //! - cross-core requests: one at a time, for keys the other core owns, so that each one wakes
 //!   both executors from sleep, while busy threads oversubscribe the CPUs. The server's
-//!   housekeeping timer (every 100 ms while it has connections) may end a sleep that missed
+//!   housekeeping timer (every 100 ms while it has items) may end a sleep that missed
 //!   its wake-up, so a missed wake-up can show as a late reply here rather than a hang;
 //!   glommio 0.9.0's park still hung this test in each of three runs. The same exchange
 //!   without any timer, where every missed wake-up is a hang, is

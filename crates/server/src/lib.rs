@@ -21,7 +21,6 @@ pub mod call;
 pub mod config;
 pub mod conn;
 pub mod conns;
-pub mod idle;
 pub mod listen;
 pub mod mesh;
 pub mod output;
@@ -51,10 +50,9 @@ use crate::runtime::{Core, Cpus, RuntimeError, Signal, Signals};
 use crate::shard::{Shard, memory_share};
 use crate::worker::{Process, Tls, Worker};
 
-/// How often an executor with connections or items reclaims expired items and looks whether
-/// its connections' idle clock is due.
+/// How often an executor with items reclaims expired ones.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// How often an executor with neither does: its only wake-up while the server is idle
+/// How often an executor without items does: its only wake-up while the server is idle
 /// (tests/tests/wakeups.rs counts them). A stop request wakes it at once.
 const IDLE_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Expired items examined per housekeeping turn.
@@ -411,17 +409,11 @@ async fn executor_main(serve: Serve, core: Core) {
         .detach();
     }
     let stop = &worker.process_state().shutting_down;
-    let mut ticked = Instant::now();
     loop {
         let turn = glommio::timer::sleep(housekeeping_interval(&worker));
         futures_lite::future::or(turn, stop.wait()).await;
         if worker.shutting_down() {
             break;
-        }
-        // Ticks at least one release period apart: a read that has seen two has waited one.
-        if ticked.elapsed() >= conn::RELEASE_IDLE_AFTER {
-            worker.idle().tick();
-            ticked = Instant::now();
         }
         let now = stats::unix_now();
         worker.router().invoke_local(|store| {
@@ -432,11 +424,10 @@ async fn executor_main(serve: Serve, core: Core) {
 }
 
 /// How long housekeeping sleeps until its next turn: [`HOUSEKEEPING_INTERVAL`] while the
-/// executor has connections (their idle clock) or items (their expiry) to look after,
-/// [`IDLE_HOUSEKEEPING_INTERVAL`] otherwise.
+/// executor has items (their expiry) to look after, [`IDLE_HOUSEKEEPING_INTERVAL`]
+/// otherwise. Connections need no housekeeping: one that waits holds no buffer.
 fn housekeeping_interval(worker: &Worker) -> Duration {
-    let idle =
-        worker.open_connections() == 0 && worker.router().invoke_local(|store| store.is_empty());
+    let idle = worker.router().invoke_local(|store| store.is_empty());
     if idle {
         IDLE_HOUSEKEEPING_INTERVAL
     } else {

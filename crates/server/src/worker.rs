@@ -183,8 +183,6 @@ pub struct Worker {
     connections: RefCell<HashSet<RawFd>>,
     /// Connections being served, whether or not their socket is known.
     open: Cell<usize>,
-    /// Which waiting connections have been idle long enough to give their buffers back.
-    idle: crate::idle::IdleClock,
 }
 
 /// Keeps a connection's socket registered with its worker while it is served.
@@ -224,7 +222,6 @@ impl Worker {
             started_at,
             connections: RefCell::new(HashSet::new()),
             open: Cell::new(0),
-            idle: crate::idle::IdleClock::default(),
         }
     }
 
@@ -258,11 +255,6 @@ impl Worker {
 
     pub fn process(&self) -> &ProcessCounters {
         &self.process.counters
-    }
-
-    /// The idle clock of this executor's connections.
-    pub fn idle(&self) -> &crate::idle::IdleClock {
-        &self.idle
     }
 
     /// The process's TLS, with `-Z`.

@@ -24,10 +24,12 @@
 //!    `Next::PeerClosed` answers what was read and then `shutdown()`s;
 //! 3. parse and run the requests in `rbuf`, `write_plaintext_batch(&reply_slices)`;
 //! 4. write `take_ciphertext()` and `consume_ciphertext(n)` until empty (partial writes resume);
-//! 5. before sleeping on an idle connection, `shrink_idle()`.
+//! 5. before waiting for the next request with nothing pending (`is_drained()`),
+//!    `shrink_idle()`: the buffers go back to the thread's spares ([`buffers`]).
 //!
 //! Until `is_established()`, close the connection after `TlsSettings::handshake_timeout`.
 
+pub mod buffers;
 mod context;
 mod error;
 mod holder;

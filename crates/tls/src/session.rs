@@ -96,6 +96,9 @@ impl Duplex {
     /// At least `at_least` bytes of room after the unread ciphertext, which moves to the
     /// front first.
     fn room(&mut self, at_least: usize) -> &mut [u8] {
+        if self.incoming.capacity() == 0 {
+            self.incoming = crate::buffers::take_filled();
+        }
         if self.in_pos > 0 {
             self.incoming.copy_within(self.in_pos..self.in_end, 0);
             self.in_end -= self.in_pos;
@@ -134,6 +137,9 @@ impl Write for Duplex {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.outgoing.len() - self.out_pos >= CIPHERTEXT_HIGH_WATER_BYTES {
             return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if self.outgoing.capacity() == 0 {
+            self.outgoing = crate::buffers::take_empty();
         }
         self.outgoing.extend_from_slice(buf);
         Ok(buf.len())
@@ -246,6 +252,9 @@ impl TlsSession {
         let State::Established { stream, staged, .. } = &mut self.state else {
             return Err(TlsError::WrongState(self.state.name()));
         };
+        if staged.capacity() == 0 {
+            *staged = crate::buffers::take_empty();
+        }
         let mut accepted = 0;
         let mut result = flush_staged(stream, staged);
         'slices: for slice in slices {
@@ -293,32 +302,33 @@ impl TlsSession {
         }
     }
 
-    /// Frees the buffers an idle connection does not need (the batch writer's staging buffer,
-    /// emptied ciphertext buffers, and OpenSSL's record buffers when it holds nothing in
-    /// them); call it before a connection waits for its next request. The next read or write
-    /// allocates them again.
+    /// Gives back the buffers a connection waiting for its next request does not need (the
+    /// batch writer's staging buffer and the ciphertext buffers, each once it is empty, to
+    /// the thread's spares: [`crate::buffers`]); call it before the connection waits. The
+    /// next read or write takes them again. OpenSSL's own record buffers need no call: the
+    /// contexts release them after every record (`SSL_MODE_RELEASE_BUFFERS`).
     pub fn shrink_idle(&mut self) {
-        if let State::Established { stream, staged, .. } = &mut self.state {
-            if staged.is_empty() {
-                *staged = Vec::new();
-            }
-            if idle_release_is_safe() && stream.get_ref().is_drained() && !has_pending(stream.ssl())
-            {
-                // Refused (0) while a record is half read; the buffers then stay until the
-                // next idle period.
-                free_buffers(stream.ssl());
-            }
+        if let State::Established { staged, .. } = &mut self.state
+            && staged.is_empty()
+        {
+            crate::buffers::give(std::mem::take(staged));
         }
         let d = self.state.duplex_mut();
         if d.is_drained() {
-            d.incoming = Vec::new();
+            crate::buffers::give(std::mem::take(&mut d.incoming));
             d.in_pos = 0;
             d.in_end = 0;
         }
         if d.out_pos == d.outgoing.len() {
-            d.outgoing = Vec::new();
+            crate::buffers::give(std::mem::take(&mut d.outgoing));
             d.out_pos = 0;
         }
+    }
+
+    /// Whether the session holds no ciphertext it has not yet decrypted, so that the
+    /// connection may wait without its buffers ([`TlsSession::shrink_idle`]).
+    pub fn is_drained(&self) -> bool {
+        self.state.duplex().is_drained()
     }
 
     /// Sends close_notify. Returns `ShuttingDown`'s wait (`WantRead`) or `Closed` when the
@@ -586,44 +596,6 @@ fn has_pending(ssl: &SslRef) -> bool {
     unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
 }
 
-unsafe extern "C" {
-    // OpenSSL 1.1.0 and later, not bound by openssl-sys. <openssl/ssl.h>:
-    // int SSL_free_buffers(SSL *ssl). Returns 0, freeing nothing, while the buffers hold data.
-    fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> std::ffi::c_int;
-}
-
-/// Whether `SSL_free_buffers` is safe in the OpenSSL we run on. Before 3.0.14, 3.1.6, 3.2.2
-/// and 3.3.1 it could free a buffer still holding part of a record (CVE-2024-4741); there,
-/// and in any library that is not OpenSSL 3, contexts release the buffers after every record
-/// (`SSL_MODE_RELEASE_BUFFERS`) instead.
-pub(crate) fn idle_release_is_safe() -> bool {
-    free_buffers_is_safe_in(openssl::version::number())
-}
-
-/// [`idle_release_is_safe`] for an `OPENSSL_VERSION_NUMBER` (`0xMNN00PP0` in OpenSSL 3).
-fn free_buffers_is_safe_in(version: i64) -> bool {
-    const FIXED: [(i64, i64); 4] = [
-        (0x3000_00e0, 0x3010_0000), // 3.0.14
-        (0x3010_0060, 0x3020_0000), // 3.1.6
-        (0x3020_0020, 0x3030_0000), // 3.2.2
-        (0x3030_0010, i64::MAX),    // 3.3.1 and later
-    ];
-    FIXED
-        .iter()
-        .any(|&(fixed, next_minor)| (fixed..next_minor).contains(&version))
-}
-
-/// Gives OpenSSL's read and write buffers back (they are allocated again when needed).
-fn free_buffers(ssl: &SslRef) {
-    use foreign_types::ForeignTypeRef;
-    // SAFETY: `ssl` is a live SSL borrowed for the call. Called only where
-    // idle_release_is_safe() holds, where SSL_free_buffers refuses (returns 0) while its
-    // buffers hold data, and only with no ciphertext pending in OpenSSL or our BIO.
-    unsafe {
-        SSL_free_buffers(ssl.as_ptr());
-    }
-}
-
 /// Sets the connection's session id context (at most 32 bytes, as OpenSSL requires).
 fn set_session_id_context(ssl: &mut Ssl, context: &[u8]) -> Result<(), openssl::error::ErrorStack> {
     use foreign_types::ForeignType;
@@ -684,34 +656,4 @@ fn peer_identity(ssl: &SslRef) -> Option<PeerIdentity> {
         }
     }
     Some(id)
-}
-
-#[cfg(test)]
-mod version_tests {
-    use super::free_buffers_is_safe_in;
-
-    #[test]
-    fn free_buffers_is_used_only_where_cve_2024_4741_is_fixed() {
-        for safe in [
-            0x3000_00e0,
-            0x3000_0130,
-            0x3010_0060,
-            0x3020_0020,
-            0x3030_0010,
-            0x3050_0000,
-        ] {
-            assert!(free_buffers_is_safe_in(safe), "{safe:#x}");
-        }
-        // 1.1.1w, 3.0.13, 3.1.5, 3.2.1, 3.3.0, and LibreSSL's fixed 2.0.0.
-        for unsafe_ in [
-            0x1010_117f,
-            0x3000_00d0,
-            0x3010_0050,
-            0x3020_0010,
-            0x3030_0000,
-            0x2000_0000,
-        ] {
-            assert!(!free_buffers_is_safe_in(unsafe_), "{unsafe_:#x}");
-        }
-    }
 }

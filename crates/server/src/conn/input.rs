@@ -4,16 +4,18 @@ use std::sync::Arc;
 
 use crate::budget::ReadBudget;
 
-/// Initial size of a connection's read buffer.
-pub const READ_BUF_BYTES: usize = 16 * 1024;
+/// Initial size of a connection's read buffer: one of the thread's spare buffers
+/// ([`rampart_tls::buffers`]), taken for a read and given back once nothing is pending.
+pub const READ_BUF_BYTES: usize = rampart_tls::buffers::BUFFER_BYTES;
 /// A buffer grown past this for a large value is given back once it is empty again.
 pub const SHRINK_ABOVE_BYTES: usize = 4 * READ_BUF_BYTES;
 /// A TLS connection's uncharged room: decrypting reserves a read's worth beyond what is
 /// pending, so an ordinary pipelined turn takes up to two read buffers.
 pub const TLS_BASE_BYTES: usize = 2 * READ_BUF_BYTES;
 
-/// `buf[start..end]` holds bytes not yet consumed. The buffer is allocated on first use and
-/// can be given back while the connection sleeps ([`InputBuffer::release`]). Its capacity
+/// `buf[start..end]` holds bytes not yet consumed. The buffer is taken from the thread's
+/// spares on first use and given back while the connection waits with nothing pending
+/// ([`InputBuffer::release`]). Its capacity
 /// beyond [`READ_BUF_BYTES`] is charged to the server's [`ReadBudget`] by
 /// [`InputBuffer::settle`], and given back as the buffer shrinks or goes.
 #[derive(Debug)]
@@ -90,7 +92,7 @@ impl InputBuffer {
     pub fn prepare_read(&mut self, need: Option<usize>, tls: bool) -> Result<(), OverBudget> {
         let pending = self.end - self.start;
         if pending < READ_BUF_BYTES && self.buf.capacity() > self.base {
-            let mut fresh = vec![0u8; READ_BUF_BYTES];
+            let mut fresh = rampart_tls::buffers::take_filled();
             fresh[..pending].copy_from_slice(&self.buf[self.start..self.end]);
             self.buf = fresh;
             self.start = 0;
@@ -163,7 +165,7 @@ impl InputBuffer {
             self.start = 0;
             self.end = 0;
             if self.buf.len() > SHRINK_ABOVE_BYTES {
-                self.buf = vec![0; READ_BUF_BYTES];
+                self.buf = rampart_tls::buffers::take_filled();
                 self.recharge_down();
             }
         }
@@ -172,6 +174,9 @@ impl InputBuffer {
     /// Free space to read into, after moving pending bytes to the front or growing when a
     /// single request needs more room than there is.
     pub fn spare(&mut self) -> &mut [u8] {
+        if self.buf.capacity() == 0 {
+            self.buf = rampart_tls::buffers::take_filled();
+        }
         if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -194,6 +199,9 @@ impl InputBuffer {
     /// already consumed are dropped first, so a pipeline whose reads never end on a request
     /// boundary does not grow the buffer.
     pub fn append_with<R>(&mut self, append: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        if self.buf.capacity() == 0 {
+            self.buf = rampart_tls::buffers::take_empty();
+        }
         self.compact();
         self.buf.truncate(self.end);
         let result = append(&mut self.buf);
@@ -201,10 +209,11 @@ impl InputBuffer {
         result
     }
 
-    /// Gives the memory back when nothing is pending (a connection going to sleep).
+    /// Gives the buffer back to the thread's spares when nothing is pending (a connection
+    /// waiting for its next request).
     pub fn release(&mut self) {
         if self.is_empty() {
-            self.buf = Vec::new();
+            rampart_tls::buffers::give(std::mem::take(&mut self.buf));
             self.start = 0;
             self.end = 0;
             self.recharge_down();
@@ -216,7 +225,7 @@ impl InputBuffer {
         self.start = 0;
         self.end = 0;
         if self.buf.capacity() > READ_BUF_BYTES {
-            self.buf = vec![0; READ_BUF_BYTES];
+            self.buf = rampart_tls::buffers::take_filled();
         }
         self.recharge_down();
     }
@@ -262,7 +271,7 @@ mod tests {
             input.consume(complete);
         }
         assert_eq!(input.data(), b"set k");
-        assert!(input.buf.capacity() < 1024, "{}", input.buf.capacity());
+        assert_eq!(input.buf.capacity(), READ_BUF_BYTES);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The connection driver: reads, lets the [`Session`] work through what arrived, and writes
 //! every reply of the batch with one send (one batch of TLS records on a TLS listener).
 //!
-//! A connection that has waited [`RELEASE_IDLE_AFTER`] for input gives its buffers back and
-//! sleeps on a one-byte read until the socket is readable, so idle connections, TLS ones
-//! included, cost little memory.
+//! A connection with nothing pending gives its buffers back to the thread's spares
+//! ([`rampart_tls::buffers`]) and waits for the socket to become readable without them, so
+//! a connection between requests, TLS ones included, costs only its own state.
 
 mod input;
 mod tls;
@@ -21,7 +21,6 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::authz::Identity;
 use crate::config::Security;
 use crate::conns::{Listing, TlsDescription, tcp_addr};
-use crate::idle::IdleSlot;
 use crate::output::Output;
 use crate::session::{Exchanged, Session, Stop};
 use crate::stats::{WorkerCounters, unix_now};
@@ -33,8 +32,6 @@ use self::tls::{HandshakeFailure, TlsLink};
 /// Requests queued for other cores past this many bytes of keys and data are exchanged
 /// before more requests run.
 const QUEUED_FLUSH_BYTES: usize = 1024 * 1024;
-/// How long a connection waits for input before giving its buffers back.
-pub const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The byte streams a connection can run over.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
@@ -47,6 +44,11 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
 
     /// A unix socket: only local processes reach it.
     fn is_local(&self) -> bool;
+
+    /// Ready once a read would not wait for the socket (it may still find nothing, and then
+    /// arms the wait itself); waits without holding a buffer.
+    fn poll_readable(&mut self, cx: &mut std::task::Context<'_>)
+    -> std::task::Poll<io::Result<()>>;
 
     /// A unix socket peer's user and group ids, as the kernel reports them (`SO_PEERCRED`).
     fn peer_cred(&self) -> Option<PeerCred> {
@@ -66,6 +68,13 @@ impl Transport for glommio::net::TcpStream {
         Some(self.as_raw_fd())
     }
 
+    fn poll_readable(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        glommio::net::TcpStream::poll_readable(self, cx)
+    }
+
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
         Some((self.peer_addr().ok()?, self.local_addr().ok()?))
     }
@@ -78,6 +87,13 @@ impl Transport for glommio::net::TcpStream {
 impl Transport for glommio::net::UnixStream {
     fn socket(&self) -> Option<RawFd> {
         Some(self.as_raw_fd())
+    }
+
+    fn poll_readable(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        glommio::net::UnixStream::poll_readable(self, cx)
     }
 
     fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
@@ -138,15 +154,22 @@ impl Wait {
     }
 }
 
-/// Where a read puts its bytes, and what an idle connection gives back.
+/// Where a read puts its bytes, and what a connection waiting with nothing pending gives
+/// back.
 pub trait ReadBuffers {
     fn spare(&mut self) -> &mut [u8];
+    /// Nothing is pending: no request bytes (nor ciphertext) wait to be used.
+    fn is_idle(&self) -> bool;
     fn release(&mut self);
 }
 
 impl ReadBuffers for InputBuffer {
     fn spare(&mut self) -> &mut [u8] {
         InputBuffer::spare(self)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.is_empty()
     }
 
     fn release(&mut self) {
@@ -167,51 +190,44 @@ async fn before<T>(deadline: Instant, future: impl Future<Output = T>) -> Option
     .await
 }
 
-/// Reads once into `buffers`. After [`RELEASE_IDLE_AFTER`] without input the buffers are
-/// released and the wait goes on without them (on a one-byte read). Without a deadline (the common case) idleness
-/// comes from the executor's coarse [`IdleSlot`] clock, so a read costs no timer; with one
-/// (`idle_timeout`, a handshake) a timer bounds the read anyway and also marks the release.
+/// Reads once into `buffers`. A connection with nothing pending waits for the socket to
+/// become readable without them: they go back to the thread's spares first
+/// ([`ReadBuffers::release`]) and are taken again for the read, so a connection between
+/// requests holds no buffer. One with input pending (a request still arriving) waits
+/// holding them. Either wait ends at `wait`'s deadline, if it has one.
 async fn read_or_release<S: Transport, B: ReadBuffers>(
     stream: &mut S,
     buffers: &mut B,
     wait: Wait,
-    idle: &IdleSlot<'_>,
 ) -> io::Result<usize> {
     let deadline = wait.deadline();
-    let read = stream.read(buffers.spare());
-    let first = match deadline {
-        None => idle.read_unless_idle(read).await,
-        Some(deadline) => {
-            let release_at = Instant::now() + RELEASE_IDLE_AFTER;
-            let result = before(deadline.min(release_at), read).await;
-            if result.is_none() && deadline <= release_at {
-                return Err(timed_out());
-            }
-            result
+    loop {
+        let idle = buffers.is_idle();
+        if idle {
+            buffers.release();
+            until(
+                deadline,
+                futures_lite::future::poll_fn(|cx| stream.poll_readable(cx)),
+            )
+            .await??;
         }
-    };
-    if let Some(result) = first {
-        return result;
+        let read = stream.read(buffers.spare());
+        if !idle {
+            return until(deadline, read).await?;
+        }
+        // Readable, or not known not to be: a read that finds nothing arms the readiness
+        // wait, and the buffers go back before it is waited for.
+        if let Some(result) = futures_lite::future::poll_once(read).await {
+            return result;
+        }
     }
-    buffers.release();
-    // Wait for the next byte with a one-byte buffer (glommio waits for readiness without
-    // holding any buffer of its own), then take whatever else is already there.
-    let mut first_byte = [0u8; 1];
-    let n = match deadline {
-        None => stream.read(&mut first_byte).await?,
-        Some(deadline) => before(deadline, stream.read(&mut first_byte))
-            .await
-            .ok_or_else(timed_out)??,
-    };
-    if n == 0 {
-        return Ok(0);
-    }
-    let spare = buffers.spare();
-    spare[0] = first_byte[0];
-    match futures_lite::future::poll_once(stream.read(&mut spare[1..])).await {
-        Some(Ok(more)) => Ok(1 + more),
-        // Nothing more yet, or an error the next read will report again.
-        Some(Err(_)) | None => Ok(1),
+}
+
+/// `future`'s output, or a timeout error once `deadline` (if any) has passed.
+async fn until<T>(deadline: Option<Instant>, future: impl Future<Output = T>) -> io::Result<T> {
+    match deadline {
+        None => Ok(future.await),
+        Some(deadline) => before(deadline, future).await.ok_or_else(timed_out),
     }
 }
 
@@ -229,15 +245,14 @@ impl Link {
         stream: &mut S,
         input: &mut InputBuffer,
         wait: Wait,
-        idle: &IdleSlot<'_>,
     ) -> io::Result<usize> {
         match self {
             Link::Plain => {
-                let n = read_or_release(stream, input, wait, idle).await?;
+                let n = read_or_release(stream, input, wait).await?;
                 input.filled(n);
                 Ok(n)
             }
-            Link::Tls(tls) => tls.read(stream, input, wait, idle).await,
+            Link::Tls(tls) => tls.read(stream, input, wait).await,
         }
     }
 
@@ -286,7 +301,6 @@ async fn establish<S: Transport>(
     worker: &Worker,
     security: Security,
     input: &mut InputBuffer,
-    idle: &IdleSlot<'_>,
 ) -> Option<(Link, Identity)> {
     let Security::Tls(mode) = security else {
         return Some((Link::Plain, Identity::Anonymous));
@@ -301,7 +315,7 @@ async fn establish<S: Transport>(
     };
     let mut link = TlsLink::new(session);
     let limit = tls.settings.handshake_timeout;
-    match link.handshake(stream, input, limit, idle).await {
+    match link.handshake(stream, input, limit).await {
         Ok(()) => {}
         Err(failure) => {
             let counters = tls.holder.counters();
@@ -389,270 +403,280 @@ fn is_mapped_loopback(ip: std::net::IpAddr) -> bool {
 }
 
 /// Serves one client until it leaves, misbehaves beyond resynchronising, or the server stops.
-pub async fn serve<S: Transport>(mut stream: S, worker: Rc<Worker>, security: Security) {
-    let fd = stream.socket().unwrap_or(-1);
-    let _registration = worker.register_connection(stream.socket());
-    let mut input = InputBuffer::new(worker.process_state().read_budget.clone());
-    let idle = worker.idle().slot();
-    // The handshake's future is large and needed once: boxed, so the connection's own future
-    // (what an idle connection keeps) is not the size of it. `whole_cache` likewise.
-    let Some((mut link, identity)) =
-        Box::pin(establish(&mut stream, &worker, security, &mut input, &idle)).await
-    else {
-        return;
-    };
-    // Asked for once (getpeername and getsockname): the table, the session and its audit.
-    let addresses = stream.addresses();
-    let conns = &worker.process_state().conns;
-    let listed = match (stream.socket(), addresses, &worker.config().unix_socket) {
-        (Some(fd), Some((peer, local)), _) => Some(conns.insert(
-            fd,
-            Listing {
-                addr: tcp_addr(peer),
-                listen_addr: tcp_addr(local),
-                tls: link.describe(&identity),
-                peer_cred: None,
-            },
-            unix_now(),
-        )),
-        // memcached's form for a unix socket's client: the peer has no path of its own.
-        (Some(fd), None, Some((path, _))) => Some(conns.insert(
-            fd,
-            Listing {
-                addr: "unix:".to_owned(),
-                listen_addr: format!("unix:{}", path.display()),
-                tls: None,
-                peer_cred: stream.peer_cred().map(|c| (c.uid, c.gid)),
-            },
-            unix_now(),
-        )),
-        _ => None,
-    };
-    if matches!(link, Link::Tls(_)) {
-        input.for_tls();
-    }
-    // `-o ssl_cert_user`: a verified certificate may name a user. Without a credential store
-    // that name is the connection's identity; with one, the store decides below.
-    let cert_user = match (&identity, &worker.config().auth.cert_user) {
-        (Identity::Certificate(peer), Some(rule)) => rule.user(&rampart_auth::CertNames {
-            common_name: peer.common_name.as_deref(),
-            dns: &peer.dns_names,
-            emails: &peer.emails,
-            uris: &peer.uris,
-        }),
-        _ => None,
-    };
-    let (identity, cert_user) = match (cert_user, worker.auth()) {
-        (Some(user), None) => (Identity::User(Box::new(user)), None),
-        (cert_user, _) => (identity, cert_user),
-    };
-    let mut session = new_session(&stream, addresses, &worker, &link, identity);
-    session.set_fd(fd);
-    conn_event(&worker, "conn_new", &stream, None, fd);
-    let mut close_reason = "normal";
-    let mut watching = None;
-    // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
-    // A pre-shared key already authenticated the client; the operator may trust the unix
-    // socket's permissions instead.
-    let psk = matches!(session.identity(), Identity::Psk(_));
-    let exempt = |auth: &&crate::auth::Authenticator| auth.exempt_unix_socket && stream.is_local();
-    let mut auth_deadline = worker
-        .auth()
-        .filter(|auth| !psk && !exempt(auth))
-        .map(|auth| {
-            // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
-            let plain_allowed =
-                matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;
-            session.lock(plain_allowed);
-            Instant::now() + auth.timeout
-        });
-    // A certificate that names a user of the store authenticates the connection as that
-    // user; one whose name the store lacks leaves it to authenticate as any other.
-    if let (Some(auth), Some(user)) = (worker.auth(), cert_user)
-        && session.is_locked()
-        && let Some(done) = auth.certificate_user(user)
-    {
-        session.open_by_certificate(done);
-        auth_deadline = None;
-    }
-    let mut shown_user: Option<Box<str>> = None;
-    // Only -Y, -S and -o ssl_cert_user give a connection a user.
-    let has_users = worker.auth().is_some() || worker.config().auth.cert_user.is_some();
-    let mut out = Output::new();
-    let per_event = worker.config().requests_per_event.max(1);
-    let idle_wait = Wait::idle(worker.config().idle_timeout);
-    // Requests may have arrived with the handshake's last flight.
-    let mut arrived_early = !input.is_empty();
-    'reading: loop {
-        if !std::mem::take(&mut arrived_early) {
-            // An incomplete request that fills the buffer: room for all of it when its
-            // length is known (a value still arriving), so the buffer grows once, not by
-            // doubling. Looked at only then, so an ordinary read parses nothing twice.
-            let tls = matches!(link, Link::Tls(_));
-            let need = if input.needs_room(tls) {
-                session.pending_request_bytes(input.data(), &worker)
-            } else {
-                None
-            };
-            if input.prepare_read(need, tls).is_err() {
-                // The request being received needs more buffer than the read budget has.
-                let progress =
-                    session.refuse_unbuffered(input.data(), &worker, unix_now(), &mut out);
-                input.clear();
-                if let Err(err) =
-                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
-                {
-                    err.log(fd);
-                    break;
-                }
-                if let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await {
-                    log::debug!("connection fd {fd}: write failed: {err}");
-                    close_reason = "error";
-                    break;
-                }
-                if progress.stop == Stop::Close {
-                    break;
-                }
-            }
-            if let Some(listed) = &listed {
-                listed.entry.waiting();
-            }
-            // The deadline runs from the connection's start, or from when a credential reload
-            // made it authenticate again.
-            let wait = match worker.auth() {
-                Some(auth) if session.is_locked() => {
-                    Wait::Until(*auth_deadline.get_or_insert_with(|| Instant::now() + auth.timeout))
-                }
-                _ => {
-                    auth_deadline = None;
-                    idle_wait
-                }
-            };
-            match link.read(&mut stream, &mut input, wait, &idle).await {
-                Ok(0) => break,
-                Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
-                Err(err) => {
-                    if err.kind() == io::ErrorKind::TimedOut
-                        && session.is_locked()
-                        && let Some(auth) = worker.auth()
+// Not an `async fn`: see the comment on the block.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<S: Transport>(
+    mut stream: S,
+    worker: Rc<Worker>,
+    security: Security,
+) -> impl Future<Output = ()> {
+    // A block, not an `async fn`: the function's arguments are then the future's only copy
+    // of the stream and the worker (an `async fn` keeps its arguments and the moved-in
+    // locals side by side, 128 bytes more in every connection's future).
+    async move {
+        let fd = stream.socket().unwrap_or(-1);
+        let _registration = worker.register_connection(stream.socket());
+        let mut input = InputBuffer::new(worker.process_state().read_budget.clone());
+        // The handshake's future is large and needed once: boxed, so the connection's own future
+        // (what an idle connection keeps) is not the size of it. `whole_cache` likewise.
+        let Some((mut link, identity)) =
+            Box::pin(establish(&mut stream, &worker, security, &mut input)).await
+        else {
+            return;
+        };
+        // Asked for once (getpeername and getsockname): the table, the session and its audit.
+        let addresses = stream.addresses();
+        let conns = &worker.process_state().conns;
+        let listed = match (stream.socket(), addresses, &worker.config().unix_socket) {
+            (Some(fd), Some((peer, local)), _) => Some(conns.insert(
+                fd,
+                Listing {
+                    addr: tcp_addr(peer),
+                    listen_addr: tcp_addr(local),
+                    tls: link.describe(&identity),
+                    peer_cred: None,
+                },
+                unix_now(),
+            )),
+            // memcached's form for a unix socket's client: the peer has no path of its own.
+            (Some(fd), None, Some((path, _))) => Some(conns.insert(
+                fd,
+                Listing {
+                    addr: "unix:".to_owned(),
+                    listen_addr: format!("unix:{}", path.display()),
+                    tls: None,
+                    peer_cred: stream.peer_cred().map(|c| (c.uid, c.gid)),
+                },
+                unix_now(),
+            )),
+            _ => None,
+        };
+        if matches!(link, Link::Tls(_)) {
+            input.for_tls();
+        }
+        // `-o ssl_cert_user`: a verified certificate may name a user. Without a credential store
+        // that name is the connection's identity; with one, the store decides below.
+        let cert_user = match (&identity, &worker.config().auth.cert_user) {
+            (Identity::Certificate(peer), Some(rule)) => rule.user(&rampart_auth::CertNames {
+                common_name: peer.common_name.as_deref(),
+                dns: &peer.dns_names,
+                emails: &peer.emails,
+                uris: &peer.uris,
+            }),
+            _ => None,
+        };
+        let (identity, cert_user) = match (cert_user, worker.auth()) {
+            (Some(user), None) => (Identity::User(Box::new(user)), None),
+            (cert_user, _) => (identity, cert_user),
+        };
+        let mut session = new_session(&stream, addresses, &worker, &link, identity);
+        session.set_fd(fd);
+        conn_event(&worker, "conn_new", &stream, None, fd);
+        let mut close_reason = "normal";
+        let mut watching = None;
+        // With -Y or -S nothing runs before the client authenticates, within `auth_timeout`.
+        // A pre-shared key already authenticated the client; the operator may trust the unix
+        // socket's permissions instead.
+        let psk = matches!(session.identity(), Identity::Psk(_));
+        let exempt =
+            |auth: &&crate::auth::Authenticator| auth.exempt_unix_socket && stream.is_local();
+        let mut auth_deadline = worker
+            .auth()
+            .filter(|auth| !psk && !exempt(auth))
+            .map(|auth| {
+                // PLAIN sends the password as it is: only over TLS, a unix socket, or when allowed.
+                let plain_allowed =
+                    matches!(link, Link::Tls(_)) || stream.is_local() || auth.plain_cleartext;
+                session.lock(plain_allowed);
+                Instant::now() + auth.timeout
+            });
+        // A certificate that names a user of the store authenticates the connection as that
+        // user; one whose name the store lacks leaves it to authenticate as any other.
+        if let (Some(auth), Some(user)) = (worker.auth(), cert_user)
+            && session.is_locked()
+            && let Some(done) = auth.certificate_user(user)
+        {
+            session.open_by_certificate(done);
+            auth_deadline = None;
+        }
+        let mut shown_user: Option<Box<str>> = None;
+        // Only -Y, -S and -o ssl_cert_user give a connection a user.
+        let has_users = worker.auth().is_some() || worker.config().auth.cert_user.is_some();
+        let mut out = Output::new();
+        let per_event = worker.config().requests_per_event.max(1);
+        let idle_wait = Wait::idle(worker.config().idle_timeout);
+        // Requests may have arrived with the handshake's last flight.
+        let mut arrived_early = !input.is_empty();
+        'reading: loop {
+            if !std::mem::take(&mut arrived_early) {
+                // An incomplete request that fills the buffer: room for all of it when its
+                // length is known (a value still arriving), so the buffer grows once, not by
+                // doubling. Looked at only then, so an ordinary read parses nothing twice.
+                let tls = matches!(link, Link::Tls(_));
+                let need = if input.needs_room(tls) {
+                    session.pending_request_bytes(input.data(), &worker)
+                } else {
+                    None
+                };
+                if input.prepare_read(need, tls).is_err() {
+                    // The request being received needs more buffer than the read budget has.
+                    let progress =
+                        session.refuse_unbuffered(input.data(), &worker, unix_now(), &mut out);
+                    input.clear();
+                    if let Err(err) =
+                        drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
                     {
-                        auth.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                        log::debug!("connection fd {fd}: not authenticated in time: closing");
-                    } else if err.kind() == io::ErrorKind::TimedOut {
-                        let kicks = &worker.process().idle_kicks;
-                        kicks.fetch_add(1, Ordering::Relaxed);
-                        close_reason = "idle_timeout";
-                        log::debug!("connection fd {fd}: idle past idle_timeout: closing");
-                    } else {
+                        err.log(fd);
+                        break;
+                    }
+                    if let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await {
+                        log::debug!("connection fd {fd}: write failed: {err}");
                         close_reason = "error";
-                        log::debug!("connection fd {fd}: read failed: {err}");
+                        break;
                     }
-                    break;
+                    if progress.stop == Stop::Close {
+                        break;
+                    }
                 }
-            }
-        }
-        // One clock reading per turn (memcached itself keeps a clock that ticks once a second).
-        let now = unix_now();
-        if let Some(listed) = &listed {
-            listed.entry.working(now);
-        }
-        // One turn: everything this read completed. Requests for other cores' keys are
-        // queued across the `-R` slices and exchanged once, when the turn ends (or when the
-        // output reaches the session's high-water mark or the queue QUEUED_FLUSH_BYTES). A
-        // full output is written before any more requests run.
-        let stop = loop {
-            let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
-            input.consume(progress.consumed);
-            if let Stop::Watch(streams) = progress.stop {
-                // Registered before its `OK` goes out, so that every event after the client
-                // has read it reaches it.
-                watching = Some(worker.process_state().watchers.register(streams));
-            }
-            // `stats conns` shows who authenticated, before the replies that say so go out
-            // (looked at only where connections can have users).
-            if has_users && shown_user.as_deref() != session.user() {
-                shown_user = session.user().map(Into::into);
                 if let Some(listed) = &listed {
-                    listed.entry.set_user(session.user());
+                    listed.entry.waiting();
+                }
+                // The deadline runs from the connection's start, or from when a credential reload
+                // made it authenticate again.
+                let wait = match worker.auth() {
+                    Some(auth) if session.is_locked() => Wait::Until(
+                        *auth_deadline.get_or_insert_with(|| Instant::now() + auth.timeout),
+                    ),
+                    _ => {
+                        auth_deadline = None;
+                        idle_wait
+                    }
+                };
+                match link.read(&mut stream, &mut input, wait).await {
+                    Ok(0) => break,
+                    Ok(n) => WorkerCounters::add(&worker.counters().bytes_read, n as u64),
+                    Err(err) => {
+                        if err.kind() == io::ErrorKind::TimedOut
+                            && session.is_locked()
+                            && let Some(auth) = worker.auth()
+                        {
+                            auth.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                            log::debug!("connection fd {fd}: not authenticated in time: closing");
+                        } else if err.kind() == io::ErrorKind::TimedOut {
+                            let kicks = &worker.process().idle_kicks;
+                            kicks.fetch_add(1, Ordering::Relaxed);
+                            close_reason = "idle_timeout";
+                            log::debug!("connection fd {fd}: idle past idle_timeout: closing");
+                        } else {
+                            close_reason = "error";
+                            log::debug!("connection fd {fd}: read failed: {err}");
+                        }
+                        break;
+                    }
                 }
             }
-            let budget_spent = progress.requests >= per_event;
-            if progress.stop == Stop::WholeCache {
-                // Everything before it has run first, so its view includes them.
-                if let Err(err) =
-                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
-                {
-                    err.log(fd);
-                    close_reason = "error";
-                    break 'reading;
+            // One clock reading per turn (memcached itself keeps a clock that ticks once a second).
+            let now = unix_now();
+            if let Some(listed) = &listed {
+                listed.entry.working(now);
+            }
+            // One turn: everything this read completed. Requests for other cores' keys are
+            // queued across the `-R` slices and exchanged once, when the turn ends (or when the
+            // output reaches the session's high-water mark or the queue QUEUED_FLUSH_BYTES). A
+            // full output is written before any more requests run.
+            let stop = loop {
+                let mut progress = session.process(input.data(), &worker, now, per_event, &mut out);
+                input.consume(progress.consumed);
+                if let Stop::Watch(streams) = progress.stop {
+                    // Registered before its `OK` goes out, so that every event after the client
+                    // has read it reaches it.
+                    watching = Some(worker.process_state().watchers.register(streams));
                 }
-                match Box::pin(session.whole_cache(input.data(), &worker, unix_now(), &mut out))
-                    .await
-                {
-                    Ok(next) => {
-                        input.consume(next.consumed);
-                        progress.stop = next.stop;
+                // `stats conns` shows who authenticated, before the replies that say so go out
+                // (looked at only where connections can have users).
+                if has_users && shown_user.as_deref() != session.user() {
+                    shown_user = session.user().map(Into::into);
+                    if let Some(listed) = &listed {
+                        listed.entry.set_user(session.user());
                     }
-                    Err(gone) => {
-                        log::warn!("connection fd {fd}: {gone}; closing");
+                }
+                let budget_spent = progress.requests >= per_event;
+                if progress.stop == Stop::WholeCache {
+                    // Everything before it has run first, so its view includes them.
+                    if let Err(err) =
+                        drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
+                    {
+                        err.log(fd);
+                        close_reason = "error";
+                        break 'reading;
+                    }
+                    match Box::pin(session.whole_cache(input.data(), &worker, unix_now(), &mut out))
+                        .await
+                    {
+                        Ok(next) => {
+                            input.consume(next.consumed);
+                            progress.stop = next.stop;
+                        }
+                        Err(gone) => {
+                            log::warn!("connection fd {fd}: {gone}; closing");
+                            break 'reading;
+                        }
+                    }
+                }
+                let more = matches!(
+                    progress.stop,
+                    Stop::Budget | Stop::WholeCache | Stop::OutputFull
+                );
+                let flush = !more
+                    || out.pending() >= session.high_water()
+                    || session.queued_bytes() >= QUEUED_FLUSH_BYTES;
+                if flush {
+                    if let Err(err) =
+                        drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
+                    {
+                        err.log(fd);
+                        close_reason = "error";
+                        break 'reading;
+                    }
+                    if !out.is_empty()
+                        && let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await
+                    {
+                        log::debug!("connection fd {fd}: write failed: {err}");
+                        close_reason = "error";
                         break 'reading;
                     }
                 }
-            }
-            let more = matches!(
-                progress.stop,
-                Stop::Budget | Stop::WholeCache | Stop::OutputFull
-            );
-            let flush = !more
-                || out.pending() >= session.high_water()
-                || session.queued_bytes() >= QUEUED_FLUSH_BYTES;
-            if flush {
-                if let Err(err) =
-                    drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
-                {
-                    err.log(fd);
-                    close_reason = "error";
-                    break 'reading;
+                if !more {
+                    break progress.stop;
                 }
-                if !out.is_empty()
-                    && let Err(err) = send(&worker, &mut link, &mut stream, &mut out).await
-                {
-                    log::debug!("connection fd {fd}: write failed: {err}");
-                    close_reason = "error";
-                    break 'reading;
+                if budget_spent {
+                    // `-R` requests done: give other connections a turn before going on.
+                    WorkerCounters::add(&worker.counters().conn_yields, 1);
+                    glommio::yield_if_needed().await;
                 }
+            };
+            if stop == Stop::Close {
+                break;
             }
-            if !more {
-                break progress.stop;
+            if let Some(registration) = watching.take() {
+                watch(
+                    &registration,
+                    &worker,
+                    &mut link,
+                    &mut stream,
+                    &mut input,
+                    &mut out,
+                )
+                .await;
+                // memcached notices a watcher's end only as a failed read or write.
+                close_reason = "error";
+                break;
             }
-            if budget_spent {
-                // `-R` requests done: give other connections a turn before going on.
-                WorkerCounters::add(&worker.counters().conn_yields, 1);
-                glommio::yield_if_needed().await;
-            }
-        };
-        if stop == Stop::Close {
-            break;
         }
-        if let Some(registration) = watching.take() {
-            watch(
-                &registration,
-                &worker,
-                &mut link,
-                &mut stream,
-                &mut input,
-                &idle,
-                &mut out,
-            )
-            .await;
-            // memcached notices a watcher's end only as a failed read or write.
-            close_reason = "error";
-            break;
-        }
+        session.audit_closed();
+        conn_event(&worker, "conn_close", &stream, Some(close_reason), fd);
+        link.close(&mut stream).await;
     }
-    session.audit_closed();
-    conn_event(&worker, "conn_close", &stream, Some(close_reason), fd);
-    link.close(&mut stream).await;
 }
 
 /// memcached's `conn_new` and `conn_close` lines, for watchers of connection events. The
@@ -697,13 +721,12 @@ async fn watch<S: Transport>(
     link: &mut Link,
     stream: &mut S,
     input: &mut InputBuffer,
-    idle: &IdleSlot<'_>,
     out: &mut Output,
 ) {
     let mut events = Vec::new();
     while !worker.shutting_down() {
         let deadline = Instant::now() + crate::watch::WATCH_POLL;
-        match link.read(stream, input, Wait::Until(deadline), idle).await {
+        match link.read(stream, input, Wait::Until(deadline)).await {
             Ok(0) => break,
             Ok(_) => input.clear(),
             Err(err) if err.kind() == io::ErrorKind::TimedOut => {}

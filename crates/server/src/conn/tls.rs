@@ -14,7 +14,6 @@ use rampart_tls::{Next, PeerIdentity, TlsSession};
 
 use super::input::{InputBuffer, READ_BUF_BYTES};
 use super::{ReadBuffers, Transport, Wait, before, read_or_release};
-use crate::idle::IdleSlot;
 
 /// The socket side of one TLS session. Socket reads land in the session's own ciphertext
 /// room: no copy, and no second ciphertext buffer.
@@ -51,16 +50,12 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         limit: Duration,
-        idle: &IdleSlot<'_>,
     ) -> Result<(), HandshakeFailure> {
         let deadline = Instant::now() + limit;
         // The deadline bounds the writes too: a client that never reads cannot hold it open.
-        before(
-            deadline,
-            self.handshake_until(stream, input, deadline, idle),
-        )
-        .await
-        .unwrap_or(Err(HandshakeFailure::TimedOut))
+        before(deadline, self.handshake_until(stream, input, deadline))
+            .await
+            .unwrap_or(Err(HandshakeFailure::TimedOut))
     }
 
     async fn handshake_until<S: Transport>(
@@ -68,10 +63,9 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         deadline: Instant,
-        idle: &IdleSlot<'_>,
     ) -> Result<(), HandshakeFailure> {
         while self.session.is_handshaking() {
-            match self.read(stream, input, Wait::Until(deadline), idle).await {
+            match self.read(stream, input, Wait::Until(deadline)).await {
                 Ok(_) if !self.session.is_handshaking() => break,
                 // End of stream before the handshake finished.
                 Ok(0) => return Err(HandshakeFailure::Closed),
@@ -115,7 +109,6 @@ impl TlsLink {
         stream: &mut S,
         input: &mut InputBuffer,
         wait: Wait,
-        idle: &IdleSlot<'_>,
     ) -> io::Result<usize> {
         if self.peer_closed {
             return Ok(0);
@@ -126,7 +119,7 @@ impl TlsLink {
                 session: &mut self.session,
                 input: &mut *input,
             };
-            let n = read_or_release(stream, &mut buffers, wait, idle).await?;
+            let n = read_or_release(stream, &mut buffers, wait).await?;
             if n == 0 {
                 return Ok(0);
             }
@@ -222,6 +215,10 @@ struct TlsBuffers<'a> {
 impl ReadBuffers for TlsBuffers<'_> {
     fn spare(&mut self) -> &mut [u8] {
         self.session.ciphertext_room(READ_BUF_BYTES)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.input.is_empty() && self.session.is_drained()
     }
 
     fn release(&mut self) {

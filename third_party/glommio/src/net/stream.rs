@@ -253,6 +253,20 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    // rampart: readiness without a read (PATCHES.md, change 10).
+    /// Ready when a read would not wait for the readiness poll: none is armed (the last
+    /// read filled its buffer, so the next one tries the socket at once) or the armed one
+    /// has completed. Otherwise waits for it, holding no buffer.
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        match &self.source_rx {
+            Some(source) if source.result().is_none() => {
+                source.add_waiter_single(cx.waker());
+                Poll::Pending
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -423,6 +437,14 @@ impl<S> GlommioStream<S, NonBuffered> {
 }
 
 impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
+    // rampart: readiness without a read (PATCHES.md, change 10).
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        if !self.rx_buf.is_empty() || self.rx_done.get() {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_readable(cx)
+    }
+
     /// Receives data on the socket from the remote address to which it is
     /// connected, without removing that data from the queue.
     ///

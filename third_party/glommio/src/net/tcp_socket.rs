@@ -498,6 +498,14 @@ impl TcpStream {
 }
 
 impl<B: RxBuf> TcpStream<B> {
+    // rampart: readiness without a read (PATCHES.md, change 10).
+    /// Ready once a read would not have to wait for the socket to become readable (it may
+    /// still find nothing, and then arms the wait itself). A connection waits here between
+    /// requests without holding a read buffer.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_readable(cx)
+    }
+
     /// Sets the read timeout to the timeout specified.
     ///
     /// If the value specified is [`None`], then read calls will block

@@ -366,6 +366,14 @@ impl UnixStream {
 }
 
 impl<B: RxBuf> UnixStream<B> {
+    // rampart: readiness without a read (PATCHES.md, change 10).
+    /// Ready once a read would not have to wait for the socket to become readable (it may
+    /// still find nothing, and then arms the wait itself). A connection waits here between
+    /// requests without holding a read buffer.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_readable(cx)
+    }
+
     /// Shuts down the read, write, or both halves of this connection.
     pub async fn shutdown(&self, how: Shutdown) -> Result<()> {
         poll_fn(|cx| self.stream.poll_shutdown(cx, how))

@@ -35,18 +35,10 @@ pub(crate) enum SourceType {
     PollAdd,
     SockSend(DmaBuffer),
     SockRecv(Option<DmaBuffer>),
-    SockRecvMsg(
-        Option<DmaBuffer>,
-        libc::iovec,
-        libc::msghdr,
-        MaybeUninit<nix::sys::socket::sockaddr_storage>,
-    ),
-    SockSendMsg(
-        DmaBuffer,
-        libc::iovec,
-        libc::msghdr,
-        nix::sys::socket::SockaddrStorage,
-    ),
+    // rampart: boxed, so that every other source (a socket's poll, recv, send) is not the
+    // size of a message header and a socket address (PATCHES.md, change 9).
+    SockRecvMsg(Box<RecvMsgState>),
+    SockSendMsg(Box<SendMsgState>),
     Open(CString),
     FdataSync,
     Fallocate,
@@ -56,8 +48,9 @@ pub(crate) enum SourceType {
     ForeignNotifier(u64, bool),
     Statx(CString, Box<RefCell<Statx>>),
     Timeout(TimeSpec64, u32),
-    Connect(nix::sys::socket::SockaddrStorage),
-    Accept(SockAddrStorage),
+    // rampart: boxed, like the messages above (a socket address is 128 bytes).
+    Connect(Box<nix::sys::socket::SockaddrStorage>),
+    Accept(Box<SockAddrStorage>),
     Rename(PathBuf, PathBuf),
     CreateDir(PathBuf),
     Remove(PathBuf),
@@ -66,6 +59,25 @@ pub(crate) enum SourceType {
     CopyFileRange(RawFd, u64, usize),
     #[cfg(feature = "bench")]
     Noop,
+}
+
+/// What a `recvmsg` source keeps for the kernel: the buffer, its iovec, the header and the
+/// peer's address, at a stable address for as long as the operation runs.
+#[derive(Debug)]
+pub(crate) struct RecvMsgState {
+    pub(crate) buf: Option<DmaBuffer>,
+    pub(crate) iov: libc::iovec,
+    pub(crate) hdr: libc::msghdr,
+    pub(crate) name: MaybeUninit<nix::sys::socket::sockaddr_storage>,
+}
+
+/// What a `sendmsg` source keeps for the kernel, as [`RecvMsgState`].
+#[derive(Debug)]
+pub(crate) struct SendMsgState {
+    pub(crate) buf: DmaBuffer,
+    pub(crate) iov: libc::iovec,
+    pub(crate) hdr: libc::msghdr,
+    pub(crate) addr: nix::sys::socket::SockaddrStorage,
 }
 
 impl TryFrom<SourceType> for Statx {
