@@ -90,6 +90,11 @@ impl InputBuffer {
     /// the request at the front, which needs the room, must be refused (and the buffer
     /// [`InputBuffer::clear`]ed): the budget cannot hold more of it.
     pub fn prepare_read(&mut self, need: Option<usize>, tls: bool) -> Result<(), OverBudget> {
+        if self.buf.capacity() == 0 {
+            // Nothing pending and no buffer (it went back while the connection waited): the
+            // read takes one from the thread's spares, and there is nothing to charge.
+            return Ok(());
+        }
         let pending = self.end - self.start;
         if pending < READ_BUF_BYTES && self.buf.capacity() > self.base {
             let mut fresh = rampart_tls::buffers::take_filled();
