@@ -26,6 +26,33 @@ pub struct Tls {
     pub settings: TlsSettings,
 }
 
+/// How a reload is named in the log and the audit trail.
+#[derive(Clone, Copy)]
+struct ReloadNames {
+    /// The audit event.
+    event: &'static str,
+    /// What was read again.
+    what: &'static str,
+    /// What its count counts.
+    count: &'static str,
+    /// What serves after a failure.
+    kept: &'static str,
+}
+
+const ACCESS_RELOAD: ReloadNames = ReloadNames {
+    event: "acl.reload",
+    what: "access policy",
+    count: "rule(s)",
+    kept: "the old one stays",
+};
+
+const CREDENTIALS_RELOAD: ReloadNames = ReloadNames {
+    event: "credentials.reload",
+    what: "credentials",
+    count: "user(s)",
+    kept: "the old ones stay",
+};
+
 /// State shared by every executor of the process.
 #[derive(Debug, Default)]
 pub struct Process {
@@ -102,48 +129,50 @@ impl Process {
     /// Reads the access policy again (`why`: SIGHUP or `acl reload`), logging and counting
     /// the outcome. `None` without a policy.
     pub fn reload_access(&self, why: &str) -> Option<Result<usize, crate::authz::AccessError>> {
-        let access = self.access.as_ref()?;
-        let outcome = access.reload();
-        let event = match &outcome {
-            Ok(rules) => {
-                self.access_counters.reloads.fetch_add(1, Ordering::Relaxed);
-                log::info!("{why}: access policy reloaded, {rules} rule(s)");
-                crate::audit::Event::new("acl.reload", "ok").reason(format!("{rules} rule(s)"))
-            }
-            Err(err) => {
-                self.access_counters
-                    .reload_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                log::error!("{why}: access policy not reloaded, the old one stays: {err}");
-                crate::audit::Event::new("acl.reload", "failed").reason(err.to_string())
-            }
+        let outcome = self.access.as_ref()?.reload();
+        let counter = match &outcome {
+            Ok(_) => &self.access_counters.reloads,
+            Err(_) => &self.access_counters.reload_errors,
         };
-        if let Some(audit) = &self.audit {
-            audit.emit(event);
-        }
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.report_reload(why, &outcome, ACCESS_RELOAD);
         Some(outcome)
     }
 
     /// Reads the credential files again (`why`: SIGHUP or `auth reload`), logging and
     /// auditing the outcome. `None` without `-Y` or `-S`.
     pub fn reload_credentials(&self, why: &str) -> Option<Result<usize, crate::auth::AuthError>> {
-        let auth = self.auth.as_ref()?;
-        let outcome = auth.reload();
-        let event = match &outcome {
-            Ok(users) => {
-                log::info!("{why}: credentials reloaded, {users} user(s)");
-                crate::audit::Event::new("credentials.reload", "ok")
-                    .reason(format!("{users} user(s)"))
+        let outcome = self.auth.as_ref()?.reload();
+        self.report_reload(why, &outcome, CREDENTIALS_RELOAD);
+        Some(outcome)
+    }
+
+    /// Logs a reload's outcome and writes it to the audit trail.
+    fn report_reload<E: std::fmt::Display>(
+        &self,
+        why: &str,
+        outcome: &Result<usize, E>,
+        names: ReloadNames,
+    ) {
+        let ReloadNames {
+            event,
+            what,
+            count,
+            kept,
+        } = names;
+        let event = match outcome {
+            Ok(n) => {
+                log::info!("{why}: {what} reloaded, {n} {count}");
+                crate::audit::Event::new(event, "ok").reason(format!("{n} {count}"))
             }
             Err(err) => {
-                log::error!("{why}: credentials not reloaded, the old ones stay: {err}");
-                crate::audit::Event::new("credentials.reload", "failed").reason(err.to_string())
+                log::error!("{why}: {what} not reloaded, {kept}: {err}");
+                crate::audit::Event::new(event, "failed").reason(err.to_string())
             }
         };
         if let Some(audit) = &self.audit {
             audit.emit(event);
         }
-        Some(outcome)
     }
 
     pub fn with_read_budget(mut self, limit_bytes: Option<usize>) -> Process {
