@@ -54,6 +54,7 @@ transcripts! {
     meta_stale,
     meta_threads,
     maintenance,
+    crawler,
     dumps_disabled,
 }
 
