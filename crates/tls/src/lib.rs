@@ -8,7 +8,9 @@
 //! - [`ContextHolder`]: the process-wide, atomically swappable context plus the TLS stats
 //!   counters; a failed refresh leaves the old context serving.
 //! - [`TlsSession`]: one connection's state machine (`Handshaking`, `Established`,
-//!   `ShuttingDown`, `Closed`) over in-memory buffers, with a sendmsg-style batch writer.
+//!   `ShuttingDown`, `Protected`, `Closed`) over in-memory buffers, with a sendmsg-style
+//!   batch writer. A finished TLS 1.3 handshake hands over to `records`, rampart's own
+//!   record layer on OpenSSL's AEAD, and OpenSSL's connection object is freed.
 //!
 //! It depends on nothing of ours. It does no I/O beyond reading certificate files: the server
 //! owns the sockets, feeds ciphertext in and writes ciphertext out; it owns no clock either
@@ -34,6 +36,7 @@ mod context;
 mod error;
 mod holder;
 mod psk;
+mod records;
 mod session;
 mod settings;
 

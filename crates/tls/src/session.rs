@@ -8,19 +8,24 @@
 //! so pipelined requests never wait for another socket read), hands the turn's replies to
 //! [`TlsSession::write_plaintext_batch`], and writes [`TlsSession::take_ciphertext`] out,
 //! calling [`TlsSession::consume_ciphertext`] with what the socket took.
+//!
+//! A TLS 1.3 session hands over to rampart's own record layer ([`crate::records`]) as its
+//! handshake ends, and OpenSSL's connection object is freed: see [`State::Protected`].
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use openssl::ex_data::Index;
 use openssl::nid::Nid;
-use openssl::ssl::{ErrorCode, ShutdownResult, Ssl, SslContext, SslRef, SslStream};
+use openssl::ssl::{ErrorCode, ShutdownResult, Ssl, SslContext, SslRef, SslStream, SslVersion};
 use openssl::x509::X509VerifyResult;
 
 use crate::context::ListenerTls;
 use crate::error::{TlsError, first_error};
 use crate::holder::TlsCounters;
+use crate::records::{self, Fatal, Opened, RecordLayer, Secret, Suite};
 
 /// Plaintext is decrypted into the caller's buffer this much at a time (one full record).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -113,6 +118,33 @@ impl Duplex {
     fn added(&mut self, n: usize) {
         self.in_end = (self.in_end + n).min(self.incoming.len());
     }
+
+    /// The ciphertext not yet taken.
+    fn unread(&self) -> &[u8] {
+        &self.incoming[self.in_pos..self.in_end]
+    }
+
+    /// The first `n` bytes of [`Duplex::unread`] are used.
+    fn taken(&mut self, n: usize) {
+        self.in_pos = (self.in_pos + n).min(self.in_end);
+        if self.in_pos == self.in_end {
+            self.in_pos = 0;
+            self.in_end = 0;
+        }
+    }
+
+    /// Ciphertext written and not yet taken by the socket.
+    fn unsent(&self) -> usize {
+        self.outgoing.len() - self.out_pos
+    }
+
+    /// The outgoing buffer, to append records to.
+    fn outgoing(&mut self) -> &mut Vec<u8> {
+        if self.outgoing.capacity() == 0 {
+            self.outgoing = crate::buffers::take_empty();
+        }
+        &mut self.outgoing
+    }
 }
 
 impl Read for Duplex {
@@ -135,13 +167,10 @@ impl Read for Duplex {
 
 impl Write for Duplex {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.outgoing.len() - self.out_pos >= CIPHERTEXT_HIGH_WATER_BYTES {
+        if self.unsent() >= CIPHERTEXT_HIGH_WATER_BYTES {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if self.outgoing.capacity() == 0 {
-            self.outgoing = crate::buffers::take_empty();
-        }
-        self.outgoing.extend_from_slice(buf);
+        self.outgoing().extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -153,6 +182,10 @@ impl Write for Duplex {
 type Stream = SslStream<Duplex>;
 
 /// Each state holds only what is valid in it.
+// `Protected` is the largest (424 bytes: its two directions' secrets and IVs) and the state
+// an established TLS 1.3 connection spends its life in; the server boxes the whole session,
+// so boxing it again would add an allocation and 160 bytes to every such connection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     /// Waiting for the client's handshake messages.
@@ -166,8 +199,34 @@ enum State {
     },
     /// Our close_notify is sent; waiting for the peer's.
     ShuttingDown { stream: Stream },
+    /// A TLS 1.3 connection after its handshake, without OpenSSL's connection object: the
+    /// keys and sequence numbers are in `layer`, what the handshake established in `facts`.
+    /// Covers both `Established` and `ShuttingDown` (`closing`).
+    Protected(Protected),
     /// Over. Only ciphertext still to be written remains (an alert, a close_notify).
     Closed { leftover: Duplex },
+}
+
+/// The state of [`State::Protected`].
+#[derive(Debug)]
+struct Protected {
+    duplex: Duplex,
+    layer: RecordLayer,
+    facts: Facts,
+    /// The peer's close_notify came: nothing after it is read.
+    peer_closed: bool,
+    /// Our close_notify is sent: what still comes is read and dropped.
+    closing: bool,
+}
+
+/// What the handshake established, kept when OpenSSL's connection goes.
+#[derive(Debug)]
+struct Facts {
+    version: &'static str,
+    cipher: &'static str,
+    peer: Option<PeerIdentity>,
+    psk: Option<Box<str>>,
+    reused: bool,
 }
 
 /// One server-side TLS connection.
@@ -188,6 +247,8 @@ impl TlsSession {
     ) -> Result<Self, TlsError> {
         let setup = |e: openssl::error::ErrorStack| TlsError::Setup(first_error(&e));
         let mut ssl = Ssl::new(ctx).map_err(setup)?;
+        // Freed with OpenSSL's connection at the hand-over (`hand_over`).
+        ssl.set_ex_data(secrets_index(), Mutex::new(CapturedSecrets::default()));
         if let Some(mode) = listener.verify_override() {
             ssl.set_verify(mode);
         }
@@ -219,6 +280,7 @@ impl TlsSession {
             State::Handshaking { stream }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_mut().added(n),
+            State::Protected(p) => p.duplex.added(n),
             // Nothing is read any more.
             State::Closed { .. } => {}
         }
@@ -249,6 +311,18 @@ impl TlsSession {
         slices: &[S],
     ) -> Result<WriteProgress, TlsError> {
         let wbuf_bytes = self.wbuf_bytes;
+        if let State::Protected(p) = &mut self.state
+            && !p.closing
+        {
+            return match p.write(slices, wbuf_bytes) {
+                Ok(progress) => Ok(progress),
+                Err(fatal) => {
+                    self.counters.proto_errors.fetch_add(1, Ordering::Relaxed);
+                    self.close();
+                    Err(TlsError::Protocol(fatal.detail))
+                }
+            };
+        }
         let State::Established { stream, staged, .. } = &mut self.state else {
             return Err(TlsError::WrongState(self.state.name()));
         };
@@ -341,10 +415,22 @@ impl TlsSession {
                 Ok(ShutdownResult::Received) | Err(_) => State::closed_from(stream),
             },
             State::Handshaking { stream } => State::closed_from(stream),
+            State::Protected(mut p) if !p.closing => {
+                let sent = p
+                    .layer
+                    .seal_alert(p.duplex.outgoing(), records::CLOSE_NOTIFY);
+                if sent.is_ok() && !p.peer_closed {
+                    p.closing = true;
+                    State::Protected(p)
+                } else {
+                    State::Closed { leftover: p.duplex }
+                }
+            }
             other => other,
         };
-        match self.state {
+        match &self.state {
             State::ShuttingDown { .. } => Next::WantRead,
+            State::Protected(p) if p.closing => Next::WantRead,
             _ => Next::Closed,
         }
     }
@@ -354,7 +440,11 @@ impl TlsSession {
     }
 
     pub fn is_established(&self) -> bool {
-        matches!(self.state, State::Established { .. })
+        match &self.state {
+            State::Established { .. } => true,
+            State::Protected(p) => !p.closing,
+            _ => false,
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -365,32 +455,52 @@ impl TlsSession {
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
         match &self.state {
             State::Established { peer, .. } => peer.as_ref(),
+            State::Protected(p) if !p.closing => p.facts.peer.as_ref(),
             _ => None,
         }
     }
 
     /// The PSK identity the client authenticated with (`ssl_psk_file`), once established.
     pub fn psk_identity(&self) -> Option<String> {
-        if !self.is_established() {
-            return None;
+        match &self.state {
+            State::Established { stream, .. } => crate::psk::identity(stream.ssl()),
+            State::Protected(p) if !p.closing => p.facts.psk.as_deref().map(str::to_owned),
+            _ => None,
         }
-        crate::psk::identity(self.ssl()?)
     }
 
     /// The negotiated protocol and cipher (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`), once known.
     pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
+        if let State::Protected(p) = &self.state {
+            return Some((p.facts.version, p.facts.cipher));
+        }
         let ssl = self.ssl()?;
         let cipher = ssl.current_cipher()?;
         Some((ssl.version_str(), cipher.name()))
     }
 
-    /// The OpenSSL connection, for inspection (version, cipher, resumption, peer chain).
+    /// Whether the handshake resumed a session (a ticket or the session cache).
+    pub fn session_reused(&self) -> bool {
+        match &self.state {
+            State::Protected(p) => p.facts.reused,
+            _ => self.ssl().is_some_and(SslRef::session_reused),
+        }
+    }
+
+    /// Whether rampart's record layer protects the records, OpenSSL's connection object
+    /// freed (TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite, once established).
+    pub fn is_handed_over(&self) -> bool {
+        matches!(self.state, State::Protected(_))
+    }
+
+    /// The OpenSSL connection while OpenSSL still has it (not after the hand-over to the
+    /// record layer), for inspection (version, cipher, resumption, peer chain).
     pub fn ssl(&self) -> Option<&SslRef> {
         match &self.state {
             State::Handshaking { stream }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => Some(stream.ssl()),
-            State::Closed { .. } => None,
+            State::Protected(_) | State::Closed { .. } => None,
         }
     }
 
@@ -400,6 +510,7 @@ impl TlsSession {
             State::Handshaking { stream }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => State::closed_from(stream),
+            State::Protected(p) => State::Closed { leftover: p.duplex },
             closed @ State::Closed { .. } => closed,
         };
     }
@@ -423,6 +534,8 @@ impl State {
             State::Handshaking { .. } => "handshaking",
             State::Established { .. } => "established",
             State::ShuttingDown { .. } => "shutting down",
+            State::Protected(p) if p.closing => "shutting down",
+            State::Protected(_) => "established",
             State::Closed { .. } => "closed",
         }
     }
@@ -432,6 +545,7 @@ impl State {
             State::Handshaking { stream }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_ref(),
+            State::Protected(p) => &p.duplex,
             State::Closed { leftover } => leftover,
         }
     }
@@ -441,6 +555,7 @@ impl State {
             State::Handshaking { stream }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_mut(),
+            State::Protected(p) => &mut p.duplex,
             State::Closed { leftover } => leftover,
         }
     }
@@ -452,34 +567,67 @@ impl State {
         counters: &TlsCounters,
     ) -> (State, Result<Progress, TlsError>) {
         match self {
-            State::Handshaking { mut stream } => match stream.do_handshake() {
-                Ok(()) => {
-                    let peer = peer_identity(stream.ssl());
-                    let established = State::Established {
-                        stream,
-                        peer,
-                        staged: Vec::new(),
-                    };
-                    // The client's first requests may have come with its Finished.
-                    established.read(out, counters)
+            State::Handshaking { mut stream } => {
+                let written_before = stream.get_ref().outgoing.len();
+                match stream.do_handshake() {
+                    Ok(()) => {
+                        let established = hand_over(stream, written_before);
+                        // The client's first requests may have come with its Finished.
+                        established.read(out, counters)
+                    }
+                    Err(e) => match stall(&e) {
+                        Some(next) => (
+                            State::Handshaking { stream },
+                            Ok(Progress {
+                                plaintext_bytes: 0,
+                                next,
+                            }),
+                        ),
+                        None => {
+                            counters.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                            (
+                                State::closed_from(stream),
+                                Err(TlsError::Handshake(detail(&e))),
+                            )
+                        }
+                    },
                 }
-                Err(e) => match stall(&e) {
-                    Some(next) => (
-                        State::Handshaking { stream },
+            }
+            State::Protected(mut p) => {
+                let start = out.len();
+                let outcome = if p.closing {
+                    // Application data after our close_notify is read and dropped.
+                    p.read(&mut Vec::new())
+                } else {
+                    p.read(out)
+                };
+                let plaintext_bytes = out.len() - start;
+                match outcome {
+                    Ok(Next::PeerClosed) if p.closing => {
+                        (State::Closed { leftover: p.duplex }, Ok(closed()))
+                    }
+                    Ok(next) => (
+                        State::Protected(p),
                         Ok(Progress {
-                            plaintext_bytes: 0,
+                            plaintext_bytes,
                             next,
                         }),
                     ),
-                    None => {
-                        counters.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                    // The peer's misbehaviour after we closed changes nothing for it.
+                    Err(_) if p.closing => (State::Closed { leftover: p.duplex }, Ok(closed())),
+                    Err(fatal) => {
+                        counters.proto_errors.fetch_add(1, Ordering::Relaxed);
+                        if let Some(alert) = fatal.alert {
+                            // Best effort: the connection ends either way.
+                            let _ = p.layer.seal_alert(p.duplex.outgoing(), alert);
+                        }
                         (
-                            State::closed_from(stream),
-                            Err(TlsError::Handshake(detail(&e))),
+                            State::Closed { leftover: p.duplex },
+                            Err(TlsError::Protocol(fatal.detail)),
                         )
                     }
-                },
-            },
+                }
+            }
             State::Established {
                 mut stream,
                 peer,
@@ -656,4 +804,200 @@ fn peer_identity(ssl: &SslRef) -> Option<PeerIdentity> {
         }
     }
     Some(id)
+}
+
+impl Protected {
+    /// Opens every complete record of the unread ciphertext into `out`; `WantRead` once only
+    /// an incomplete record (or nothing) is left.
+    fn read(&mut self, out: &mut Vec<u8>) -> Result<Next, Fatal> {
+        while !self.peer_closed {
+            match self.layer.open(self.duplex.unread(), out)? {
+                None => return Ok(Next::WantRead),
+                Some((taken, opened)) => {
+                    self.duplex.taken(taken);
+                    self.peer_closed = opened == Opened::PeerClosed;
+                }
+            }
+        }
+        Ok(Next::PeerClosed)
+    }
+
+    /// The batch writer: the slices go out as records of at most `wbuf_bytes` (and 16 KiB)
+    /// each, encrypted straight from the slices into the outgoing ciphertext (memcached's
+    /// `ssl_sendmsg` packs them into `ssl_wbuf_size` buffers for one `SSL_write` each: the
+    /// records are the same, without the copy).
+    fn write<S: std::ops::Deref<Target = [u8]>>(
+        &mut self,
+        slices: &[S],
+        wbuf_bytes: usize,
+    ) -> Result<WriteProgress, Fatal> {
+        let record_bytes = wbuf_bytes.clamp(1, records::MAX_PLAINTEXT);
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let mut accepted = 0;
+        let (mut slice, mut offset) = (0, 0);
+        while accepted < total || self.layer.update_due() {
+            if self.duplex.unsent() >= CIPHERTEXT_HIGH_WATER_BYTES {
+                return Ok(WriteProgress {
+                    accepted,
+                    blocked: Some(Next::WantWrite),
+                });
+            }
+            let len = (total - accepted).min(record_bytes);
+            if len == 0 {
+                // Only the KeyUpdate the peer asked for: it goes out before any record.
+                let mut empty = self.layer.seal(self.duplex.outgoing(), 0)?;
+                empty.push(&[])?;
+                empty.finish(records::DATA)?;
+                break;
+            }
+            let mut record = self.layer.seal(self.duplex.outgoing(), len)?;
+            let mut left = len;
+            while left > 0 {
+                let piece = &slices[slice][offset..];
+                let n = piece.len().min(left);
+                record.push(&piece[..n])?;
+                left -= n;
+                offset += n;
+                if offset == slices[slice].len() {
+                    slice += 1;
+                    offset = 0;
+                }
+            }
+            record.finish(records::DATA)?;
+            accepted += len;
+        }
+        Ok(WriteProgress {
+            accepted,
+            blocked: None,
+        })
+    }
+}
+
+/// Where the key log callback leaves a handshake's application traffic secrets.
+#[derive(Debug, Default)]
+pub(crate) struct CapturedSecrets {
+    client: Option<Secret>,
+    server: Option<Secret>,
+}
+
+fn secrets_index() -> Index<Ssl, Mutex<CapturedSecrets>> {
+    static INDEX: OnceLock<Index<Ssl, Mutex<CapturedSecrets>>> = OnceLock::new();
+    *INDEX.get_or_init(|| {
+        // An ex-data index only fails to be made when OpenSSL cannot allocate one at all.
+        #[allow(clippy::expect_used)]
+        Ssl::new_ex_index().expect("an OpenSSL ex-data index for the traffic secrets")
+    })
+}
+
+/// The context's key log callback (`SSL_CTX_set_keylog_callback`): OpenSSL gives each
+/// secret it derives as `LABEL <client random> <secret>` in hex. The two first application
+/// traffic secrets of a TLS 1.3 handshake are kept for the hand-over; nothing is logged.
+pub(crate) fn capture_secret(ssl: &SslRef, line: &str) {
+    let mut words = line.split(' ');
+    let (Some(label), Some(_random), Some(hex), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return;
+    };
+    let server = match label {
+        "SERVER_TRAFFIC_SECRET_0" => true,
+        "CLIENT_TRAFFIC_SECRET_0" => false,
+        _ => return,
+    };
+    let Some(secret) = decode_secret(hex) else {
+        return;
+    };
+    let Some(Ok(mut captured)) = ssl.ex_data(secrets_index()).map(Mutex::lock) else {
+        return;
+    };
+    if server {
+        captured.server = Some(secret);
+    } else {
+        captured.client = Some(secret);
+    }
+}
+
+fn decode_secret(hex: &str) -> Option<Secret> {
+    let hex = hex.as_bytes();
+    if !hex.len().is_multiple_of(2) || hex.len() > 96 {
+        return None;
+    }
+    let mut bytes = [0u8; 48];
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    for (i, pair) in hex.chunks(2).enumerate() {
+        bytes[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    let secret = Secret::new(&bytes[..hex.len() / 2]);
+    bytes.fill(0);
+    secret
+}
+
+/// The state after a finished handshake: [`State::Protected`] where the record layer can
+/// take over, OpenSSL's connection freed; `Established` (OpenSSL keeps the records) for
+/// TLS 1.2, for the CCM suites, and if anything the hand-over needs is missing.
+/// `written_before` is where the outgoing ciphertext ended before the call that finished
+/// the handshake.
+fn hand_over(mut stream: Stream, written_before: usize) -> State {
+    let peer = peer_identity(stream.ssl());
+    let Some(layer) = record_layer(&stream, written_before) else {
+        return State::Established {
+            stream,
+            peer,
+            staged: Vec::new(),
+        };
+    };
+    let ssl = stream.ssl();
+    let facts = Facts {
+        version: ssl.version_str(),
+        cipher: ssl.current_cipher().map_or("", |c| c.name()),
+        peer,
+        psk: crate::psk::identity(ssl).map(String::into_boxed_str),
+        reused: ssl.session_reused(),
+    };
+    let duplex = std::mem::take(stream.get_mut());
+    // `stream` (OpenSSL's SSL, its BIO and their state) is freed here.
+    drop(stream);
+    State::Protected(Protected {
+        duplex,
+        layer,
+        facts,
+        peer_closed: false,
+        closing: false,
+    })
+}
+
+/// The record layer for a finished TLS 1.3 handshake, at OpenSSL's sequence numbers.
+///
+/// The client's records: OpenSSL reads one record at a time (no read-ahead), so it has
+/// opened none with the client's application key when the handshake ends on the client's
+/// Finished, and what came after that is still unread in the duplex (checked: OpenSSL holds
+/// no input). Ours: in the call that finished the handshake OpenSSL wrote only what follows
+/// our Finished, under our application key: its NewSessionTicket records, counted here (the
+/// earlier flights were written by earlier calls, since the client's Finished answers them).
+fn record_layer(stream: &Stream, written_before: usize) -> Option<RecordLayer> {
+    let ssl = stream.ssl();
+    if ssl.version2() != Some(SslVersion::TLS1_3) || has_pending(ssl) {
+        return None;
+    }
+    let suite = Suite::from_name(ssl.current_cipher()?.name())?;
+    let write_seq = application_records(stream.get_ref().outgoing.get(written_before..)?)?;
+    let captured = ssl.ex_data(secrets_index())?.lock().ok()?;
+    let (client, server) = (captured.client.clone()?, captured.server.clone()?);
+    drop(captured);
+    RecordLayer::new(suite, client, 0, server, write_seq).ok()
+}
+
+/// How many whole records `ciphertext` is, if it is only whole protected records.
+fn application_records(ciphertext: &[u8]) -> Option<u64> {
+    let mut rest = ciphertext;
+    let mut count = 0;
+    while let Some(header) = rest.first_chunk::<{ records::HEADER }>() {
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if header[0] != records::DATA || rest.len() < records::HEADER + len {
+            return None;
+        }
+        rest = &rest[records::HEADER + len..];
+        count += 1;
+    }
+    rest.is_empty().then_some(count)
 }

@@ -156,6 +156,21 @@ impl Conn {
         out.len()
     }
 
+    /// The client sends `request`, the server reads it and answers `reply`, the client reads
+    /// that: both directions' records after the handshake.
+    fn roundtrip(&mut self, request: &[u8], reply: &[u8]) {
+        self.server_plain.clear();
+        self.client_plain.clear();
+        self.client.ssl_write(request).unwrap();
+        self.pump().unwrap();
+        assert_eq!(self.server_plain, request);
+        let progress = self.server.write_plaintext_batch(&[reply]).unwrap();
+        assert_eq!((progress.accepted, progress.blocked), (reply.len(), None));
+        self.flush_server();
+        self.pump().unwrap();
+        assert_eq!(self.client_plain, reply);
+    }
+
     fn established(holder: &ContextHolder, client: &Client) -> Conn {
         let mut conn = Conn::new(holder, client, ListenerTls::Default);
         conn.pump().unwrap();
@@ -195,11 +210,11 @@ fn handshakes_with_tls12_and_tls13() {
         (SslVersion::TLS1_3, "TLSv1.3"),
     ] {
         let mut conn = Conn::established(&holder, &client(&pki, Some(max), false));
-        assert_eq!(conn.server.ssl().unwrap().version_str(), expect);
+        assert_eq!(conn.server.negotiated().unwrap().0, expect);
+        // TLS 1.3 records are rampart's own after the handshake; TLS 1.2 stays with OpenSSL.
+        assert_eq!(conn.server.is_handed_over(), max == SslVersion::TLS1_3);
         assert_eq!(conn.server.peer_identity(), None);
-        conn.client.ssl_write(b"version\r\n").unwrap();
-        conn.pump().unwrap();
-        assert_eq!(conn.server_plain, b"version\r\n");
+        conn.roundtrip(b"version\r\n", b"VERSION 1.6.18\r\n");
     }
     assert_eq!(
         holder.counters().handshake_errors.load(Ordering::Relaxed),
@@ -471,6 +486,107 @@ fn garbage_after_handshake_is_a_protocol_error() {
     );
 }
 
+unsafe extern "C" {
+    // OpenSSL 1.1.1 and later, not bound by openssl-sys. <openssl/ssl.h>:
+    // int SSL_key_update(SSL *s, int updatetype).
+    fn SSL_key_update(ssl: *mut openssl_sys::SSL, updatetype: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// The client schedules a KeyUpdate (sent with its next record), asking for ours if
+/// `requested`.
+fn client_key_update(conn: &mut Conn, requested: bool) {
+    use foreign_types::ForeignTypeRef;
+    // SAFETY: the client SSL is live for the call; the test owns it and nothing else uses it.
+    let ok = unsafe { SSL_key_update(conn.client.ssl().as_ptr(), c_int_from(requested)) };
+    assert_eq!(ok, 1);
+}
+
+fn c_int_from(requested: bool) -> std::ffi::c_int {
+    // SSL_KEY_UPDATE_REQUESTED is 1, SSL_KEY_UPDATE_NOT_REQUESTED 0.
+    std::ffi::c_int::from(requested)
+}
+
+#[test]
+fn every_tls13_suite_hands_over_and_carries_records_both_ways() {
+    let pki = Pki::new();
+    let holder = ContextHolder::new(&settings(&pki)).unwrap();
+    for suite in [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ] {
+        let mut c = client(&pki, None, false);
+        let mut b = SslContextBuilder::new(SslMethod::tls_client()).unwrap();
+        b.cert_store_mut().add_cert(pki.ca.cert.clone()).unwrap();
+        b.set_ciphersuites(suite).unwrap();
+        c.ctx = b.build();
+        let mut conn = Conn::established(&holder, &c);
+        assert_eq!(conn.server.negotiated(), Some(("TLSv1.3", suite)));
+        assert!(conn.server.is_handed_over(), "{suite}");
+        assert!(conn.server.ssl().is_none(), "OpenSSL's connection is freed");
+        conn.roundtrip(b"get k\r\n", b"END\r\n");
+        // Past one record each way, and a reply in many slices.
+        let request: Vec<u8> = (0..70_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let reply: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        conn.roundtrip(&request, &reply);
+        let slices: Vec<&[u8]> = reply.chunks(333).collect();
+        conn.client_plain.clear();
+        conn.server.write_plaintext_batch(&slices).unwrap();
+        conn.flush_server();
+        conn.pump().unwrap();
+        assert_eq!(conn.client_plain, reply);
+    }
+}
+
+#[test]
+fn the_clients_key_updates_are_followed_and_a_requested_one_answered() {
+    let pki = Pki::new();
+    let holder = ContextHolder::new(&settings(&pki)).unwrap();
+    let mut conn = Conn::established(&holder, &client(&pki, None, false));
+    assert!(conn.server.is_handed_over());
+    for requested in [true, false, true] {
+        client_key_update(&mut conn, requested);
+        let wire = conn.client_records(b"get k\r\n");
+        conn.server.feed_ciphertext(&wire);
+        conn.server_plain.clear();
+        conn.server.read_plaintext(&mut conn.server_plain).unwrap();
+        assert_eq!(conn.server_plain, b"get k\r\n");
+        conn.server
+            .write_plaintext_batch(&[&b"END\r\n"[..]])
+            .unwrap();
+        // Our KeyUpdate, then the reply; none unasked.
+        let records = app_data_records(conn.server.take_ciphertext());
+        assert_eq!(records, 1 + usize::from(requested), "{requested}");
+        conn.client_plain.clear();
+        conn.flush_server();
+        conn.client_step();
+        assert_eq!(conn.client_plain, b"END\r\n");
+        conn.roundtrip(b"get l\r\n", b"END\r\n");
+    }
+    assert_eq!(holder.counters().proto_errors.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_tampered_record_gets_bad_record_mac_and_closes() {
+    let pki = Pki::new();
+    let holder = ContextHolder::new(&settings(&pki)).unwrap();
+    let mut conn = Conn::established(&holder, &client(&pki, None, false));
+    let mut wire = conn.client_records(b"get k\r\n");
+    let last = wire.len() - 1;
+    wire[last] ^= 1;
+    conn.server.feed_ciphertext(&wire);
+    let mut plain = Vec::new();
+    let err = conn.server.read_plaintext(&mut plain).unwrap_err();
+    assert!(matches!(err, TlsError::Protocol(_)), "{err:?}");
+    assert!(plain.is_empty());
+    assert!(conn.server.is_closed());
+    conn.flush_server();
+    let mut buf = [0u8; 64];
+    let e = conn.client.ssl_read(&mut buf).unwrap_err();
+    assert!(e.to_string().contains("bad record mac"), "{e}");
+    assert_eq!(holder.counters().proto_errors.load(Ordering::Relaxed), 1);
+}
+
 #[test]
 fn shutdown_both_ways() {
     let pki = Pki::new();
@@ -596,8 +712,9 @@ fn sessions_resume_from_tickets_and_are_counted() {
     let holder = ContextHolder::new(&s).unwrap();
     for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
         let c = client(&pki, Some(max), false);
-        let first = Conn::established(&holder, &c);
-        assert!(!first.server.ssl().unwrap().session_reused());
+        let mut first = Conn::established(&holder, &c);
+        assert!(!first.server.session_reused());
+        first.roundtrip(b"get k\r\n", b"END\r\n");
         let session = c
             .sessions
             .lock()
@@ -607,7 +724,9 @@ fn sessions_resume_from_tickets_and_are_counted() {
             .expect("a ticket");
         let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
         second.pump().unwrap();
-        assert!(second.server.ssl().unwrap().session_reused(), "{max:?}");
+        assert!(second.server.session_reused(), "{max:?}");
+        assert_eq!(second.server.is_handed_over(), max == SslVersion::TLS1_3);
+        second.roundtrip(b"get k\r\n", b"END\r\n");
     }
     assert!(holder.counters().new_sessions.load(Ordering::Relaxed) >= 2);
     let mut stats = Vec::new();
@@ -636,7 +755,9 @@ fn tickets_resume_without_the_session_cache() {
             .expect("a ticket");
         let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
         second.pump().unwrap();
-        assert!(second.server.ssl().unwrap().session_reused(), "{max:?}");
+        assert!(second.server.session_reused(), "{max:?}");
+        assert_eq!(second.server.is_handed_over(), max == SslVersion::TLS1_3);
+        second.roundtrip(b"get k\r\n", b"END\r\n");
     }
     // memcached reports ssl_new_sessions only with the cache.
     let mut stats = Vec::new();

@@ -1,0 +1,619 @@
+//! TLS 1.3 record protection (RFC 8446 section 5) for established connections.
+//!
+//! Once a TLS 1.3 handshake is over, OpenSSL's connection object (about 14 KiB: the `SSL`
+//! itself 7.6 KiB, both key shares, the session, the handshake digest) is no longer needed
+//! for what the connection does: protect and check application data. The session hands over
+//! to a [`RecordLayer`], which keeps per direction only an AEAD context (OpenSSL's EVP, so
+//! the cryptography is still OpenSSL's), its static IV, its sequence number and the traffic
+//! secret KeyUpdate derives the next one from: about 2.3 KiB in all. It seals into and opens
+//! from rampart's own buffers, without OpenSSL's record buffers and the copies in and out of
+//! them. The kernel's TLS offload (kTLS) takes over the same state the same way.
+//!
+//! What the layer does after the handshake is all a TLS 1.3 server may meet there:
+//! application data, alerts (close_notify ends the peer's side, any other alert ends the
+//! connection) and KeyUpdate (both directions; an update the peer requests is answered once,
+//! before our next record, however many requests came: RFC 8446 4.6.3). Anything else after
+//! the handshake (a record type other than application_data, a handshake message other than
+//! KeyUpdate, a handshake message split over records, a record without a content type) is
+//! answered with the fatal alert RFC 8446 names and the connection ends. Sequence numbers
+//! never wrap: the 2^64th record in one direction is an error.
+
+use openssl::cipher::{Cipher, CipherRef};
+use openssl::cipher_ctx::CipherCtx;
+use openssl::error::ErrorStack;
+use openssl::hash::{Hasher, MessageDigest};
+
+/// Largest plaintext in one record (2^14).
+pub(crate) const MAX_PLAINTEXT: usize = 16 * 1024;
+/// Record header: type, legacy version, length.
+pub(crate) const HEADER: usize = 5;
+/// Largest protected payload a peer may send (2^14 + 256).
+pub(crate) const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+const TAG: usize = 16;
+const NONCE: usize = 12;
+/// The largest hash of the suites (SHA-384).
+const MAX_SECRET: usize = 48;
+
+const APPLICATION_DATA: u8 = 23;
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const KEY_UPDATE: u8 = 24;
+/// TLS 1.2's version number, which every TLS 1.3 record carries.
+const LEGACY_VERSION: [u8; 2] = [3, 3];
+
+/// Alert descriptions (RFC 8446 6).
+pub(crate) const CLOSE_NOTIFY: u8 = 0;
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const RECORD_OVERFLOW: u8 = 22;
+const ILLEGAL_PARAMETER: u8 = 47;
+const DECODE_ERROR: u8 = 50;
+const INTERNAL_ERROR: u8 = 80;
+
+/// The TLS 1.3 cipher suites the layer protects records for (CCM suites stay with OpenSSL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suite {
+    Aes128GcmSha256,
+    Aes256GcmSha384,
+    Chacha20Poly1305Sha256,
+}
+
+impl Suite {
+    /// The suite of OpenSSL's (and the RFC's) name for it.
+    pub(crate) fn from_name(name: &str) -> Option<Suite> {
+        match name {
+            "TLS_AES_128_GCM_SHA256" => Some(Suite::Aes128GcmSha256),
+            "TLS_AES_256_GCM_SHA384" => Some(Suite::Aes256GcmSha384),
+            "TLS_CHACHA20_POLY1305_SHA256" => Some(Suite::Chacha20Poly1305Sha256),
+            _ => None,
+        }
+    }
+
+    fn cipher(self) -> &'static CipherRef {
+        match self {
+            Suite::Aes128GcmSha256 => Cipher::aes_128_gcm(),
+            Suite::Aes256GcmSha384 => Cipher::aes_256_gcm(),
+            Suite::Chacha20Poly1305Sha256 => Cipher::chacha20_poly1305(),
+        }
+    }
+
+    fn key_len(self) -> usize {
+        match self {
+            Suite::Aes128GcmSha256 => 16,
+            Suite::Aes256GcmSha384 | Suite::Chacha20Poly1305Sha256 => 32,
+        }
+    }
+
+    fn digest(self) -> MessageDigest {
+        match self {
+            Suite::Aes256GcmSha384 => MessageDigest::sha384(),
+            Suite::Aes128GcmSha256 | Suite::Chacha20Poly1305Sha256 => MessageDigest::sha256(),
+        }
+    }
+
+    /// The block length of the suite's hash (HMAC's pads).
+    fn block_len(self) -> usize {
+        match self {
+            Suite::Aes256GcmSha384 => 128,
+            Suite::Aes128GcmSha256 | Suite::Chacha20Poly1305Sha256 => 64,
+        }
+    }
+
+    /// The length of the suite's hash, and so of its traffic secrets.
+    pub(crate) fn secret_len(self) -> usize {
+        match self {
+            Suite::Aes256GcmSha384 => 48,
+            Suite::Aes128GcmSha256 | Suite::Chacha20Poly1305Sha256 => 32,
+        }
+    }
+}
+
+/// A traffic secret, wiped when dropped.
+#[derive(Clone)]
+pub(crate) struct Secret {
+    bytes: [u8; MAX_SECRET],
+    len: u8,
+}
+
+impl Secret {
+    /// `None` for more than 48 bytes.
+    pub(crate) fn new(bytes: &[u8]) -> Option<Secret> {
+        let mut secret = Secret {
+            bytes: [0; MAX_SECRET],
+            len: u8::try_from(bytes.len()).ok()?,
+        };
+        secret.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(secret)
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for byte in &mut self.bytes {
+            // SAFETY: `byte` is a valid, aligned, exclusively borrowed u8; the volatile
+            // write only keeps the compiler from eliding the wipe.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.len)
+    }
+}
+
+/// HKDF-Expand-Label(secret, label, "", len) for `len` up to the hash length: one HMAC
+/// (RFC 2104, written out over one hasher: OpenSSL's HMAC through `EVP_PKEY` costs 6.4 us
+/// here against 0.7 for this, and a hand-over derives eight).
+fn expand_label(
+    suite: Suite,
+    secret: &[u8],
+    label: &[u8],
+    len: usize,
+) -> Result<Vec<u8>, ErrorStack> {
+    let mut info = Vec::with_capacity(4 + 6 + label.len());
+    info.extend_from_slice(&(len as u16).to_be_bytes());
+    info.push((6 + label.len()) as u8);
+    info.extend_from_slice(b"tls13 ");
+    info.extend_from_slice(label);
+    info.push(0);
+    info.push(1);
+    let block = suite.block_len();
+    // The secret (at most 48 bytes) is shorter than the block, so it is the HMAC key as is.
+    let mut pad = [0u8; 128];
+    pad[..secret.len()].copy_from_slice(secret);
+    let mut hasher = Hasher::new(suite.digest())?;
+    for b in &mut pad[..block] {
+        *b ^= 0x36;
+    }
+    hasher.update(&pad[..block])?;
+    hasher.update(&info)?;
+    let inner = hasher.finish()?;
+    for b in &mut pad[..block] {
+        *b ^= 0x36 ^ 0x5c;
+    }
+    hasher.update(&pad[..block])?;
+    hasher.update(&inner)?;
+    let outer = hasher.finish()?;
+    pad.fill(0);
+    Ok(outer[..len].to_vec())
+}
+
+/// One direction's keys and position.
+struct Direction {
+    ctx: CipherCtx,
+    iv: [u8; NONCE],
+    seq: u64,
+    secret: Secret,
+}
+
+impl std::fmt::Debug for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direction").field("seq", &self.seq).finish()
+    }
+}
+
+impl Direction {
+    fn new(suite: Suite, secret: Secret, seq: u64, seal: bool) -> Result<Direction, ErrorStack> {
+        let mut key = expand_label(suite, secret.get(), b"key", suite.key_len())?;
+        let iv = expand_label(suite, secret.get(), b"iv", NONCE)?;
+        let mut ctx = CipherCtx::new()?;
+        let keyed = if seal {
+            ctx.encrypt_init(Some(suite.cipher()), Some(&key), None)
+        } else {
+            ctx.decrypt_init(Some(suite.cipher()), Some(&key), None)
+        };
+        key.fill(0);
+        keyed?;
+        let mut fixed = [0; NONCE];
+        fixed.copy_from_slice(&iv);
+        Ok(Direction {
+            ctx,
+            iv: fixed,
+            seq,
+            secret,
+        })
+    }
+
+    /// The next traffic secret's direction (KeyUpdate), at sequence number 0.
+    fn updated(&self, suite: Suite, seal: bool) -> Result<Direction, ErrorStack> {
+        let next = expand_label(suite, self.secret.get(), b"traffic upd", suite.secret_len())?;
+        let secret = Secret::new(&next).ok_or_else(ErrorStack::get)?;
+        Direction::new(suite, secret, 0, seal)
+    }
+
+    /// Starts the record numbered `seq` (the IV xor the sequence number) with its header as
+    /// the additional data. `None` once the sequence numbers are used up.
+    fn start(&mut self, header: &[u8; HEADER], seal: bool) -> Option<Result<(), ErrorStack>> {
+        let seq = self.seq;
+        self.seq = seq.checked_add(1)?;
+        let mut nonce = self.iv;
+        for (n, s) in nonce[NONCE - 8..].iter_mut().zip(seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        let init = if seal {
+            self.ctx.encrypt_init(None, None, Some(&nonce))
+        } else {
+            self.ctx.decrypt_init(None, None, Some(&nonce))
+        };
+        Some(init.and_then(|()| self.ctx.cipher_update(header, None).map(drop)))
+    }
+}
+
+/// A fatal condition: the alert to send (if any) and what happened, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fatal {
+    /// `None` when the peer ended the connection with its own alert.
+    pub alert: Option<u8>,
+    pub detail: String,
+}
+
+impl Fatal {
+    fn new(alert: u8, detail: impl Into<String>) -> Fatal {
+        Fatal {
+            alert: Some(alert),
+            detail: detail.into(),
+        }
+    }
+
+    fn internal(e: &ErrorStack) -> Fatal {
+        Fatal::new(INTERNAL_ERROR, crate::error::first_error(e))
+    }
+}
+
+/// What one opened record was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// Application data (possibly none) was appended.
+    Data,
+    /// The peer's close_notify: it sends nothing more.
+    PeerClosed,
+    /// The peer changed its keys (KeyUpdate).
+    KeyUpdate,
+}
+
+/// Both directions of an established TLS 1.3 connection, server side.
+#[derive(Debug)]
+pub(crate) struct RecordLayer {
+    suite: Suite,
+    read: Direction,
+    write: Direction,
+    /// The peer asked us to update our keys; done before our next record.
+    update_due: bool,
+}
+
+impl RecordLayer {
+    /// The layer for a connection whose traffic secrets are `read` (the peer's) and `write`
+    /// (ours), at the given sequence numbers.
+    pub(crate) fn new(
+        suite: Suite,
+        read: Secret,
+        read_seq: u64,
+        write: Secret,
+        write_seq: u64,
+    ) -> Result<RecordLayer, ErrorStack> {
+        Ok(RecordLayer {
+            suite,
+            read: Direction::new(suite, read, read_seq, false)?,
+            write: Direction::new(suite, write, write_seq, true)?,
+            update_due: false,
+        })
+    }
+
+    /// Opens the first record of `input` if it is complete, appending its application data
+    /// to `out`. Returns the bytes of `input` it took and what the record was, or `None`
+    /// while the record is incomplete. `out` is unchanged by a record that is not data.
+    pub(crate) fn open(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(usize, Opened)>, Fatal> {
+        let Some(header) = input.first_chunk::<HEADER>() else {
+            return Ok(None);
+        };
+        if header[0] != APPLICATION_DATA {
+            return Err(Fatal::new(
+                UNEXPECTED_MESSAGE,
+                format!("record type {} after the handshake", header[0]),
+            ));
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if len > MAX_CIPHERTEXT {
+            return Err(Fatal::new(
+                RECORD_OVERFLOW,
+                format!("record of {len} bytes"),
+            ));
+        }
+        let Some(body) = input.get(HEADER..HEADER + len) else {
+            return Ok(None);
+        };
+        let Some(sealed_len) = len.checked_sub(TAG) else {
+            return Err(Fatal::new(BAD_RECORD_MAC, "record shorter than its tag"));
+        };
+        let (sealed, tag) = body.split_at(sealed_len);
+        let start = out.len();
+        let opened = self.open_into(header, sealed, tag, out);
+        if let Err(e) = opened {
+            out.truncate(start);
+            return Err(e);
+        }
+        // The content type is the last non-zero byte; zeroes after it are padding.
+        let Some(end) = out[start..].iter().rposition(|&b| b != 0) else {
+            out.truncate(start);
+            return Err(Fatal::new(
+                UNEXPECTED_MESSAGE,
+                "record without a content type",
+            ));
+        };
+        let content_type = out[start + end];
+        out.truncate(start + end);
+        if end > MAX_PLAINTEXT {
+            out.truncate(start);
+            return Err(Fatal::new(
+                RECORD_OVERFLOW,
+                format!("record of {end} plaintext bytes"),
+            ));
+        }
+        let taken = HEADER + len;
+        match content_type {
+            APPLICATION_DATA => Ok(Some((taken, Opened::Data))),
+            ALERT => {
+                let alert = out.split_off(start);
+                match alert[..] {
+                    [_, CLOSE_NOTIFY] => Ok(Some((taken, Opened::PeerClosed))),
+                    [_, description] => Err(Fatal {
+                        alert: None,
+                        detail: format!("peer sent alert {description}"),
+                    }),
+                    _ => Err(Fatal::new(DECODE_ERROR, "malformed alert")),
+                }
+            }
+            HANDSHAKE => {
+                let message = out.split_off(start);
+                self.handshake(&message)?;
+                Ok(Some((taken, Opened::KeyUpdate)))
+            }
+            other => {
+                out.truncate(start);
+                Err(Fatal::new(
+                    UNEXPECTED_MESSAGE,
+                    format!("content type {other} after the handshake"),
+                ))
+            }
+        }
+    }
+
+    fn open_into(
+        &mut self,
+        header: &[u8; HEADER],
+        sealed: &[u8],
+        tag: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fatal> {
+        match self.read.start(header, false) {
+            None => return Err(Fatal::new(INTERNAL_ERROR, "read sequence numbers used up")),
+            Some(Err(e)) => return Err(Fatal::internal(&e)),
+            Some(Ok(())) => {}
+        }
+        let start = out.len();
+        out.resize(start + sealed.len(), 0);
+        let ctx = &mut self.read.ctx;
+        ctx.cipher_update(sealed, Some(&mut out[start..]))
+            .and_then(|_| ctx.set_tag(tag))
+            .map_err(|e| Fatal::internal(&e))?;
+        // The tag is checked here; nothing decrypted is used before it passes.
+        ctx.cipher_final(&mut [])
+            .map(drop)
+            .map_err(|_| Fatal::new(BAD_RECORD_MAC, "record failed authentication"))
+    }
+
+    /// Post-handshake handshake messages: only KeyUpdate, alone at the end of its record.
+    fn handshake(&mut self, message: &[u8]) -> Result<(), Fatal> {
+        match *message {
+            [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
+                self.read = self
+                    .read
+                    .updated(self.suite, false)
+                    .map_err(|e| Fatal::internal(&e))?;
+                self.update_due |= request == 1;
+                Ok(())
+            }
+            [KEY_UPDATE, 0, 0, 1, _] => Err(Fatal::new(
+                ILLEGAL_PARAMETER,
+                "KeyUpdate with a bad request",
+            )),
+            [KEY_UPDATE, ..] => Err(Fatal::new(DECODE_ERROR, "malformed KeyUpdate")),
+            [kind, ..] => Err(Fatal::new(
+                UNEXPECTED_MESSAGE,
+                format!("handshake message {kind} after the handshake"),
+            )),
+            [] => Err(Fatal::new(UNEXPECTED_MESSAGE, "empty handshake record")),
+        }
+    }
+
+    /// Starts a record of `len` bytes of `content_type` (at most [`MAX_PLAINTEXT`]) at the end
+    /// of `out`: push the bytes with [`Sealing::push`], then [`Sealing::finish`]. A KeyUpdate
+    /// the peer asked for goes out first.
+    pub(crate) fn seal<'a>(
+        &'a mut self,
+        out: &'a mut Vec<u8>,
+        len: usize,
+    ) -> Result<Sealing<'a>, Fatal> {
+        if len > MAX_PLAINTEXT {
+            return Err(Fatal::new(INTERNAL_ERROR, "record over 2^14 bytes"));
+        }
+        if self.update_due {
+            self.update_due = false;
+            let mut update = self.seal_raw(out, 5)?;
+            update.push(&[KEY_UPDATE, 0, 0, 1, 0])?;
+            update.finish(HANDSHAKE)?;
+            self.write = self
+                .write
+                .updated(self.suite, true)
+                .map_err(|e| Fatal::internal(&e))?;
+        }
+        self.seal_raw(out, len)
+    }
+
+    /// Whether the peer asked for a KeyUpdate we have not yet sent.
+    pub(crate) fn update_due(&self) -> bool {
+        self.update_due
+    }
+
+    fn seal_raw<'a>(&'a mut self, out: &'a mut Vec<u8>, len: usize) -> Result<Sealing<'a>, Fatal> {
+        let sealed_len = len + 1 + TAG;
+        let [hi, lo] = (sealed_len as u16).to_be_bytes();
+        let header = [
+            APPLICATION_DATA,
+            LEGACY_VERSION[0],
+            LEGACY_VERSION[1],
+            hi,
+            lo,
+        ];
+        match self.write.start(&header, true) {
+            None => return Err(Fatal::new(INTERNAL_ERROR, "write sequence numbers used up")),
+            Some(Err(e)) => return Err(Fatal::internal(&e)),
+            Some(Ok(())) => {}
+        }
+        out.reserve(HEADER + sealed_len);
+        out.extend_from_slice(&header);
+        Ok(Sealing {
+            direction: &mut self.write,
+            out,
+            left: len,
+        })
+    }
+
+    /// Seals an alert (close_notify or a fatal one).
+    pub(crate) fn seal_alert(&mut self, out: &mut Vec<u8>, description: u8) -> Result<(), Fatal> {
+        let level = if description == CLOSE_NOTIFY { 1 } else { 2 };
+        let mut alert = self.seal(out, 2)?;
+        alert.push(&[level, description])?;
+        alert.finish(ALERT)
+    }
+}
+
+/// A record being sealed: [`Sealing::push`] exactly the length given to
+/// [`RecordLayer::seal`], then [`Sealing::finish`]. A record dropped unfinished leaves a
+/// torn record in the output: the connection must end (every error here ends it).
+pub(crate) struct Sealing<'a> {
+    direction: &'a mut Direction,
+    out: &'a mut Vec<u8>,
+    left: usize,
+}
+
+impl Sealing<'_> {
+    /// Encrypts `bytes` onto the record.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
+        if bytes.len() > self.left {
+            return Err(Fatal::new(INTERNAL_ERROR, "record overfilled"));
+        }
+        self.left -= bytes.len();
+        self.encrypt(bytes)
+    }
+
+    fn encrypt(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
+        let start = self.out.len();
+        self.out.resize(start + bytes.len(), 0);
+        self.direction
+            .ctx
+            .cipher_update(bytes, Some(&mut self.out[start..]))
+            .map(drop)
+            .map_err(|e| Fatal::internal(&e))
+    }
+
+    /// Ends the record with its content type and tag.
+    pub(crate) fn finish(mut self, content_type: u8) -> Result<(), Fatal> {
+        if self.left != 0 {
+            return Err(Fatal::new(INTERNAL_ERROR, "record underfilled"));
+        }
+        self.encrypt(&[content_type])?;
+        let ctx = &mut self.direction.ctx;
+        ctx.cipher_final(&mut []).map_err(|e| Fatal::internal(&e))?;
+        let start = self.out.len();
+        self.out.resize(start + TAG, 0);
+        ctx.tag(&mut self.out[start..])
+            .map_err(|e| Fatal::internal(&e))
+    }
+}
+
+/// Seals `plain` as application data records of at most `record_bytes` each, one empty
+/// record for empty `plain` (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn seal_all(
+    layer: &mut RecordLayer,
+    plain: &[u8],
+    record_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Fatal> {
+    let empty: &[&[u8]] = &[&[]];
+    let chunks: Box<dyn Iterator<Item = &[u8]>> = if plain.is_empty() {
+        Box::new(empty.iter().copied())
+    } else {
+        Box::new(plain.chunks(record_bytes.clamp(1, MAX_PLAINTEXT)))
+    };
+    for chunk in chunks {
+        let mut record = layer.seal(out, chunk.len())?;
+        record.push(chunk)?;
+        record.finish(APPLICATION_DATA)?;
+    }
+    Ok(())
+}
+
+/// Seals one record of any `content_type` holding `bytes` of any length up to 2^16 - 18
+/// (tests, fuzzing: the malformed records a hostile peer could send).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn seal_typed(
+    layer: &mut RecordLayer,
+    content_type: u8,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Fatal> {
+    let mut record = layer.seal_raw(out, bytes.len())?;
+    record.push(bytes)?;
+    record.finish(content_type)
+}
+
+/// Sends a KeyUpdate and moves the layer's write keys on, as a peer does (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn send_key_update(
+    layer: &mut RecordLayer,
+    requested: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Fatal> {
+    seal_typed(
+        layer,
+        HANDSHAKE,
+        &[KEY_UPDATE, 0, 0, 1, u8::from(requested)],
+        out,
+    )?;
+    layer.write = layer
+        .write
+        .updated(layer.suite, true)
+        .map_err(|e| Fatal::internal(&e))?;
+    Ok(())
+}
+
+/// The layers of both ends of one connection: (server, client), sequence numbers at 0.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn pair_at(suite: Suite, c2s: u64, s2c: u64) -> (RecordLayer, RecordLayer) {
+    let secret = |fill: u8| Secret::new(&vec![fill; suite.secret_len()]);
+    let make = |read: u8, read_seq, write: u8, write_seq| {
+        RecordLayer::new(suite, secret(read)?, read_seq, secret(write)?, write_seq).ok()
+    };
+    match (make(1, c2s, 2, s2c), make(2, s2c, 1, c2s)) {
+        (Some(server), Some(client)) => (server, client),
+        _ => panic!("record layers for {suite:?}"),
+    }
+}
+
+/// The content type of application data, for callers sealing records.
+pub(crate) const DATA: u8 = APPLICATION_DATA;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! The record layer against a mirror of itself (the client's side: its keys crossed). The
+//! sessions in `crate::tests` check it against OpenSSL's own record layer.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test.
+
+use super::*;
+
+const SUITES: [Suite; 3] = [
+    Suite::Aes128GcmSha256,
+    Suite::Aes256GcmSha384,
+    Suite::Chacha20Poly1305Sha256,
+];
+
+fn pair(suite: Suite) -> (RecordLayer, RecordLayer) {
+    pair_at(suite, 0, 0)
+}
+
+fn seal_typed(layer: &mut RecordLayer, content_type: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    super::seal_typed(layer, content_type, bytes, &mut out).unwrap();
+    out
+}
+
+fn key_update(layer: &mut RecordLayer, requested: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    send_key_update(layer, requested, &mut out).unwrap();
+    out
+}
+
+/// Opens every record of `input`, fed `cut` bytes at a time as a socket might deliver it.
+fn open_all(layer: &mut RecordLayer, input: &[u8], cut: usize) -> (Vec<u8>, Vec<Opened>) {
+    let mut pending = Vec::new();
+    let mut plain = Vec::new();
+    let mut events = Vec::new();
+    for piece in input.chunks(cut.max(1)) {
+        pending.extend_from_slice(piece);
+        while let Some((taken, opened)) = layer.open(&pending, &mut plain).unwrap() {
+            pending.drain(..taken);
+            events.push(opened);
+        }
+    }
+    assert!(pending.is_empty(), "{} bytes left unopened", pending.len());
+    (plain, events)
+}
+
+fn open_err(layer: &mut RecordLayer, input: &[u8]) -> Fatal {
+    let mut plain = Vec::new();
+    let err = layer.open(input, &mut plain).unwrap_err();
+    assert!(plain.is_empty(), "nothing of a failed record is given out");
+    err
+}
+
+#[test]
+fn what_one_side_seals_the_other_opens_in_every_suite_however_it_is_cut() {
+    let plain: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for suite in SUITES {
+        for cut in [1, 5, 6, 4096, 16_405, 100_000] {
+            let (mut server, mut client) = pair(suite);
+            let mut wire = Vec::new();
+            seal_all(&mut client, &plain, MAX_PLAINTEXT, &mut wire).unwrap();
+            seal_all(&mut client, b"", 1, &mut wire).unwrap();
+            let (got, events) = open_all(&mut server, &wire, cut);
+            assert_eq!(got, plain, "{suite:?} cut {cut}");
+            assert_eq!(events, [Opened::Data; 4], "{suite:?}");
+            // And back, at the sequence numbers both sides reached.
+            let mut back = Vec::new();
+            seal_all(&mut server, &plain[..100], 7, &mut back).unwrap();
+            assert_eq!(open_all(&mut client, &back, cut).0, &plain[..100]);
+        }
+    }
+}
+
+#[test]
+fn records_are_the_size_and_shape_tls_13_gives_them() {
+    let (mut server, _) = pair(Suite::Aes128GcmSha256);
+    let mut out = Vec::new();
+    seal_all(
+        &mut server,
+        &[b'a'; MAX_PLAINTEXT + 1],
+        MAX_PLAINTEXT,
+        &mut out,
+    )
+    .unwrap();
+    // Header, the data, its content type, the tag.
+    let first = HEADER + MAX_PLAINTEXT + 1 + TAG;
+    assert_eq!(out.len(), first + HEADER + 1 + 1 + TAG);
+    assert_eq!(out[..5], [23, 3, 3, 0x40, 0x11]);
+    assert_eq!(out[first..first + 5], [23, 3, 3, 0, 18]);
+}
+
+#[test]
+fn a_requested_key_update_is_answered_once_before_the_next_record() {
+    for suite in SUITES {
+        let (mut server, mut client) = pair(suite);
+        let mut wire = key_update(&mut client, true);
+        wire.extend(key_update(&mut client, true));
+        seal_all(&mut client, b"get k\r\n", 64, &mut wire).unwrap();
+        let (got, events) = open_all(&mut server, &wire, 3);
+        assert_eq!(got, b"get k\r\n");
+        assert_eq!(events, [Opened::KeyUpdate, Opened::KeyUpdate, Opened::Data]);
+        assert!(server.update_due());
+
+        let mut reply = Vec::new();
+        seal_all(&mut server, b"END\r\n", 64, &mut reply).unwrap();
+        seal_all(&mut server, b"END\r\n", 64, &mut reply).unwrap();
+        assert!(!server.update_due());
+        let (got, events) = open_all(&mut client, &reply, 1);
+        assert_eq!(got, b"END\r\nEND\r\n");
+        assert_eq!(events, [Opened::KeyUpdate, Opened::Data, Opened::Data]);
+        // Nobody asked the client to update: it did not.
+        assert!(!client.update_due());
+    }
+}
+
+#[test]
+fn an_update_not_requested_changes_only_the_peers_keys() {
+    let (mut server, mut client) = pair(Suite::Aes256GcmSha384);
+    let mut wire = key_update(&mut client, false);
+    seal_all(&mut client, b"a", 64, &mut wire).unwrap();
+    assert_eq!(open_all(&mut server, &wire, 100).0, b"a");
+    assert!(!server.update_due());
+    let mut reply = Vec::new();
+    seal_all(&mut server, b"b", 64, &mut reply).unwrap();
+    assert_eq!(
+        open_all(&mut client, &reply, 100),
+        (b"b".to_vec(), vec![Opened::Data])
+    );
+}
+
+#[test]
+fn close_notify_ends_the_peers_side_and_other_alerts_end_the_connection() {
+    let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+    let mut out = Vec::new();
+    client.seal_alert(&mut out, CLOSE_NOTIFY).unwrap();
+    assert_eq!(open_all(&mut server, &out, 100).1, [Opened::PeerClosed]);
+
+    let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+    let mut out = Vec::new();
+    client.seal_alert(&mut out, 40).unwrap();
+    let err = open_err(&mut server, &out);
+    assert_eq!(err.alert, None, "no alert answers an alert");
+    assert!(err.detail.contains("40"), "{err:?}");
+}
+
+#[test]
+fn tampering_anywhere_fails_authentication() {
+    let (_, mut client) = pair(Suite::Chacha20Poly1305Sha256);
+    let mut wire = Vec::new();
+    seal_all(&mut client, b"set k 0 0 1\r\nv\r\n", 64, &mut wire).unwrap();
+    for at in 0..wire.len() {
+        let mut bad = wire.clone();
+        bad[at] ^= 0x20;
+        let (mut server, _) = pair(Suite::Chacha20Poly1305Sha256);
+        let mut plain = Vec::new();
+        match server.open(&bad, &mut plain) {
+            // A longer length waits for bytes that never come; nothing is given out.
+            Ok(None) => assert!((3..5).contains(&at)),
+            Ok(Some(opened)) => panic!("byte {at} altered, yet {opened:?}"),
+            Err(e) => {
+                assert!(plain.is_empty());
+                let expected = match at {
+                    0 => UNEXPECTED_MESSAGE,
+                    _ => BAD_RECORD_MAC,
+                };
+                assert_eq!(e.alert, Some(expected), "byte {at}: {e:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_record_replayed_or_from_the_other_direction_fails() {
+    let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+    let mut first = Vec::new();
+    seal_all(&mut client, b"a", 64, &mut first).unwrap();
+    assert_eq!(open_all(&mut server, &first, 100).0, b"a");
+    assert_eq!(open_err(&mut server, &first).alert, Some(BAD_RECORD_MAC));
+
+    let (mut server, _) = pair(Suite::Aes128GcmSha256);
+    let mut own = Vec::new();
+    seal_all(&mut server, b"a", 64, &mut own).unwrap();
+    assert_eq!(open_err(&mut server, &own).alert, Some(BAD_RECORD_MAC));
+}
+
+#[test]
+fn malformed_records_get_the_alert_rfc_8446_names() {
+    let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+    let cases: Vec<(Vec<u8>, u8)> = vec![
+        // Only padding: no content type.
+        (seal_typed(&mut client, 0, &[]), UNEXPECTED_MESSAGE),
+        // A content type TLS 1.3 does not have after the handshake.
+        (seal_typed(&mut client, 20, &[1]), UNEXPECTED_MESSAGE),
+        // More than 2^14 bytes of plaintext.
+        (
+            seal_typed(&mut client, DATA, &[1; MAX_PLAINTEXT + 1]),
+            RECORD_OVERFLOW,
+        ),
+        // Handshake messages other than a whole KeyUpdate.
+        (
+            seal_typed(&mut client, HANDSHAKE, &[4, 0, 0, 0]),
+            UNEXPECTED_MESSAGE,
+        ),
+        (
+            seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 2]),
+            ILLEGAL_PARAMETER,
+        ),
+        (
+            seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1]),
+            DECODE_ERROR,
+        ),
+        (
+            seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0, 24]),
+            DECODE_ERROR,
+        ),
+        (seal_typed(&mut client, HANDSHAKE, &[]), UNEXPECTED_MESSAGE),
+        (seal_typed(&mut client, ALERT, &[1]), DECODE_ERROR),
+    ];
+    for (n, (record, alert)) in cases.into_iter().enumerate() {
+        // Each case is the client's next record: the server opens them in order.
+        let (mut fresh, _) = pair_at(Suite::Aes128GcmSha256, n as u64, 0);
+        assert_eq!(open_err(&mut fresh, &record).alert, Some(alert), "case {n}");
+    }
+    // Padding after the content type is allowed and removed.
+    let padded = seal_typed(&mut client, 0, b"ok\x17\0\0");
+    let (mut fresh, _) = pair_at(Suite::Aes128GcmSha256, 9, 0);
+    assert_eq!(open_all(&mut fresh, &padded, 100).0, b"ok");
+    // Headers alone are judged before the body arrives.
+    assert_eq!(
+        open_err(&mut server, &[22, 3, 3, 0, 1]).alert,
+        Some(UNEXPECTED_MESSAGE)
+    );
+    assert_eq!(
+        open_err(&mut server, &[23, 3, 3, 0x41, 1]).alert,
+        Some(RECORD_OVERFLOW)
+    );
+    assert_eq!(
+        open_err(
+            &mut server,
+            &[23, 3, 3, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        )
+        .alert,
+        Some(BAD_RECORD_MAC)
+    );
+    assert_eq!(server.open(&[23, 3, 3, 0x41, 0], &mut Vec::new()), Ok(None));
+}
+
+#[test]
+fn sequence_numbers_never_wrap() {
+    let (mut server, mut client) = pair_at(Suite::Aes128GcmSha256, u64::MAX - 1, u64::MAX - 1);
+    let mut wire = Vec::new();
+    seal_all(&mut client, b"last", 64, &mut wire).unwrap();
+    assert_eq!(open_all(&mut server, &wire, 100).0, b"last");
+    let err = seal_all(&mut client, b"one too many", 64, &mut Vec::new()).unwrap_err();
+    assert_eq!(err.alert, Some(INTERNAL_ERROR));
+    let err = seal_all(&mut server, b"x", 64, &mut Vec::new());
+    assert!(err.is_ok());
+    assert!(seal_all(&mut server, b"x", 64, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn secrets_are_at_most_48_bytes() {
+    assert!(Secret::new(&[0; 48]).is_some());
+    assert!(Secret::new(&[0; 49]).is_none());
+    assert_eq!(
+        format!("{:?}", Secret::new(&[7; 32]).unwrap()),
+        "Secret(32 bytes)"
+    );
+}
+
+#[test]
+fn expand_label_is_hkdf_expand_as_openssl_computes_it() {
+    use openssl::md::Md;
+    use openssl::pkey::Id;
+    use openssl::pkey_ctx::{HkdfMode, PkeyCtx};
+    for (suite, md) in [
+        (Suite::Aes128GcmSha256, Md::sha256()),
+        (Suite::Aes256GcmSha384, Md::sha384()),
+    ] {
+        let secret: Vec<u8> = (0..suite.secret_len() as u8).collect();
+        for (label, len) in [
+            (&b"key"[..], 16),
+            (b"iv", 12),
+            (b"traffic upd", suite.secret_len()),
+        ] {
+            let mut info = vec![0, len as u8, 6 + label.len() as u8];
+            info.extend_from_slice(b"tls13 ");
+            info.extend_from_slice(label);
+            info.push(0);
+            let mut ctx = PkeyCtx::new_id(Id::HKDF).unwrap();
+            ctx.derive_init().unwrap();
+            ctx.set_hkdf_mode(HkdfMode::EXPAND_ONLY).unwrap();
+            ctx.set_hkdf_md(md).unwrap();
+            ctx.set_hkdf_key(&secret).unwrap();
+            ctx.add_hkdf_info(&info).unwrap();
+            let mut expected = vec![0; len];
+            ctx.derive(Some(&mut expected)).unwrap();
+            assert_eq!(expand_label(suite, &secret, label, len).unwrap(), expected);
+        }
+    }
+}
