@@ -101,7 +101,8 @@ pub fn build_context(
     ctx.set_verify(settings.verify_mode.openssl());
     ctx.set_options(SslOptions::NO_RENEGOTIATION);
     // The application traffic secrets, for the record layer that takes over from OpenSSL
-    // once a TLS 1.3 handshake ends (`crate::records`). Nothing is written anywhere.
+    // once a TLS 1.3 handshake ends (`crate::records`; TLS 1.2's come from the session's
+    // master secret). Nothing is written anywhere.
     ctx.set_keylog_callback(crate::session::capture_secret);
     // The batch writer keeps its buffer still while a write is retried, but be tolerant.
     // OpenSSL's record buffers (about 34 KiB) are freed after every record that leaves them

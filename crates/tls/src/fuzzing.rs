@@ -1,5 +1,5 @@
 //! For fuzz targets only (feature `fuzzing`): a holder on a throwaway certificate, and
-//! both ends of a TLS 1.3 record layer.
+//! both ends of a record layer (TLS 1.3 or 1.2).
 
 use crate::test_pki::Pki;
 use crate::{ContextHolder, TlsSettings};
@@ -22,7 +22,7 @@ pub fn throwaway_holder(adjust: impl FnOnce(&mut TlsSettings)) -> ContextHolder 
     }
 }
 
-/// Both ends of a connection's TLS 1.3 record layer (`crate::records`), keys crossed.
+/// Both ends of a connection's record layer (`crate::records`), keys crossed.
 #[derive(Debug)]
 pub struct RecordEnds {
     server: crate::records::RecordLayer,
@@ -38,16 +38,39 @@ pub enum ServerOpened {
 }
 
 impl RecordEnds {
-    /// `suite` picks one of the three suites (modulo 3).
-    pub fn new(suite: u8) -> RecordEnds {
-        use crate::records::Suite;
-        let suite = match suite % 3 {
+    /// `shape` picks one of the three suites (modulo 3) and the version (TLS 1.2 when the
+    /// quotient is odd).
+    pub fn new(shape: u8) -> RecordEnds {
+        use crate::records::{RecordLayer, Suite};
+        let suite = match shape % 3 {
             0 => Suite::Aes128GcmSha256,
             1 => Suite::Aes256GcmSha384,
             _ => Suite::Chacha20Poly1305Sha256,
         };
-        let (server, client) = crate::records::pair_at(suite, 0, 0);
-        RecordEnds { server, client }
+        if (shape / 3) % 2 == 0 {
+            let (server, client) = crate::records::pair_at(suite, 0, 0);
+            return RecordEnds { server, client };
+        }
+        let side = |server| match RecordLayer::new_tls12(
+            suite,
+            &[7; 48],
+            &[1; 32],
+            &[2; 32],
+            (1, 1),
+            server,
+        ) {
+            Ok(layer) => layer,
+            Err(e) => panic!("a TLS 1.2 record layer: {e}"),
+        };
+        RecordEnds {
+            server: side(true),
+            client: side(false),
+        }
+    }
+
+    /// Whether the ends speak TLS 1.3 (which has KeyUpdate) rather than TLS 1.2.
+    pub fn is_tls13(&self) -> bool {
+        self.server.is_tls13()
     }
 
     /// The client seals `plain` as application data in records of `record_bytes`.

@@ -9,8 +9,9 @@
 //!   counters; a failed refresh leaves the old context serving.
 //! - [`TlsSession`]: one connection's state machine (`Handshaking`, `Established`,
 //!   `ShuttingDown`, `Protected`, `Closed`) over in-memory buffers, with a sendmsg-style
-//!   batch writer. A finished TLS 1.3 handshake hands over to `records`, rampart's own
-//!   record layer on OpenSSL's AEAD, and OpenSSL's connection object is freed.
+//!   batch writer. A finished handshake with an AEAD suite (TLS 1.3; TLS 1.2's AES-GCM and
+//!   ChaCha20-Poly1305) hands over to `records`, rampart's own record layer on OpenSSL's
+//!   AEAD, and OpenSSL's connection object is freed.
 //!
 //! It depends on nothing of ours. It does no I/O beyond reading certificate files: the server
 //! owns the sockets, feeds ciphertext in and writes ciphertext out; it owns no clock either

@@ -1,6 +1,7 @@
-//! TLS 1.3 record protection (RFC 8446 section 5) for established connections.
+//! TLS record protection for established connections: TLS 1.3 (RFC 8446 section 5) and
+//! TLS 1.2's AEAD suites (AES-GCM, RFC 5288; ChaCha20-Poly1305, RFC 7905).
 //!
-//! Once a TLS 1.3 handshake is over, OpenSSL's connection object (about 14 KiB: the `SSL`
+//! Once a handshake is over, OpenSSL's connection object (about 14 KiB: the `SSL`
 //! itself 7.6 KiB, both key shares, the session, the handshake digest) is no longer needed
 //! for what the connection does: protect and check application data. The session hands over
 //! to a [`RecordLayer`], which keeps per direction only an AEAD context (OpenSSL's EVP, so
@@ -9,7 +10,15 @@
 //! from rampart's own buffers, without OpenSSL's record buffers and the copies in and out of
 //! them. The kernel's TLS offload (kTLS) takes over the same state the same way.
 //!
-//! What the layer does after the handshake is all a TLS 1.3 server may meet there:
+//! TLS 1.2 differs in the record's shape (the real content type in the header, no padding,
+//! AES-GCM's 8-byte explicit nonce, which we set to the sequence number as OpenSSL does, and
+//! additional data of sequence number, type, version and plaintext length) and in its key
+//! schedule (one PRF key block from the master secret); it has no KeyUpdate, and
+//! renegotiation (a handshake message after the handshake) is refused as OpenSSL's
+//! `SSL_OP_NO_RENEGOTIATION` context refuses it, except that the refusal is fatal; a header
+//! version other than 3.3 is refused (`protocol_version`), since 1.2 does not authenticate it.
+//!
+//! What the layer does after a TLS 1.3 handshake is all a TLS 1.3 server may meet there:
 //! application data, alerts (close_notify ends the peer's side, any other alert ends the
 //! connection) and KeyUpdate (both directions; an update the peer requests is answered once,
 //! before our next record, however many requests came: RFC 8446 4.6.3). Anything else after
@@ -27,8 +36,11 @@ use openssl::hash::{Hasher, MessageDigest};
 pub(crate) const MAX_PLAINTEXT: usize = 16 * 1024;
 /// Record header: type, legacy version, length.
 pub(crate) const HEADER: usize = 5;
-/// Largest protected payload a peer may send (2^14 + 256).
+/// Largest protected payload a peer may send (2^14 + 256 in TLS 1.3; 2^14 + 2048 in 1.2).
 pub(crate) const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+const MAX_CIPHERTEXT_12: usize = MAX_PLAINTEXT + 2048;
+/// AES-GCM's explicit nonce in a TLS 1.2 record.
+const EXPLICIT_NONCE: usize = 8;
 const TAG: usize = 16;
 const NONCE: usize = 12;
 /// The largest hash of the suites (SHA-384).
@@ -47,15 +59,25 @@ const UNEXPECTED_MESSAGE: u8 = 10;
 const BAD_RECORD_MAC: u8 = 20;
 const RECORD_OVERFLOW: u8 = 22;
 const ILLEGAL_PARAMETER: u8 = 47;
+const PROTOCOL_VERSION: u8 = 70;
 const DECODE_ERROR: u8 = 50;
 const INTERNAL_ERROR: u8 = 80;
 
-/// The TLS 1.3 cipher suites the layer protects records for (CCM suites stay with OpenSSL).
+/// The AEADs and hashes the layer protects records with: TLS 1.3's suites but CCM, and the
+/// same AEAD and PRF hash pairs among TLS 1.2's suites (CBC and CCM suites stay with
+/// OpenSSL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Suite {
     Aes128GcmSha256,
     Aes256GcmSha384,
     Chacha20Poly1305Sha256,
+}
+
+/// The protocol version whose record format the layer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    Tls12,
+    Tls13,
 }
 
 impl Suite {
@@ -67,6 +89,31 @@ impl Suite {
             "TLS_CHACHA20_POLY1305_SHA256" => Some(Suite::Chacha20Poly1305Sha256),
             _ => None,
         }
+    }
+
+    /// A TLS 1.2 suite's AEAD (OpenSSL's `SSL_CIPHER_get_cipher_nid`) and PRF hash
+    /// (`SSL_CIPHER_get_handshake_digest`), if the layer has it.
+    pub(crate) fn from_parts(aead: openssl::nid::Nid, prf: openssl::nid::Nid) -> Option<Suite> {
+        use openssl::nid::Nid;
+        match (aead, prf) {
+            (Nid::AES_128_GCM, Nid::SHA256) => Some(Suite::Aes128GcmSha256),
+            (Nid::AES_256_GCM, Nid::SHA384) => Some(Suite::Aes256GcmSha384),
+            (Nid::CHACHA20_POLY1305, Nid::SHA256) => Some(Suite::Chacha20Poly1305Sha256),
+            _ => None,
+        }
+    }
+
+    /// The length of the fixed IV TLS 1.2 derives: AES-GCM's 4-byte salt, ChaCha20's 12.
+    fn fixed_iv_len_12(self) -> usize {
+        match self {
+            Suite::Aes128GcmSha256 | Suite::Aes256GcmSha384 => 4,
+            Suite::Chacha20Poly1305Sha256 => NONCE,
+        }
+    }
+
+    /// Whether TLS 1.2 records carry an explicit nonce (AES-GCM).
+    fn explicit_nonce_12(self) -> bool {
+        self.fixed_iv_len_12() < NONCE
     }
 
     fn cipher(self) -> &'static CipherRef {
@@ -147,9 +194,33 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// HKDF-Expand-Label(secret, label, "", len) for `len` up to the hash length: one HMAC
-/// (RFC 2104, written out over one hasher: OpenSSL's HMAC through `EVP_PKEY` costs 6.4 us
-/// here against 0.7 for this, and a hand-over derives eight).
+/// HMAC (RFC 2104) of the concatenated `parts`, written out over one hasher: OpenSSL's HMAC
+/// through `EVP_PKEY` costs 6.4 us here against 0.7 for this, and a hand-over makes eight or
+/// more. `key` is at most 48 bytes, shorter than both hashes' blocks, so it pads as it is.
+fn hmac(suite: Suite, key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, ErrorStack> {
+    let block = suite.block_len();
+    let mut pad = [0u8; 128];
+    pad[..key.len()].copy_from_slice(key);
+    let mut hasher = Hasher::new(suite.digest())?;
+    for b in &mut pad[..block] {
+        *b ^= 0x36;
+    }
+    hasher.update(&pad[..block])?;
+    for part in parts {
+        hasher.update(part)?;
+    }
+    let inner = hasher.finish()?;
+    for b in &mut pad[..block] {
+        *b ^= 0x36 ^ 0x5c;
+    }
+    hasher.update(&pad[..block])?;
+    hasher.update(&inner)?;
+    let outer = hasher.finish()?;
+    pad.fill(0);
+    Ok(outer.to_vec())
+}
+
+/// HKDF-Expand-Label(secret, label, "", len) for `len` up to the hash length: one HMAC.
 fn expand_label(
     suite: Suite,
     secret: &[u8],
@@ -163,25 +234,31 @@ fn expand_label(
     info.extend_from_slice(label);
     info.push(0);
     info.push(1);
-    let block = suite.block_len();
-    // The secret (at most 48 bytes) is shorter than the block, so it is the HMAC key as is.
-    let mut pad = [0u8; 128];
-    pad[..secret.len()].copy_from_slice(secret);
-    let mut hasher = Hasher::new(suite.digest())?;
-    for b in &mut pad[..block] {
-        *b ^= 0x36;
+    let mut block = hmac(suite, secret, &[&info])?;
+    block.truncate(len);
+    Ok(block)
+}
+
+/// TLS 1.2's PRF (RFC 5246 5): P_hash(secret, label ++ seed), `len` bytes.
+fn prf12(
+    suite: Suite,
+    secret: &[u8],
+    label: &[u8],
+    seed: &[&[u8]],
+    len: usize,
+) -> Result<Vec<u8>, ErrorStack> {
+    let mut parts: Vec<&[u8]> = vec![label];
+    parts.extend_from_slice(seed);
+    let mut a = hmac(suite, secret, &parts)?;
+    let mut out = Vec::with_capacity(len + 48);
+    while out.len() < len {
+        let mut with_seed: Vec<&[u8]> = vec![&a];
+        with_seed.extend_from_slice(&parts);
+        out.extend_from_slice(&hmac(suite, secret, &with_seed)?);
+        a = hmac(suite, secret, &[&a])?;
     }
-    hasher.update(&pad[..block])?;
-    hasher.update(&info)?;
-    let inner = hasher.finish()?;
-    for b in &mut pad[..block] {
-        *b ^= 0x36 ^ 0x5c;
-    }
-    hasher.update(&pad[..block])?;
-    hasher.update(&inner)?;
-    let outer = hasher.finish()?;
-    pad.fill(0);
-    Ok(outer[..len].to_vec())
+    out.truncate(len);
+    Ok(out)
 }
 
 /// One direction's keys and position.
@@ -199,19 +276,33 @@ impl std::fmt::Debug for Direction {
 }
 
 impl Direction {
+    /// TLS 1.3: the key and IV come from the traffic secret.
     fn new(suite: Suite, secret: Secret, seq: u64, seal: bool) -> Result<Direction, ErrorStack> {
         let mut key = expand_label(suite, secret.get(), b"key", suite.key_len())?;
         let iv = expand_label(suite, secret.get(), b"iv", NONCE)?;
-        let mut ctx = CipherCtx::new()?;
-        let keyed = if seal {
-            ctx.encrypt_init(Some(suite.cipher()), Some(&key), None)
-        } else {
-            ctx.decrypt_init(Some(suite.cipher()), Some(&key), None)
-        };
+        let direction = Direction::keyed(suite, &key, &iv, seq, secret, seal);
         key.fill(0);
-        keyed?;
+        direction
+    }
+
+    /// A direction on `key`; `iv` is the fixed part of the nonce (AES-GCM's salt in TLS 1.2,
+    /// zero-extended: the sequence number fills the rest).
+    fn keyed(
+        suite: Suite,
+        key: &[u8],
+        iv: &[u8],
+        seq: u64,
+        secret: Secret,
+        seal: bool,
+    ) -> Result<Direction, ErrorStack> {
+        let mut ctx = CipherCtx::new()?;
+        if seal {
+            ctx.encrypt_init(Some(suite.cipher()), Some(key), None)?;
+        } else {
+            ctx.decrypt_init(Some(suite.cipher()), Some(key), None)?;
+        }
         let mut fixed = [0; NONCE];
-        fixed.copy_from_slice(&iv);
+        fixed[..iv.len()].copy_from_slice(iv);
         Ok(Direction {
             ctx,
             iv: fixed,
@@ -227,22 +318,38 @@ impl Direction {
         Direction::new(suite, secret, 0, seal)
     }
 
-    /// Starts the record numbered `seq` (the IV xor the sequence number) with its header as
-    /// the additional data. `None` once the sequence numbers are used up.
-    fn start(&mut self, header: &[u8; HEADER], seal: bool) -> Option<Result<(), ErrorStack>> {
+    /// Takes the next sequence number; `None` once they are used up (never wraps).
+    fn next_seq(&mut self) -> Option<u64> {
         let seq = self.seq;
         self.seq = seq.checked_add(1)?;
+        Some(seq)
+    }
+
+    /// Starts a record: the nonce is the fixed IV xor `counter` (the sequence number, or a
+    /// TLS 1.2 AES-GCM record's explicit nonce), `aad` the additional data.
+    fn start(&mut self, counter: [u8; 8], aad: &[u8], seal: bool) -> Result<(), Fatal> {
         let mut nonce = self.iv;
-        for (n, s) in nonce[NONCE - 8..].iter_mut().zip(seq.to_be_bytes()) {
-            *n ^= s;
+        for (n, c) in nonce[NONCE - 8..].iter_mut().zip(counter) {
+            *n ^= c;
         }
         let init = if seal {
             self.ctx.encrypt_init(None, None, Some(&nonce))
         } else {
             self.ctx.decrypt_init(None, None, Some(&nonce))
         };
-        Some(init.and_then(|()| self.ctx.cipher_update(header, None).map(drop)))
+        init.and_then(|()| self.ctx.cipher_update(aad, None).map(drop))
+            .map_err(|e| Fatal::internal(&e))
     }
+}
+
+/// TLS 1.2's additional data: sequence number, type, version, plaintext length.
+fn aad12(seq: u64, content_type: u8, len: usize) -> [u8; 13] {
+    let mut aad = [0u8; 13];
+    aad[..8].copy_from_slice(&seq.to_be_bytes());
+    aad[8] = content_type;
+    aad[9..11].copy_from_slice(&LEGACY_VERSION);
+    aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
+    aad
 }
 
 /// A fatal condition: the alert to send (if any) and what happened, for the log.
@@ -277,19 +384,20 @@ pub(crate) enum Opened {
     KeyUpdate,
 }
 
-/// Both directions of an established TLS 1.3 connection, server side.
+/// Both directions of an established connection, server side.
 #[derive(Debug)]
 pub(crate) struct RecordLayer {
     suite: Suite,
+    version: Version,
     read: Direction,
     write: Direction,
-    /// The peer asked us to update our keys; done before our next record.
+    /// The peer asked us to update our keys (TLS 1.3); done before our next record.
     update_due: bool,
 }
 
 impl RecordLayer {
-    /// The layer for a connection whose traffic secrets are `read` (the peer's) and `write`
-    /// (ours), at the given sequence numbers.
+    /// The layer for a TLS 1.3 connection whose traffic secrets are `read` (the peer's) and
+    /// `write` (ours), at the given sequence numbers.
     pub(crate) fn new(
         suite: Suite,
         read: Secret,
@@ -299,10 +407,52 @@ impl RecordLayer {
     ) -> Result<RecordLayer, ErrorStack> {
         Ok(RecordLayer {
             suite,
+            version: Version::Tls13,
             read: Direction::new(suite, read, read_seq, false)?,
             write: Direction::new(suite, write, write_seq, true)?,
             update_due: false,
         })
+    }
+
+    /// The layer for a TLS 1.2 connection (server side) from its master secret and the
+    /// hellos' randoms, at the given sequence numbers. `server` false gives the client's
+    /// side (tests, fuzzing).
+    pub(crate) fn new_tls12(
+        suite: Suite,
+        master: &[u8],
+        client_random: &[u8],
+        server_random: &[u8],
+        seqs: (u64, u64),
+        server: bool,
+    ) -> Result<RecordLayer, ErrorStack> {
+        let (key, iv) = (suite.key_len(), suite.fixed_iv_len_12());
+        let mut block = prf12(
+            suite,
+            master,
+            b"key expansion",
+            &[server_random, client_random],
+            2 * key + 2 * iv,
+        )?;
+        let (client_key, rest) = block.split_at(key);
+        let (server_key, rest) = rest.split_at(key);
+        let (client_iv, server_iv) = rest.split_at(iv);
+        let none = || Secret::new(&[]).ok_or_else(ErrorStack::get);
+        let (read_key, read_iv, write_key, write_iv) = if server {
+            (client_key, client_iv, server_key, server_iv)
+        } else {
+            (server_key, server_iv, client_key, client_iv)
+        };
+        let layer = (|| {
+            Ok(RecordLayer {
+                suite,
+                version: Version::Tls12,
+                read: Direction::keyed(suite, read_key, read_iv, seqs.0, none()?, false)?,
+                write: Direction::keyed(suite, write_key, write_iv, seqs.1, none()?, true)?,
+                update_due: false,
+            })
+        })();
+        block.fill(0);
+        layer
     }
 
     /// Opens the first record of `input` if it is complete, appending its application data
@@ -316,14 +466,31 @@ impl RecordLayer {
         let Some(header) = input.first_chunk::<HEADER>() else {
             return Ok(None);
         };
-        if header[0] != APPLICATION_DATA {
+        let outer = header[0];
+        let allowed = match self.version {
+            Version::Tls13 => outer == APPLICATION_DATA,
+            Version::Tls12 => matches!(outer, APPLICATION_DATA | ALERT | HANDSHAKE),
+        };
+        if !allowed {
             return Err(Fatal::new(
                 UNEXPECTED_MESSAGE,
-                format!("record type {} after the handshake", header[0]),
+                format!("record type {outer} after the handshake"),
+            ));
+        }
+        // TLS 1.2's additional data carries the negotiated version, not the header's, so the
+        // header's is checked here (as OpenSSL checks it); TLS 1.3 authenticates the header.
+        if self.version == Version::Tls12 && header[1..3] != LEGACY_VERSION {
+            return Err(Fatal::new(
+                PROTOCOL_VERSION,
+                format!("record version {}.{}", header[1], header[2]),
             ));
         }
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if len > MAX_CIPHERTEXT {
+        let max = match self.version {
+            Version::Tls13 => MAX_CIPHERTEXT,
+            Version::Tls12 => MAX_CIPHERTEXT_12,
+        };
+        if len > max {
             return Err(Fatal::new(
                 RECORD_OVERFLOW,
                 format!("record of {len} bytes"),
@@ -332,31 +499,24 @@ impl RecordLayer {
         let Some(body) = input.get(HEADER..HEADER + len) else {
             return Ok(None);
         };
-        let Some(sealed_len) = len.checked_sub(TAG) else {
-            return Err(Fatal::new(BAD_RECORD_MAC, "record shorter than its tag"));
-        };
-        let (sealed, tag) = body.split_at(sealed_len);
         let start = out.len();
-        let opened = self.open_into(header, sealed, tag, out);
-        if let Err(e) = opened {
-            out.truncate(start);
-            return Err(e);
-        }
-        // The content type is the last non-zero byte; zeroes after it are padding.
-        let Some(end) = out[start..].iter().rposition(|&b| b != 0) else {
-            out.truncate(start);
-            return Err(Fatal::new(
-                UNEXPECTED_MESSAGE,
-                "record without a content type",
-            ));
+        let opened = match self.version {
+            Version::Tls13 => self.open_13(header, body, out),
+            Version::Tls12 => self.open_12(outer, body, out),
         };
-        let content_type = out[start + end];
-        out.truncate(start + end);
-        if end > MAX_PLAINTEXT {
+        let content_type = match opened {
+            Ok(content_type) => content_type,
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        };
+        let content = out.len() - start;
+        if content > MAX_PLAINTEXT {
             out.truncate(start);
             return Err(Fatal::new(
                 RECORD_OVERFLOW,
-                format!("record of {end} plaintext bytes"),
+                format!("record of {content} plaintext bytes"),
             ));
         }
         let taken = HEADER + len;
@@ -373,10 +533,17 @@ impl RecordLayer {
                     _ => Err(Fatal::new(DECODE_ERROR, "malformed alert")),
                 }
             }
-            HANDSHAKE => {
+            HANDSHAKE if self.version == Version::Tls13 => {
                 let message = out.split_off(start);
                 self.handshake(&message)?;
                 Ok(Some((taken, Opened::KeyUpdate)))
+            }
+            HANDSHAKE => {
+                out.truncate(start);
+                Err(Fatal::new(
+                    UNEXPECTED_MESSAGE,
+                    "handshake message after a TLS 1.2 handshake (renegotiation is off)",
+                ))
             }
             other => {
                 out.truncate(start);
@@ -388,31 +555,64 @@ impl RecordLayer {
         }
     }
 
-    fn open_into(
+    /// A TLS 1.3 record: decrypts into `out`, strips the padding and the inner content type,
+    /// and returns that type.
+    fn open_13(
         &mut self,
         header: &[u8; HEADER],
-        sealed: &[u8],
-        tag: &[u8],
+        body: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), Fatal> {
-        match self.read.start(header, false) {
-            None => return Err(Fatal::new(INTERNAL_ERROR, "read sequence numbers used up")),
-            Some(Err(e)) => return Err(Fatal::internal(&e)),
-            Some(Ok(())) => {}
-        }
+    ) -> Result<u8, Fatal> {
+        let Some(sealed_len) = body.len().checked_sub(TAG) else {
+            return Err(Fatal::new(BAD_RECORD_MAC, "record shorter than its tag"));
+        };
+        let (sealed, tag) = body.split_at(sealed_len);
+        let seq = self
+            .read
+            .next_seq()
+            .ok_or_else(|| Fatal::new(INTERNAL_ERROR, "read sequence numbers used up"))?;
+        self.read.start(seq.to_be_bytes(), header, false)?;
         let start = out.len();
-        out.resize(start + sealed.len(), 0);
-        let ctx = &mut self.read.ctx;
-        ctx.cipher_update(sealed, Some(&mut out[start..]))
-            .and_then(|_| ctx.set_tag(tag))
-            .map_err(|e| Fatal::internal(&e))?;
-        // The tag is checked here; nothing decrypted is used before it passes.
-        ctx.cipher_final(&mut [])
-            .map(drop)
-            .map_err(|_| Fatal::new(BAD_RECORD_MAC, "record failed authentication"))
+        decrypt(&mut self.read.ctx, sealed, tag, out)?;
+        // The content type is the last non-zero byte; zeroes after it are padding.
+        let Some(end) = out[start..].iter().rposition(|&b| b != 0) else {
+            return Err(Fatal::new(
+                UNEXPECTED_MESSAGE,
+                "record without a content type",
+            ));
+        };
+        let content_type = out[start + end];
+        out.truncate(start + end);
+        Ok(content_type)
     }
 
-    /// Post-handshake handshake messages: only KeyUpdate, alone at the end of its record.
+    /// A TLS 1.2 record of type `outer`: decrypts into `out` and returns the type.
+    fn open_12(&mut self, outer: u8, body: &[u8], out: &mut Vec<u8>) -> Result<u8, Fatal> {
+        let explicit = if self.suite.explicit_nonce_12() {
+            EXPLICIT_NONCE
+        } else {
+            0
+        };
+        let Some(sealed_len) = body.len().checked_sub(explicit + TAG) else {
+            return Err(Fatal::new(BAD_RECORD_MAC, "record shorter than its tag"));
+        };
+        let (nonce, rest) = body.split_at(explicit);
+        let (sealed, tag) = rest.split_at(sealed_len);
+        let seq = self
+            .read
+            .next_seq()
+            .ok_or_else(|| Fatal::new(INTERNAL_ERROR, "read sequence numbers used up"))?;
+        let counter = match nonce.first_chunk::<8>() {
+            Some(explicit) => *explicit,
+            None => seq.to_be_bytes(),
+        };
+        self.read
+            .start(counter, &aad12(seq, outer, sealed_len), false)?;
+        decrypt(&mut self.read.ctx, sealed, tag, out)?;
+        Ok(outer)
+    }
+
+    /// Post-handshake handshake messages in TLS 1.3: only KeyUpdate, alone in its record.
     fn handshake(&mut self, message: &[u8]) -> Result<(), Fatal> {
         match *message {
             [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
@@ -436,28 +636,35 @@ impl RecordLayer {
         }
     }
 
-    /// Starts a record of `len` bytes of `content_type` (at most [`MAX_PLAINTEXT`]) at the end
-    /// of `out`: push the bytes with [`Sealing::push`], then [`Sealing::finish`]. A KeyUpdate
-    /// the peer asked for goes out first.
+    /// Starts a record of `len` bytes (at most [`MAX_PLAINTEXT`]) of `content_type` at the
+    /// end of `out`: push the bytes with [`Sealing::push`], then [`Sealing::finish`]. A
+    /// KeyUpdate the peer asked for goes out first.
     pub(crate) fn seal<'a>(
         &'a mut self,
         out: &'a mut Vec<u8>,
         len: usize,
+        content_type: u8,
     ) -> Result<Sealing<'a>, Fatal> {
         if len > MAX_PLAINTEXT {
             return Err(Fatal::new(INTERNAL_ERROR, "record over 2^14 bytes"));
         }
         if self.update_due {
             self.update_due = false;
-            let mut update = self.seal_raw(out, 5)?;
+            let mut update = self.seal_raw(out, 5, HANDSHAKE)?;
             update.push(&[KEY_UPDATE, 0, 0, 1, 0])?;
-            update.finish(HANDSHAKE)?;
+            update.finish()?;
             self.write = self
                 .write
                 .updated(self.suite, true)
                 .map_err(|e| Fatal::internal(&e))?;
         }
-        self.seal_raw(out, len)
+        self.seal_raw(out, len, content_type)
+    }
+
+    /// Whether the layer speaks TLS 1.3 (rather than 1.2).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn is_tls13(&self) -> bool {
+        self.version == Version::Tls13
     }
 
     /// Whether the peer asked for a KeyUpdate we have not yet sent.
@@ -465,37 +672,69 @@ impl RecordLayer {
         self.update_due
     }
 
-    fn seal_raw<'a>(&'a mut self, out: &'a mut Vec<u8>, len: usize) -> Result<Sealing<'a>, Fatal> {
-        let sealed_len = len + 1 + TAG;
-        let [hi, lo] = (sealed_len as u16).to_be_bytes();
-        let header = [
-            APPLICATION_DATA,
-            LEGACY_VERSION[0],
-            LEGACY_VERSION[1],
-            hi,
-            lo,
-        ];
-        match self.write.start(&header, true) {
-            None => return Err(Fatal::new(INTERNAL_ERROR, "write sequence numbers used up")),
-            Some(Err(e)) => return Err(Fatal::internal(&e)),
-            Some(Ok(())) => {}
+    fn seal_raw<'a>(
+        &'a mut self,
+        out: &'a mut Vec<u8>,
+        len: usize,
+        content_type: u8,
+    ) -> Result<Sealing<'a>, Fatal> {
+        let seq = self
+            .write
+            .next_seq()
+            .ok_or_else(|| Fatal::new(INTERNAL_ERROR, "write sequence numbers used up"))?;
+        let (outer, body_len, inner) = match self.version {
+            Version::Tls13 => (APPLICATION_DATA, len + 1 + TAG, Some(content_type)),
+            Version::Tls12 => {
+                let explicit = if self.suite.explicit_nonce_12() {
+                    EXPLICIT_NONCE
+                } else {
+                    0
+                };
+                (content_type, explicit + len + TAG, None)
+            }
+        };
+        let [hi, lo] = (body_len as u16).to_be_bytes();
+        let header = [outer, LEGACY_VERSION[0], LEGACY_VERSION[1], hi, lo];
+        match self.version {
+            Version::Tls13 => self.write.start(seq.to_be_bytes(), &header, true)?,
+            // The explicit nonce is the sequence number, as OpenSSL's is.
+            Version::Tls12 => self
+                .write
+                .start(seq.to_be_bytes(), &aad12(seq, outer, len), true)?,
         }
-        out.reserve(HEADER + sealed_len);
+        out.reserve(HEADER + body_len);
         out.extend_from_slice(&header);
+        if self.version == Version::Tls12 && self.suite.explicit_nonce_12() {
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
         Ok(Sealing {
             direction: &mut self.write,
             out,
             left: len,
+            inner,
         })
     }
 
     /// Seals an alert (close_notify or a fatal one).
     pub(crate) fn seal_alert(&mut self, out: &mut Vec<u8>, description: u8) -> Result<(), Fatal> {
         let level = if description == CLOSE_NOTIFY { 1 } else { 2 };
-        let mut alert = self.seal(out, 2)?;
+        let mut alert = self.seal(out, 2, ALERT)?;
         alert.push(&[level, description])?;
-        alert.finish(ALERT)
+        alert.finish()
     }
+}
+
+/// Decrypts `sealed` onto `out` and checks `tag`; nothing decrypted may be used unless this
+/// returns `Ok` (the caller truncates `out` on an error).
+fn decrypt(ctx: &mut CipherCtx, sealed: &[u8], tag: &[u8], out: &mut Vec<u8>) -> Result<(), Fatal> {
+    let start = out.len();
+    out.resize(start + sealed.len(), 0);
+    ctx.cipher_update(sealed, Some(&mut out[start..]))
+        .and_then(|_| ctx.set_tag(tag))
+        .map_err(|e| Fatal::internal(&e))?;
+    ctx.cipher_final(&mut [])
+        .map(drop)
+        .map_err(|_| Fatal::new(BAD_RECORD_MAC, "record failed authentication"))
 }
 
 /// A record being sealed: [`Sealing::push`] exactly the length given to
@@ -505,6 +744,8 @@ pub(crate) struct Sealing<'a> {
     direction: &'a mut Direction,
     out: &'a mut Vec<u8>,
     left: usize,
+    /// TLS 1.3's inner content type, sealed after the data.
+    inner: Option<u8>,
 }
 
 impl Sealing<'_> {
@@ -527,12 +768,14 @@ impl Sealing<'_> {
             .map_err(|e| Fatal::internal(&e))
     }
 
-    /// Ends the record with its content type and tag.
-    pub(crate) fn finish(mut self, content_type: u8) -> Result<(), Fatal> {
+    /// Ends the record (TLS 1.3: with its content type) and appends its tag.
+    pub(crate) fn finish(mut self) -> Result<(), Fatal> {
         if self.left != 0 {
             return Err(Fatal::new(INTERNAL_ERROR, "record underfilled"));
         }
-        self.encrypt(&[content_type])?;
+        if let Some(content_type) = self.inner {
+            self.encrypt(&[content_type])?;
+        }
         let ctx = &mut self.direction.ctx;
         ctx.cipher_final(&mut []).map_err(|e| Fatal::internal(&e))?;
         let start = self.out.len();
@@ -558,9 +801,9 @@ pub(crate) fn seal_all(
         Box::new(plain.chunks(record_bytes.clamp(1, MAX_PLAINTEXT)))
     };
     for chunk in chunks {
-        let mut record = layer.seal(out, chunk.len())?;
+        let mut record = layer.seal(out, chunk.len(), APPLICATION_DATA)?;
         record.push(chunk)?;
-        record.finish(APPLICATION_DATA)?;
+        record.finish()?;
     }
     Ok(())
 }
@@ -574,9 +817,9 @@ pub(crate) fn seal_typed(
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Fatal> {
-    let mut record = layer.seal_raw(out, bytes.len())?;
+    let mut record = layer.seal_raw(out, bytes.len(), content_type)?;
     record.push(bytes)?;
-    record.finish(content_type)
+    record.finish()
 }
 
 /// Sends a KeyUpdate and moves the layer's write keys on, as a peer does (tests, fuzzing).

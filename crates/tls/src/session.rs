@@ -9,8 +9,8 @@
 //! [`TlsSession::write_plaintext_batch`], and writes [`TlsSession::take_ciphertext`] out,
 //! calling [`TlsSession::consume_ciphertext`] with what the socket took.
 //!
-//! A TLS 1.3 session hands over to rampart's own record layer ([`crate::records`]) as its
-//! handshake ends, and OpenSSL's connection object is freed: see [`State::Protected`].
+//! A session with an AEAD suite (TLS 1.3, and TLS 1.2's AES-GCM and ChaCha20-Poly1305 suites)
+//! hands over to rampart's own record layer ([`crate::records`]) as its handshake ends, and OpenSSL's connection object is freed: see [`State::Protected`].
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -183,7 +183,7 @@ type Stream = SslStream<Duplex>;
 
 /// Each state holds only what is valid in it.
 // `Protected` is the largest (424 bytes: its two directions' secrets and IVs) and the state
-// an established TLS 1.3 connection spends its life in; the server boxes the whole session,
+// an established connection spends its life in; the server boxes the whole session,
 // so boxing it again would add an allocation and 160 bytes to every such connection.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -199,7 +199,7 @@ enum State {
     },
     /// Our close_notify is sent; waiting for the peer's.
     ShuttingDown { stream: Stream },
-    /// A TLS 1.3 connection after its handshake, without OpenSSL's connection object: the
+    /// A connection after its handshake, without OpenSSL's connection object: the
     /// keys and sequence numbers are in `layer`, what the handshake established in `facts`.
     /// Covers both `Established` and `ShuttingDown` (`closing`).
     Protected(Protected),
@@ -488,7 +488,7 @@ impl TlsSession {
     }
 
     /// Whether rampart's record layer protects the records, OpenSSL's connection object
-    /// freed (TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite, once established).
+    /// freed (an AES-GCM or ChaCha20-Poly1305 suite, TLS 1.2 or 1.3, once established).
     pub fn is_handed_over(&self) -> bool {
         matches!(self.state, State::Protected(_))
     }
@@ -845,12 +845,14 @@ impl Protected {
             let len = (total - accepted).min(record_bytes);
             if len == 0 {
                 // Only the KeyUpdate the peer asked for: it goes out before any record.
-                let mut empty = self.layer.seal(self.duplex.outgoing(), 0)?;
-                empty.push(&[])?;
-                empty.finish(records::DATA)?;
+                self.layer
+                    .seal(self.duplex.outgoing(), 0, records::DATA)?
+                    .finish()?;
                 break;
             }
-            let mut record = self.layer.seal(self.duplex.outgoing(), len)?;
+            let mut record = self
+                .layer
+                .seal(self.duplex.outgoing(), len, records::DATA)?;
             let mut left = len;
             while left > 0 {
                 let piece = &slices[slice][offset..];
@@ -863,7 +865,7 @@ impl Protected {
                     offset = 0;
                 }
             }
-            record.finish(records::DATA)?;
+            record.finish()?;
             accepted += len;
         }
         Ok(WriteProgress {
@@ -934,7 +936,8 @@ fn decode_secret(hex: &str) -> Option<Secret> {
 
 /// The state after a finished handshake: [`State::Protected`] where the record layer can
 /// take over, OpenSSL's connection freed; `Established` (OpenSSL keeps the records) for
-/// TLS 1.2, for the CCM suites, and if anything the hand-over needs is missing.
+/// the CBC and CCM suites, for TLS 1.1 and older, and if anything the hand-over needs is
+/// missing.
 /// `written_before` is where the outgoing ciphertext ended before the call that finished
 /// the handshake.
 fn hand_over(mut stream: Stream, written_before: usize) -> State {
@@ -966,9 +969,14 @@ fn hand_over(mut stream: Stream, written_before: usize) -> State {
     })
 }
 
-/// The record layer for a finished TLS 1.3 handshake, at OpenSSL's sequence numbers.
+/// The record layer for a finished handshake, at OpenSSL's sequence numbers.
 ///
-/// The client's records: OpenSSL reads one record at a time (no read-ahead), so it has
+/// TLS 1.2 (AEAD suites only): the keys come from the session's master secret and the
+/// hellos' randoms; each side has sent one protected record, its Finished, whichever side
+/// finished first (a full handshake or a resumed one), and OpenSSL has opened no more than
+/// the client's (no read-ahead; checked: it holds no input), so both numbers are 1.
+///
+/// TLS 1.3, the client's records: OpenSSL reads one record at a time (no read-ahead), so it has
 /// opened none with the client's application key when the handshake ends on the client's
 /// Finished, and what came after that is still unread in the duplex (checked: OpenSSL holds
 /// no input). Ours: in the call that finished the handshake OpenSSL wrote only what follows
@@ -976,7 +984,13 @@ fn hand_over(mut stream: Stream, written_before: usize) -> State {
 /// earlier flights were written by earlier calls, since the client's Finished answers them).
 fn record_layer(stream: &Stream, written_before: usize) -> Option<RecordLayer> {
     let ssl = stream.ssl();
-    if ssl.version2() != Some(SslVersion::TLS1_3) || has_pending(ssl) {
+    if has_pending(ssl) {
+        return None;
+    }
+    if ssl.version2() == Some(SslVersion::TLS1_2) {
+        return tls12_record_layer(ssl);
+    }
+    if ssl.version2() != Some(SslVersion::TLS1_3) {
         return None;
     }
     let suite = Suite::from_name(ssl.current_cipher()?.name())?;
@@ -985,6 +999,23 @@ fn record_layer(stream: &Stream, written_before: usize) -> Option<RecordLayer> {
     let (client, server) = (captured.client.clone()?, captured.server.clone()?);
     drop(captured);
     RecordLayer::new(suite, client, 0, server, write_seq).ok()
+}
+
+fn tls12_record_layer(ssl: &SslRef) -> Option<RecordLayer> {
+    let cipher = ssl.current_cipher()?;
+    let suite = Suite::from_parts(cipher.cipher_nid()?, cipher.handshake_digest()?.type_())?;
+    let mut master = [0u8; 48];
+    let mut randoms = [[0u8; 32]; 2];
+    let lengths = (
+        ssl.session()?.master_key(&mut master),
+        ssl.client_random(&mut randoms[0]),
+        ssl.server_random(&mut randoms[1]),
+    );
+    let layer = (lengths == (48, 32, 32))
+        .then(|| RecordLayer::new_tls12(suite, &master, &randoms[0], &randoms[1], (1, 1), true))
+        .and_then(Result::ok);
+    master.fill(0);
+    layer
 }
 
 /// How many whole records `ciphertext` is, if it is only whole protected records.

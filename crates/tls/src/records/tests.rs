@@ -15,6 +15,35 @@ fn pair(suite: Suite) -> (RecordLayer, RecordLayer) {
     pair_at(suite, 0, 0)
 }
 
+/// (server, client) of a TLS 1.2 connection just after its Finished messages.
+fn pair12(suite: Suite) -> (RecordLayer, RecordLayer) {
+    let (master, client_random, server_random) = ([7u8; 48], [1u8; 32], [2u8; 32]);
+    let side = |server| {
+        RecordLayer::new_tls12(
+            suite,
+            &master,
+            &client_random,
+            &server_random,
+            (1, 1),
+            server,
+        )
+        .unwrap()
+    };
+    (side(true), side(false))
+}
+
+/// Both versions' pairs in every suite.
+fn every_pair() -> Vec<(String, RecordLayer, RecordLayer)> {
+    let mut pairs = Vec::new();
+    for suite in SUITES {
+        let (server, client) = pair(suite);
+        pairs.push((format!("1.3 {suite:?}"), server, client));
+        let (server, client) = pair12(suite);
+        pairs.push((format!("1.2 {suite:?}"), server, client));
+    }
+    pairs
+}
+
 fn seal_typed(layer: &mut RecordLayer, content_type: u8, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     super::seal_typed(layer, content_type, bytes, &mut out).unwrap();
@@ -53,9 +82,8 @@ fn open_err(layer: &mut RecordLayer, input: &[u8]) -> Fatal {
 #[test]
 fn what_one_side_seals_the_other_opens_in_every_suite_however_it_is_cut() {
     let plain: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    for suite in SUITES {
-        for cut in [1, 5, 6, 4096, 16_405, 100_000] {
-            let (mut server, mut client) = pair(suite);
+    for cut in [1, 5, 6, 4096, 16_405, 100_000] {
+        for (suite, mut server, mut client) in every_pair() {
             let mut wire = Vec::new();
             seal_all(&mut client, &plain, MAX_PLAINTEXT, &mut wire).unwrap();
             seal_all(&mut client, b"", 1, &mut wire).unwrap();
@@ -144,25 +172,28 @@ fn close_notify_ends_the_peers_side_and_other_alerts_end_the_connection() {
 
 #[test]
 fn tampering_anywhere_fails_authentication() {
-    let (_, mut client) = pair(Suite::Chacha20Poly1305Sha256);
-    let mut wire = Vec::new();
-    seal_all(&mut client, b"set k 0 0 1\r\nv\r\n", 64, &mut wire).unwrap();
-    for at in 0..wire.len() {
-        let mut bad = wire.clone();
-        bad[at] ^= 0x20;
-        let (mut server, _) = pair(Suite::Chacha20Poly1305Sha256);
-        let mut plain = Vec::new();
-        match server.open(&bad, &mut plain) {
-            // A longer length waits for bytes that never come; nothing is given out.
-            Ok(None) => assert!((3..5).contains(&at)),
-            Ok(Some(opened)) => panic!("byte {at} altered, yet {opened:?}"),
-            Err(e) => {
-                assert!(plain.is_empty());
-                let expected = match at {
-                    0 => UNEXPECTED_MESSAGE,
-                    _ => BAD_RECORD_MAC,
-                };
-                assert_eq!(e.alert, Some(expected), "byte {at}: {e:?}");
+    for n in 0..every_pair().len() {
+        let (name, _, mut client) = every_pair().swap_remove(n);
+        let mut wire = Vec::new();
+        seal_all(&mut client, b"set k 0 0 1\r\nv\r\n", 64, &mut wire).unwrap();
+        for at in 0..wire.len() {
+            let mut bad = wire.clone();
+            bad[at] ^= 0x20;
+            let (_, mut server, _) = every_pair().swap_remove(n);
+            let mut plain = Vec::new();
+            match server.open(&bad, &mut plain) {
+                // A longer length waits for bytes that never come; nothing is given out.
+                Ok(None) => assert!((3..5).contains(&at)),
+                Ok(Some(opened)) => panic!("byte {at} altered, yet {opened:?}"),
+                Err(e) => {
+                    assert!(plain.is_empty());
+                    let expected = match at {
+                        0 => UNEXPECTED_MESSAGE,
+                        1 | 2 if name.starts_with("1.2") => PROTOCOL_VERSION,
+                        _ => BAD_RECORD_MAC,
+                    };
+                    assert_eq!(e.alert, Some(expected), "byte {at}: {e:?}");
+                }
             }
         }
     }
@@ -297,4 +328,44 @@ fn expand_label_is_hkdf_expand_as_openssl_computes_it() {
             assert_eq!(expand_label(suite, &secret, label, len).unwrap(), expected);
         }
     }
+}
+
+#[test]
+fn tls12_records_have_the_real_type_outside_and_aes_gcm_an_explicit_nonce() {
+    let (mut server, mut client) = pair12(Suite::Aes128GcmSha256);
+    let mut out = Vec::new();
+    seal_all(&mut server, b"END\r\n", 64, &mut out).unwrap();
+    // Header, the explicit nonce (the sequence number, 1), the data, the tag.
+    assert_eq!(out.len(), HEADER + 8 + 5 + TAG);
+    assert_eq!(out[..5], [23, 3, 3, 0, 29]);
+    assert_eq!(out[5..13], 1u64.to_be_bytes());
+    assert_eq!(open_all(&mut client, &out, 100).0, b"END\r\n");
+    let mut alert = Vec::new();
+    server.seal_alert(&mut alert, CLOSE_NOTIFY).unwrap();
+    assert_eq!(alert[0], ALERT);
+    assert_eq!(open_all(&mut client, &alert, 100).1, [Opened::PeerClosed]);
+
+    let (_, mut client) = pair12(Suite::Chacha20Poly1305Sha256);
+    let mut out = Vec::new();
+    seal_all(&mut client, b"x", 64, &mut out).unwrap();
+    assert_eq!(out.len(), HEADER + 1 + TAG);
+}
+
+#[test]
+fn tls12_refuses_renegotiation_and_types_it_does_not_have() {
+    for (record_type, alert) in [(HANDSHAKE, UNEXPECTED_MESSAGE), (20, UNEXPECTED_MESSAGE)] {
+        let (mut server, mut client) = pair12(Suite::Aes256GcmSha384);
+        let record = seal_typed(&mut client, record_type, &[1, 0, 0, 0]);
+        assert_eq!(
+            open_err(&mut server, &record).alert,
+            Some(alert),
+            "{record_type}"
+        );
+    }
+    let (mut server, _) = pair12(Suite::Aes256GcmSha384);
+    assert_eq!(
+        open_err(&mut server, &[23, 3, 3, 0x48, 1]).alert,
+        Some(RECORD_OVERFLOW)
+    );
+    assert_eq!(server.open(&[23, 3, 3, 0x48, 0], &mut Vec::new()), Ok(None));
 }
