@@ -52,6 +52,16 @@ struct Client {
 }
 
 fn client(pki: &Pki, max: Option<SslVersion>, with_cert: bool) -> Client {
+    client_with(pki, max, with_cert, |_| {})
+}
+
+/// [`client`], with `configure` applied to its context last (cipher choices).
+fn client_with(
+    pki: &Pki,
+    max: Option<SslVersion>,
+    with_cert: bool,
+    configure: impl FnOnce(&mut SslContextBuilder),
+) -> Client {
     let mut b = SslContextBuilder::new(SslMethod::tls_client()).unwrap();
     b.cert_store_mut().add_cert(pki.ca.cert.clone()).unwrap();
     b.set_verify(SslVerifyMode::PEER);
@@ -64,6 +74,7 @@ fn client(pki: &Pki, max: Option<SslVersion>, with_cert: bool) -> Client {
     let store = Arc::clone(&sessions);
     b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
     b.set_new_session_callback(move |_, s| store.lock().unwrap().push(s));
+    configure(&mut b);
     Client {
         ctx: b.build(),
         sessions,
@@ -515,11 +526,7 @@ fn every_tls13_suite_hands_over_and_carries_records_both_ways() {
         "TLS_AES_256_GCM_SHA384",
         "TLS_CHACHA20_POLY1305_SHA256",
     ] {
-        let mut c = client(&pki, None, false);
-        let mut b = SslContextBuilder::new(SslMethod::tls_client()).unwrap();
-        b.cert_store_mut().add_cert(pki.ca.cert.clone()).unwrap();
-        b.set_ciphersuites(suite).unwrap();
-        c.ctx = b.build();
+        let c = client_with(&pki, None, false, |b| b.set_ciphersuites(suite).unwrap());
         let mut conn = Conn::established(&holder, &c);
         assert_eq!(conn.server.negotiated(), Some(("TLSv1.3", suite)));
         assert!(conn.server.is_handed_over(), "{suite}");
@@ -557,12 +564,9 @@ fn tls12_aead_suites_hand_over_and_cbc_ones_stay_with_openssl() {
         ),
         ("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA", false),
     ] {
-        let mut c = client(&pki, Some(SslVersion::TLS1_2), false);
-        let mut b = SslContextBuilder::new(SslMethod::tls_client()).unwrap();
-        b.cert_store_mut().add_cert(pki.ca.cert.clone()).unwrap();
-        b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
-        b.set_cipher_list(list).unwrap();
-        c.ctx = b.build();
+        let c = client_with(&pki, Some(SslVersion::TLS1_2), false, |b| {
+            b.set_cipher_list(list).unwrap();
+        });
         let mut conn = Conn::established(&holder, &c);
         assert_eq!(conn.server.negotiated().unwrap().0, "TLSv1.2");
         assert_eq!(conn.server.is_handed_over(), handed_over, "{list}");
