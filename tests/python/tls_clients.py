@@ -11,6 +11,8 @@ Modes:
   bmemcached  python-binary-memcached's Client with tls_context (binary protocol)
   resume      a second connection resumes the first one's session (`session=`); needs a
               server with ssl_session_cache
+  resume_ids  as resume, over TLS 1.2 without tickets: the session is resumed by its id,
+              from the server's cache (ssl_session_cache) or not at all
   resume_mtls a session from --port (no client certificate) offered to the mtls: listener
               at --port2, without a certificate: must be refused, not resumed
 
@@ -121,8 +123,8 @@ def mode_bmemcached(args):
     client.disconnect_all()
 
 
-def mode_resume(args):
-    ctx = context(args)
+def mode_resume(args, ctx=None):
+    ctx = ctx or context(args)
     first = connect(ctx)
     # TLS 1.3 sends the session ticket after the handshake; a round trip makes sure it has
     # arrived before the session is taken.
@@ -136,6 +138,13 @@ def mode_resume(args):
     show("first still works", lambda: roundtrip(first, b"version\r\n").startswith(b"VERSION "))
     first.close()
     second.close()
+
+
+def mode_resume_ids(args):
+    ctx = context(args)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_TICKET
+    mode_resume(args, ctx)
 
 
 def mode_resume_mtls(args):
@@ -161,6 +170,7 @@ MODES = {
     "pymemcache": mode_pymemcache,
     "bmemcached": mode_bmemcached,
     "resume": mode_resume,
+    "resume_ids": mode_resume_ids,
     "resume_mtls": mode_resume_mtls,
 }
 

@@ -16,14 +16,17 @@
 //! schedule (one PRF key block from the master secret); it has no KeyUpdate, and
 //! renegotiation (a handshake message after the handshake) is refused as OpenSSL's
 //! `SSL_OP_NO_RENEGOTIATION` context refuses it, except that the refusal is fatal; a header
-//! version other than 3.3 is refused (`protocol_version`), since 1.2 does not authenticate it.
+//! version other than 3.3 is refused (`protocol_version`), since 1.2 does not authenticate it;
+//! warning alerts other than close_notify are ignored, five in a row at most, as in OpenSSL.
 //!
 //! What the layer does after a TLS 1.3 handshake is all a TLS 1.3 server may meet there:
-//! application data, alerts (close_notify ends the peer's side, any other alert ends the
+//! application data, alerts (close_notify ends the peer's side; a `user_canceled` warning is
+//! ignored, five in a row at most, as OpenSSL ignores it; any other alert ends the
 //! connection) and KeyUpdate (both directions; an update the peer requests is answered once,
-//! before our next record, however many requests came: RFC 8446 4.6.3). Anything else after
-//! the handshake (a record type other than application_data, a handshake message other than
-//! KeyUpdate, a handshake message split over records, a record without a content type) is
+//! before our next record, however many requests came: RFC 8446 4.6.3; and our write key is
+//! changed after [`RECORDS_PER_KEY`] records, RFC 8446 5.5). Anything else after the
+//! handshake (a record type other than application_data, a handshake message other than
+//! KeyUpdate, a KeyUpdate not aligned with its record, a record without a content type) is
 //! answered with the fatal alert RFC 8446 names and the connection ends. Sequence numbers
 //! never wrap: the 2^64th record in one direction is an error.
 
@@ -62,6 +65,19 @@ const ILLEGAL_PARAMETER: u8 = 47;
 const PROTOCOL_VERSION: u8 = 70;
 const DECODE_ERROR: u8 = 50;
 const INTERNAL_ERROR: u8 = 80;
+const USER_CANCELED: u8 = 90;
+/// Alert levels.
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+
+/// Records sealed under one TLS 1.3 write key before the layer changes it with a KeyUpdate
+/// of its own. RFC 8446 5.5 bounds AES-GCM at 2^24.5 full-size records per key; 2^24 is
+/// under that for every suite (ChaCha20-Poly1305's bound is far beyond it). One connection
+/// answering 50,000 requests a second reaches it in about six minutes.
+const RECORDS_PER_KEY: u64 = 1 << 24;
+/// Warning alerts in a row that are ignored (as OpenSSL's `MAX_WARN_ALERT_COUNT`); one more
+/// ends the connection, so a peer cannot keep the server opening nothing but alerts.
+const MAX_WARNINGS: u8 = 5;
 
 /// The AEADs and hashes the layer protects records with: TLS 1.3's suites but CCM, and the
 /// same AEAD and PRF hash pairs among TLS 1.2's suites (CBC and CCM suites stay with
@@ -176,16 +192,30 @@ impl Secret {
     fn get(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+
+    /// Keeps only the first `len` bytes (wiping the rest).
+    fn truncate(&mut self, len: usize) {
+        let len = len.min(usize::from(self.len));
+        wipe(&mut self.bytes[len..]);
+        self.len = len as u8;
+    }
 }
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        for byte in &mut self.bytes {
-            // SAFETY: `byte` is a valid, aligned, exclusively borrowed u8; the volatile
-            // write only keeps the compiler from eliding the wipe.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
+        wipe(&mut self.bytes);
     }
+}
+
+/// Zeroes key material in a way the compiler may not elide (a plain `fill(0)` of memory
+/// that is dropped next is a dead store it can remove).
+pub(crate) fn wipe(bytes: &mut [u8]) {
+    for byte in bytes {
+        // SAFETY: `byte` is a valid, aligned, exclusively borrowed u8; the volatile
+        // write only keeps the compiler from eliding the wipe.
+        unsafe { std::ptr::write_volatile(byte, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 impl std::fmt::Debug for Secret {
@@ -197,7 +227,8 @@ impl std::fmt::Debug for Secret {
 /// HMAC (RFC 2104) of the concatenated `parts`, written out over one hasher: OpenSSL's HMAC
 /// through `EVP_PKEY` costs 6.4 us here against 0.7 for this, and a hand-over makes eight or
 /// more. `key` is at most 48 bytes, shorter than both hashes' blocks, so it pads as it is.
-fn hmac(suite: Suite, key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, ErrorStack> {
+/// The padded key and the inner hash are wiped; the result is a [`Secret`] (wiped on drop).
+fn hmac(suite: Suite, key: &[u8], parts: &[&[u8]]) -> Result<Secret, ErrorStack> {
     let block = suite.block_len();
     let mut pad = [0u8; 128];
     pad[..key.len()].copy_from_slice(key);
@@ -209,15 +240,20 @@ fn hmac(suite: Suite, key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, ErrorStack
     for part in parts {
         hasher.update(part)?;
     }
-    let inner = hasher.finish()?;
+    let mut inner = hasher.finish()?;
     for b in &mut pad[..block] {
         *b ^= 0x36 ^ 0x5c;
     }
-    hasher.update(&pad[..block])?;
-    hasher.update(&inner)?;
-    let outer = hasher.finish()?;
-    pad.fill(0);
-    Ok(outer.to_vec())
+    let outer = hasher
+        .update(&pad[..block])
+        .and_then(|()| hasher.update(&inner))
+        .and_then(|()| hasher.finish());
+    wipe(&mut pad);
+    wipe(&mut inner);
+    let mut outer = outer?;
+    let secret = Secret::new(&outer).ok_or_else(ErrorStack::get);
+    wipe(&mut outer);
+    secret
 }
 
 /// HKDF-Expand-Label(secret, label, "", len) for `len` up to the hash length: one HMAC.
@@ -226,7 +262,7 @@ fn expand_label(
     secret: &[u8],
     label: &[u8],
     len: usize,
-) -> Result<Vec<u8>, ErrorStack> {
+) -> Result<Secret, ErrorStack> {
     let mut info = Vec::with_capacity(4 + 6 + label.len());
     info.extend_from_slice(&(len as u16).to_be_bytes());
     info.push((6 + label.len()) as u8);
@@ -239,7 +275,8 @@ fn expand_label(
     Ok(block)
 }
 
-/// TLS 1.2's PRF (RFC 5246 5): P_hash(secret, label ++ seed), `len` bytes.
+/// TLS 1.2's PRF (RFC 5246 5): P_hash(secret, label ++ seed), `len` bytes. The caller
+/// wipes the result; the chain values A(i) are [`Secret`]s.
 fn prf12(
     suite: Suite,
     secret: &[u8],
@@ -250,13 +287,21 @@ fn prf12(
     let mut parts: Vec<&[u8]> = vec![label];
     parts.extend_from_slice(seed);
     let mut a = hmac(suite, secret, &parts)?;
-    let mut out = Vec::with_capacity(len + 48);
+    // Never reallocated (each block is at most MAX_SECRET), so no unwiped copy is left.
+    let mut out = Vec::with_capacity(len + MAX_SECRET);
     while out.len() < len {
-        let mut with_seed: Vec<&[u8]> = vec![&a];
+        let mut with_seed: Vec<&[u8]> = vec![a.get()];
         with_seed.extend_from_slice(&parts);
-        out.extend_from_slice(&hmac(suite, secret, &with_seed)?);
-        a = hmac(suite, secret, &[&a])?;
+        match hmac(suite, secret, &with_seed) {
+            Ok(block) => out.extend_from_slice(block.get()),
+            Err(e) => {
+                wipe(&mut out);
+                return Err(e);
+            }
+        }
+        a = hmac(suite, secret, &[a.get()]).inspect_err(|_| wipe(&mut out))?;
     }
+    wipe(&mut out[len..]);
     out.truncate(len);
     Ok(out)
 }
@@ -278,11 +323,9 @@ impl std::fmt::Debug for Direction {
 impl Direction {
     /// TLS 1.3: the key and IV come from the traffic secret.
     fn new(suite: Suite, secret: Secret, seq: u64, seal: bool) -> Result<Direction, ErrorStack> {
-        let mut key = expand_label(suite, secret.get(), b"key", suite.key_len())?;
+        let key = expand_label(suite, secret.get(), b"key", suite.key_len())?;
         let iv = expand_label(suite, secret.get(), b"iv", NONCE)?;
-        let direction = Direction::keyed(suite, &key, &iv, seq, secret, seal);
-        key.fill(0);
-        direction
+        Direction::keyed(suite, key.get(), iv.get(), seq, secret, seal)
     }
 
     /// A direction on `key`; `iv` is the fixed part of the nonce (AES-GCM's salt in TLS 1.2,
@@ -314,8 +357,7 @@ impl Direction {
     /// The next traffic secret's direction (KeyUpdate), at sequence number 0.
     fn updated(&self, suite: Suite, seal: bool) -> Result<Direction, ErrorStack> {
         let next = expand_label(suite, self.secret.get(), b"traffic upd", suite.secret_len())?;
-        let secret = Secret::new(&next).ok_or_else(ErrorStack::get)?;
-        Direction::new(suite, secret, 0, seal)
+        Direction::new(suite, next, 0, seal)
     }
 
     /// Takes the next sequence number; `None` once they are used up (never wraps).
@@ -393,6 +435,8 @@ pub(crate) struct RecordLayer {
     write: Direction,
     /// The peer asked us to update our keys (TLS 1.3); done before our next record.
     update_due: bool,
+    /// Warning alerts ignored since the last application data.
+    warnings: u8,
 }
 
 impl RecordLayer {
@@ -411,6 +455,7 @@ impl RecordLayer {
             read: Direction::new(suite, read, read_seq, false)?,
             write: Direction::new(suite, write, write_seq, true)?,
             update_due: false,
+            warnings: 0,
         })
     }
 
@@ -449,9 +494,10 @@ impl RecordLayer {
                 read: Direction::keyed(suite, read_key, read_iv, seqs.0, none()?, false)?,
                 write: Direction::keyed(suite, write_key, write_iv, seqs.1, none()?, true)?,
                 update_due: false,
+                warnings: 0,
             })
         })();
-        block.fill(0);
+        wipe(&mut block);
         layer
     }
 
@@ -521,11 +567,23 @@ impl RecordLayer {
         }
         let taken = HEADER + len;
         match content_type {
-            APPLICATION_DATA => Ok(Some((taken, Opened::Data))),
+            APPLICATION_DATA => {
+                if content > 0 {
+                    self.warnings = 0;
+                }
+                Ok(Some((taken, Opened::Data)))
+            }
             ALERT => {
                 let alert = out.split_off(start);
                 match alert[..] {
                     [_, CLOSE_NOTIFY] => Ok(Some((taken, Opened::PeerClosed))),
+                    [WARNING, description] if self.ignores_warning(description) => {
+                        self.warnings += 1;
+                        if self.warnings > MAX_WARNINGS {
+                            return Err(Fatal::new(UNEXPECTED_MESSAGE, "too many warning alerts"));
+                        }
+                        Ok(Some((taken, Opened::Data)))
+                    }
                     [_, description] => Err(Fatal {
                         alert: None,
                         detail: format!("peer sent alert {description}"),
@@ -612,8 +670,29 @@ impl RecordLayer {
         Ok(outer)
     }
 
+    /// Whether a warning alert other than close_notify goes unanswered and ignored, as
+    /// OpenSSL does: any in TLS 1.2 (`no_renegotiation`, `user_canceled`, ...), only
+    /// `user_canceled` in TLS 1.3 (RFC 8446 6.1: every other alert there is an error).
+    fn ignores_warning(&self, description: u8) -> bool {
+        self.version == Version::Tls12 || description == USER_CANCELED
+    }
+
     /// Post-handshake handshake messages in TLS 1.3: only KeyUpdate, alone in its record.
+    /// One that does not end where its record ends (cut short, or more after it) is not
+    /// aligned with the key change it makes: `unexpected_message` (RFC 8446 5.1).
     fn handshake(&mut self, message: &[u8]) -> Result<(), Fatal> {
+        if let [KEY_UPDATE, rest @ ..] = message {
+            let declared = rest
+                .first_chunk::<3>()
+                .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]));
+            if declared.and_then(|d| usize::try_from(d).ok()) != Some(rest.len().saturating_sub(3))
+            {
+                return Err(Fatal::new(
+                    UNEXPECTED_MESSAGE,
+                    "KeyUpdate not aligned with its record",
+                ));
+            }
+        }
         match *message {
             [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
                 self.read = self
@@ -638,7 +717,7 @@ impl RecordLayer {
 
     /// Starts a record of `len` bytes (at most [`MAX_PLAINTEXT`]) of `content_type` at the
     /// end of `out`: push the bytes with [`Sealing::push`], then [`Sealing::finish`]. A
-    /// KeyUpdate the peer asked for goes out first.
+    /// KeyUpdate that is due goes out first ([`RecordLayer::seal_update`]).
     pub(crate) fn seal<'a>(
         &'a mut self,
         out: &'a mut Vec<u8>,
@@ -648,17 +727,25 @@ impl RecordLayer {
         if len > MAX_PLAINTEXT {
             return Err(Fatal::new(INTERNAL_ERROR, "record over 2^14 bytes"));
         }
-        if self.update_due {
-            self.update_due = false;
-            let mut update = self.seal_raw(out, 5, HANDSHAKE)?;
-            update.push(&[KEY_UPDATE, 0, 0, 1, 0])?;
-            update.finish()?;
-            self.write = self
-                .write
-                .updated(self.suite, true)
-                .map_err(|e| Fatal::internal(&e))?;
-        }
+        self.seal_update(out)?;
         self.seal_raw(out, len, content_type)
+    }
+
+    /// Sends a KeyUpdate, not requesting one back, and moves the write key on, if one is
+    /// due: the peer asked for it, or the key has sealed [`RECORDS_PER_KEY`] records.
+    pub(crate) fn seal_update(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
+        if !self.update_due() {
+            return Ok(());
+        }
+        self.update_due = false;
+        let mut update = self.seal_raw(out, 5, HANDSHAKE)?;
+        update.push(&[KEY_UPDATE, 0, 0, 1, 0])?;
+        update.finish()?;
+        self.write = self
+            .write
+            .updated(self.suite, true)
+            .map_err(|e| Fatal::internal(&e))?;
+        Ok(())
     }
 
     /// Whether the layer speaks TLS 1.3 (rather than 1.2).
@@ -667,9 +754,10 @@ impl RecordLayer {
         self.version == Version::Tls13
     }
 
-    /// Whether the peer asked for a KeyUpdate we have not yet sent.
+    /// Whether a KeyUpdate is due before our next record: the peer asked for one we have
+    /// not yet sent, or the write key has sealed its share of records (TLS 1.3 only).
     pub(crate) fn update_due(&self) -> bool {
-        self.update_due
+        self.update_due || (self.version == Version::Tls13 && self.write.seq >= RECORDS_PER_KEY)
     }
 
     fn seal_raw<'a>(
@@ -717,7 +805,11 @@ impl RecordLayer {
 
     /// Seals an alert (close_notify or a fatal one).
     pub(crate) fn seal_alert(&mut self, out: &mut Vec<u8>, description: u8) -> Result<(), Fatal> {
-        let level = if description == CLOSE_NOTIFY { 1 } else { 2 };
+        let level = if description == CLOSE_NOTIFY {
+            WARNING
+        } else {
+            FATAL
+        };
         let mut alert = self.seal(out, 2, ALERT)?;
         alert.push(&[level, description])?;
         alert.finish()

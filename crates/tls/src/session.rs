@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use openssl::ex_data::Index;
 use openssl::nid::Nid;
-use openssl::ssl::{ErrorCode, ShutdownResult, Ssl, SslContext, SslRef, SslStream, SslVersion};
+use openssl::ssl::{
+    ErrorCode, ShutdownResult, ShutdownState, Ssl, SslContext, SslOptions, SslRef, SslSession,
+    SslStream, SslVersion,
+};
 use openssl::x509::X509VerifyResult;
 
 use crate::context::ListenerTls;
@@ -217,7 +220,64 @@ struct Protected {
     peer_closed: bool,
     /// Our close_notify is sent: what still comes is read and dropped.
     closing: bool,
+    /// The session, where the context's server cache holds it (`ssl_session_cache`).
+    cached: Option<CachedSession>,
 }
+
+/// A session in a context's server-side cache, kept past the hand-over so that a fatal
+/// error can still remove it, as OpenSSL removes a failed connection's session
+/// (RFC 5246 7.2.2: a connection ended by a fatal alert must not be resumed).
+struct CachedSession {
+    ctx: SslContext,
+    session: SslSession,
+}
+
+impl std::fmt::Debug for CachedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CachedSession")
+    }
+}
+
+impl CachedSession {
+    /// The session of `ssl` if its context caches sessions server-side and this one is
+    /// in the cache: a TLS 1.2 session with an id, or a TLS 1.3 one with stateful tickets
+    /// (`SSL_OP_NO_TICKET`; stateless tickets are not cached).
+    fn of(ssl: &SslRef) -> Option<CachedSession> {
+        use foreign_types::ForeignTypeRef;
+        let ctx = ssl.ssl_context();
+        // SAFETY: `ctx` is a live SSL_CTX; SSL_CTRL_GET_SESS_CACHE_MODE only reads its mode
+        // (the SSL_CTX_get_session_cache_mode macro).
+        let mode = unsafe {
+            openssl_sys::SSL_CTX_ctrl(
+                ctx.as_ptr(),
+                SSL_CTRL_GET_SESS_CACHE_MODE,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: as above; SSL_CTX_get_options only reads the context.
+        let options = unsafe { openssl_sys::SSL_CTX_get_options(ctx.as_ptr()) };
+        let session = ssl.session()?;
+        #[allow(clippy::unnecessary_cast)] // c_ulong or u64, by OpenSSL version
+        let stateful = ssl.version2() != Some(SslVersion::TLS1_3)
+            || (options as u64) & (SslOptions::NO_TICKET.bits() as u64) != 0;
+        (mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0 && stateful && !session.id().is_empty())
+            .then(|| CachedSession {
+                ctx: ctx.to_owned(),
+                session: session.to_owned(),
+            })
+    }
+
+    /// Removes the session from the cache: its connection failed.
+    fn forget(self) {
+        // SAFETY: the session was made on `ctx` (it is the context of the connection that
+        // made it) and has been used with no other context, as `remove_session` requires.
+        unsafe { self.ctx.remove_session(&self.session) };
+    }
+}
+
+/// <openssl/ssl.h>'s SSL_CTRL_GET_SESS_CACHE_MODE, which openssl-sys does not define.
+const SSL_CTRL_GET_SESS_CACHE_MODE: std::ffi::c_int = 45;
 
 /// What the handshake established, kept when OpenSSL's connection goes.
 #[derive(Debug)]
@@ -318,6 +378,9 @@ impl TlsSession {
                 Ok(progress) => Ok(progress),
                 Err(fatal) => {
                     self.counters.proto_errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(cached) = p.cached.take() {
+                        cached.forget();
+                    }
                     self.close();
                     Err(TlsError::Protocol(fatal.detail))
                 }
@@ -617,6 +680,9 @@ impl State {
                     Err(_) if p.closing => (State::Closed { leftover: p.duplex }, Ok(closed())),
                     Err(fatal) => {
                         counters.proto_errors.fetch_add(1, Ordering::Relaxed);
+                        if let Some(cached) = p.cached.take() {
+                            cached.forget();
+                        }
                         if let Some(alert) = fatal.alert {
                             // Best effort: the connection ends either way.
                             let _ = p.layer.seal_alert(p.duplex.outgoing(), alert);
@@ -844,10 +910,8 @@ impl Protected {
             }
             let len = (total - accepted).min(record_bytes);
             if len == 0 {
-                // Only the KeyUpdate the peer asked for: it goes out before any record.
-                self.layer
-                    .seal(self.duplex.outgoing(), 0, records::DATA)?
-                    .finish()?;
+                // Only the KeyUpdate that is due, without a record after it.
+                self.layer.seal_update(self.duplex.outgoing())?;
                 break;
             }
             let mut record = self
@@ -930,7 +994,7 @@ fn decode_secret(hex: &str) -> Option<Secret> {
         bytes[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     let secret = Secret::new(&bytes[..hex.len() / 2]);
-    bytes.fill(0);
+    records::wipe(&mut bytes);
     secret
 }
 
@@ -943,6 +1007,10 @@ fn decode_secret(hex: &str) -> Option<Secret> {
 fn hand_over(mut stream: Stream, written_before: usize) -> State {
     let peer = peer_identity(stream.ssl());
     let Some(layer) = record_layer(&stream, written_before) else {
+        // OpenSSL keeps the records; the TLS 1.3 secrets captured for the hand-over go.
+        if let Some(Ok(mut captured)) = stream.ssl().ex_data(secrets_index()).map(Mutex::lock) {
+            *captured = CapturedSecrets::default();
+        }
         return State::Established {
             stream,
             peer,
@@ -957,7 +1025,12 @@ fn hand_over(mut stream: Stream, written_before: usize) -> State {
         psk: crate::psk::identity(ssl).map(String::into_boxed_str),
         reused: ssl.session_reused(),
     };
+    let cached = CachedSession::of(ssl);
     let duplex = std::mem::take(stream.get_mut());
+    // The connection goes on without OpenSSL, so for OpenSSL it ended cleanly: SSL_free
+    // takes a connection without a shutdown for a failed one and removes its session from
+    // the cache (ssl_clear_bad_session), which would break `ssl_session_cache` resumption.
+    stream.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
     // `stream` (OpenSSL's SSL, its BIO and their state) is freed here.
     drop(stream);
     State::Protected(Protected {
@@ -966,6 +1039,7 @@ fn hand_over(mut stream: Stream, written_before: usize) -> State {
         facts,
         peer_closed: false,
         closing: false,
+        cached,
     })
 }
 
@@ -1014,7 +1088,7 @@ fn tls12_record_layer(ssl: &SslRef) -> Option<RecordLayer> {
     let layer = (lengths == (48, 32, 32))
         .then(|| RecordLayer::new_tls12(suite, &master, &randoms[0], &randoms[1], (1, 1), true))
         .and_then(Result::ok);
-    master.fill(0);
+    records::wipe(&mut master);
     layer
 }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslSessionCacheMode,
-    SslStream, SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession,
+    SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
 };
 
 use crate::test_pki::Pki;
@@ -777,6 +777,61 @@ fn sessions_resume_from_tickets_and_are_counted() {
     assert!(stats.starts_with("STAT ssl_new_sessions "), "{stats}");
     assert!(stats.contains("STAT ssl_handshake_errors 0\r\nSTAT ssl_proto_errors 0\r\n"));
     assert!(stats.ends_with("STAT time_since_server_cert_refresh 0\r\n"));
+}
+
+#[test]
+fn session_ids_resume_from_the_cache_until_a_connection_fails() {
+    let pki = Pki::new();
+    let s = TlsSettings {
+        session_cache: true,
+        ..settings(&pki)
+    };
+    let holder = ContextHolder::new(&s).unwrap();
+    // An AEAD suite (the record layer takes over) and a CBC one (OpenSSL keeps the records).
+    for (ciphers, handed_over) in [(None, true), (Some("ECDHE-ECDSA-AES128-SHA256"), false)] {
+        // No tickets: TLS 1.2 resumption by session id, from the server's cache.
+        let c = client_with(&pki, Some(SslVersion::TLS1_2), false, |b| {
+            b.set_options(SslOptions::NO_TICKET);
+            if let Some(list) = ciphers {
+                b.set_cipher_list(list).unwrap();
+            }
+        });
+        let mut first = Conn::established(&holder, &c);
+        assert_eq!(first.server.is_handed_over(), handed_over, "{ciphers:?}");
+        first.roundtrip(b"get k\r\n", b"END\r\n");
+        // Both sides end cleanly (OpenSSL, on either side, takes a connection freed
+        // without a shutdown for a failed one and marks its session not resumable). The
+        // server's is how conn::tls ends every connection: close_notify, then the drop.
+        first.server.shutdown();
+        first.client.shutdown().unwrap();
+        drop(first);
+        let session = c
+            .sessions
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a session");
+        assert!(!session.id().is_empty());
+        let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
+        second.pump().unwrap();
+        assert!(second.server.session_reused(), "{ciphers:?}");
+        assert_eq!(second.server.is_handed_over(), handed_over, "{ciphers:?}");
+        second.roundtrip(b"get k\r\n", b"END\r\n");
+        // A record that fails its check ends the connection with a fatal alert, and its
+        // session is not resumed again (RFC 5246 7.2.2).
+        let mut forged = second.client_records(b"get k\r\n");
+        *forged.last_mut().unwrap() ^= 1;
+        second.server.feed_ciphertext(&forged);
+        assert!(matches!(
+            second.server.read_plaintext(&mut Vec::new()),
+            Err(TlsError::Protocol(_))
+        ));
+        let mut third = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
+        third.pump().unwrap();
+        assert!(third.server.is_established());
+        assert!(!third.server.session_reused(), "{ciphers:?}");
+    }
 }
 
 #[test]

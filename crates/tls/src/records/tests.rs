@@ -17,6 +17,11 @@ fn pair(suite: Suite) -> (RecordLayer, RecordLayer) {
 
 /// (server, client) of a TLS 1.2 connection just after its Finished messages.
 fn pair12(suite: Suite) -> (RecordLayer, RecordLayer) {
+    pair12_at(suite, 1)
+}
+
+/// A TLS 1.2 pair with both directions at sequence number `seq`.
+fn pair12_at(suite: Suite, seq: u64) -> (RecordLayer, RecordLayer) {
     let (master, client_random, server_random) = ([7u8; 48], [1u8; 32], [2u8; 32]);
     let side = |server| {
         RecordLayer::new_tls12(
@@ -24,7 +29,7 @@ fn pair12(suite: Suite) -> (RecordLayer, RecordLayer) {
             &master,
             &client_random,
             &server_random,
-            (1, 1),
+            (seq, seq),
             server,
         )
         .unwrap()
@@ -235,12 +240,23 @@ fn malformed_records_get_the_alert_rfc_8446_names() {
             seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 2]),
             ILLEGAL_PARAMETER,
         ),
+        // A KeyUpdate must end where its record ends (RFC 8446 5.1): cut short, or with
+        // more after it in the record.
         (
             seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1]),
-            DECODE_ERROR,
+            UNEXPECTED_MESSAGE,
         ),
         (
             seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0, 24]),
+            UNEXPECTED_MESSAGE,
+        ),
+        (
+            seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0]),
+            UNEXPECTED_MESSAGE,
+        ),
+        // Whole, but not a KeyUpdate's length.
+        (
+            seal_typed(&mut client, HANDSHAKE, &[KEY_UPDATE, 0, 0, 2, 0, 0]),
             DECODE_ERROR,
         ),
         (seal_typed(&mut client, HANDSHAKE, &[]), UNEXPECTED_MESSAGE),
@@ -253,7 +269,7 @@ fn malformed_records_get_the_alert_rfc_8446_names() {
     }
     // Padding after the content type is allowed and removed.
     let padded = seal_typed(&mut client, 0, b"ok\x17\0\0");
-    let (mut fresh, _) = pair_at(Suite::Aes128GcmSha256, 9, 0);
+    let (mut fresh, _) = pair_at(Suite::Aes128GcmSha256, 11, 0);
     assert_eq!(open_all(&mut fresh, &padded, 100).0, b"ok");
     // Headers alone are judged before the body arrives.
     assert_eq!(
@@ -277,7 +293,8 @@ fn malformed_records_get_the_alert_rfc_8446_names() {
 
 #[test]
 fn sequence_numbers_never_wrap() {
-    let (mut server, mut client) = pair_at(Suite::Aes128GcmSha256, u64::MAX - 1, u64::MAX - 1);
+    // TLS 1.2: no KeyUpdate, so the numbers could run out.
+    let (mut server, mut client) = pair12_at(Suite::Aes128GcmSha256, u64::MAX - 1);
     let mut wire = Vec::new();
     seal_all(&mut client, b"last", 64, &mut wire).unwrap();
     assert_eq!(open_all(&mut server, &wire, 100).0, b"last");
@@ -286,6 +303,91 @@ fn sequence_numbers_never_wrap() {
     let err = seal_all(&mut server, b"x", 64, &mut Vec::new());
     assert!(err.is_ok());
     assert!(seal_all(&mut server, b"x", 64, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn a_tls13_write_key_seals_2_to_the_24_records_then_the_layer_changes_it() {
+    for suite in SUITES {
+        let (mut server, mut client) = pair_at(suite, 0, RECORDS_PER_KEY - 1);
+        assert!(!server.update_due());
+        let mut wire = Vec::new();
+        seal_all(&mut server, b"last", 64, &mut wire).unwrap();
+        assert_eq!(
+            open_all(&mut client, &wire, 100),
+            (b"last".to_vec(), vec![Opened::Data])
+        );
+        assert!(server.update_due(), "{suite:?}");
+        // Our own KeyUpdate, not requesting the client's, then the record under the new key.
+        let mut wire = Vec::new();
+        seal_all(&mut server, b"next", 64, &mut wire).unwrap();
+        assert!(!server.update_due());
+        let (plain, events) = open_all(&mut client, &wire, 7);
+        assert_eq!(
+            (plain, events),
+            (b"next".to_vec(), vec![Opened::KeyUpdate, Opened::Data])
+        );
+        assert!(!client.update_due(), "the update asked for none back");
+        // Alone when nothing follows it, without an empty record after it.
+        let (mut server, mut client) = pair_at(suite, 0, RECORDS_PER_KEY);
+        let mut wire = Vec::new();
+        server.seal_update(&mut wire).unwrap();
+        assert_eq!(
+            open_all(&mut client, &wire, 100),
+            (Vec::new(), vec![Opened::KeyUpdate])
+        );
+        let sent = wire.len();
+        server.seal_update(&mut wire).unwrap();
+        assert_eq!(wire.len(), sent, "none due: nothing sealed");
+    }
+}
+
+#[test]
+fn warning_alerts_are_ignored_where_openssl_ignores_them_up_to_five_in_a_row() {
+    const NO_RENEGOTIATION: u8 = 100;
+    for (name, mut server, mut client) in every_pair() {
+        let tls13 = name.starts_with("1.3");
+        // TLS 1.3 ignores only user_canceled; 1.2 any warning but close_notify.
+        let ignored = if tls13 {
+            USER_CANCELED
+        } else {
+            NO_RENEGOTIATION
+        };
+        for _ in 0..2 {
+            for _ in 0..MAX_WARNINGS {
+                let alert = seal_typed(&mut client, ALERT, &[WARNING, ignored]);
+                assert_eq!(
+                    open_all(&mut server, &alert, 100),
+                    (vec![], vec![Opened::Data])
+                );
+            }
+            // Data in between starts the count again.
+            let mut wire = Vec::new();
+            seal_all(&mut client, b"x", 64, &mut wire).unwrap();
+            assert_eq!(open_all(&mut server, &wire, 100).0, b"x", "{name}");
+        }
+        for _ in 0..MAX_WARNINGS {
+            open_all(
+                &mut server,
+                &seal_typed(&mut client, ALERT, &[WARNING, ignored]),
+                100,
+            );
+        }
+        let one_more = seal_typed(&mut client, ALERT, &[WARNING, ignored]);
+        assert_eq!(
+            open_err(&mut server, &one_more).alert,
+            Some(UNEXPECTED_MESSAGE),
+            "{name}"
+        );
+        if tls13 {
+            let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+            let other = seal_typed(&mut client, ALERT, &[WARNING, NO_RENEGOTIATION]);
+            assert_eq!(
+                open_err(&mut server, &other).alert,
+                None,
+                "the peer's alert ends it"
+            );
+        }
+    }
 }
 
 #[test]
@@ -325,7 +427,10 @@ fn expand_label_is_hkdf_expand_as_openssl_computes_it() {
             ctx.add_hkdf_info(&info).unwrap();
             let mut expected = vec![0; len];
             ctx.derive(Some(&mut expected)).unwrap();
-            assert_eq!(expand_label(suite, &secret, label, len).unwrap(), expected);
+            assert_eq!(
+                expand_label(suite, &secret, label, len).unwrap().get(),
+                expected
+            );
         }
     }
 }
