@@ -209,5 +209,7 @@ bitflags::bitflags! {
     #[derive(Debug, Clone, Copy)]
     pub struct CompletionFlags: u32 {
         const BUFFER_SHIFT    = 1 << 0;
+        // rampart (PATCHES.md, change 11): a multishot request stays armed after this one.
+        const MORE            = 1 << 1;
     }
 }

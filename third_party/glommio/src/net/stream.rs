@@ -220,7 +220,16 @@ pub(crate) struct NonBufferedStream<S> {
     reactor: Weak<Reactor>,
     stream: S,
     source_tx: Option<Source>,
+    // rampart (PATCHES.md, change 11): the socket's readiness poll, armed once and kept
+    // (multishot) rather than armed after every short read.
     source_rx: Option<Source>,
+    /// A read may find data without waiting for `source_rx`: the last one filled its
+    /// buffer, ended the stream or failed.
+    rx_ready: bool,
+    /// The poll has reported the peer's end of the stream or an error (`POLLRDHUP`,
+    /// `POLLHUP`, `POLLERR`): from then on every read goes to the socket, since a read
+    /// that comes back short has not seen the end yet and no further wake-up will say so.
+    rx_ended: bool,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -229,7 +238,43 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        self.source_rx = Some(reactor.poll_read_ready_persistent(stream_fd));
+    }
+
+    /// rampart (PATCHES.md, change 11): a read would not wait: the last read left data
+    /// behind (or ended the stream), or the poll has fired since.
+    fn rx_readable(&self) -> bool {
+        self.rx_ready
+            || self.rx_ended
+            || self
+                .source_rx
+                .as_ref()
+                .is_some_and(|src| src.result().is_some())
+    }
+
+    /// Forgets the poll's result once a read has acted on it, remembering an end it
+    /// reported (a multishot poll is edge-triggered: the peer's FIN, or an error, that came
+    /// with or before the data just read wakes it no more).
+    fn rx_consume_poll(&mut self) {
+        let Some(src) = &self.source_rx else {
+            return;
+        };
+        let ended = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
+        if let Some(Ok(mask)) = src.result() {
+            if mask as u32 & ended != 0 {
+                self.rx_ended = true;
+            }
+        }
+        src.clear_result();
+    }
+
+    /// Waits for the poll, arming a new one if the last has ended (a one-shot poll that
+    /// fired, or a multishot poll the kernel stopped).
+    fn rx_wait(&mut self, reactor: &Reactor, cx: &Context<'_>) {
+        if !self.source_rx.as_ref().is_some_and(Source::is_armed) {
+            self.source_rx = Some(reactor.poll_read_ready_persistent(self.stream.as_raw_fd()));
+        }
+        self.source_rx.as_ref().unwrap().add_waiter_single(cx.waker());
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -258,13 +303,12 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// read filled its buffer, so the next one tries the socket at once) or the armed one
     /// has completed. Otherwise waits for it, holding no buffer.
     pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
-        match &self.source_rx {
-            Some(source) if source.result().is_none() => {
-                source.add_waiter_single(cx.waker());
-                Poll::Pending
-            }
-            _ => Poll::Ready(Ok(())),
+        if self.rx_readable() {
+            return Poll::Ready(Ok(()));
         }
+        let reactor = self.reactor.upgrade().unwrap();
+        self.rx_wait(&reactor, cx);
+        Poll::Pending
     }
 
     pub(crate) fn poll_read(
@@ -275,39 +319,32 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        let no_pending_poll = self
-            .source_rx
-            .as_ref()
-            .map(|src| src.result().is_some())
-            .unwrap_or(true);
-
-        if no_pending_poll {
-            if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
-                self.read_timeout.cancel_timer(reactor);
-                let result = poll_err!(result);
-                // Start an early poll if the buffer is not fully filled. So when
-                // the next time `poll_read` is called, it will be known immediately
-                // whether the underlying stream is ready for reading.
-                if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-                    // The `rush_dispatch`s here and after could be removed to
-                    // improve performance if #458 is handled appropriately.
-                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+        // rampart (PATCHES.md, change 11): the poll stays armed; what a read learns is kept
+        // in `rx_ready` and the poll's result is cleared, so that only a wake-up after this
+        // read makes the next one try the socket. (No CQE is processed between the two: the
+        // reactor runs between tasks.)
+        if self.rx_readable() {
+            let result = super::yolo_recv(self.stream.as_raw_fd(), buf);
+            self.rx_consume_poll();
+            self.rx_ready = match &result {
+                Some(Ok(n)) => *n == 0 || *n == buf.len(),
+                Some(Err(_)) => true,
+                None => {
+                    // Nothing to read and no end to report: whatever the poll said is
+                    // past, so wait for its next wake-up rather than read again.
+                    self.rx_ended = false;
+                    false
                 }
-                return Poll::Ready(Ok(result));
+            };
+            if let Some(result) = result {
+                self.read_timeout.cancel_timer(reactor);
+                return Poll::Ready(Ok(poll_err!(result)));
             }
         }
 
         poll_err!(self.read_timeout.check(reactor));
 
-        if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
-        }
-
-        let source = self.source_rx.as_ref().unwrap();
-        source.add_waiter_single(cx.waker());
+        self.rx_wait(reactor, cx);
         self.read_timeout.maybe_set_timer(reactor, cx.waker());
         Poll::Pending
     }
@@ -398,6 +435,8 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            rx_ready: false,
+            rx_ended: false,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };

@@ -306,6 +306,17 @@ impl Source {
         }
     }
 
+    /// rampart (PATCHES.md, change 11): forgets the result, so that a multishot source's
+    /// next CQE is told from the ones already seen.
+    pub(crate) fn clear_result(&self) {
+        self.inner.borrow_mut().wakers.result = None;
+    }
+
+    /// rampart (PATCHES.md): whether the source is queued or in the kernel, not yet completed.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.is_enqueued()
+    }
+
     /// rampart (PATCHES.md): whether the source is queued or in the kernel, not yet completed.
     pub(super) fn is_enqueued(&self) -> bool {
         self.inner.borrow().enqueued.is_some()

@@ -57,6 +57,8 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
+    // rampart (PATCHES.md, change 11): a poll that stays armed, one CQE per wake-up.
+    PollAddMulti(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -274,6 +276,10 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
+            }
+            UringOpDescriptor::PollAddMulti(events) => {
+                sqe.prep_poll_add(op.fd, events);
+                sqe.raw_mut().len = IORING_POLL_ADD_MULTI;
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -550,6 +556,19 @@ fn extract_one_chain(
         .collect()
 }
 
+// rampart (PATCHES.md, change 11): <linux/io_uring.h>'s flag for a multishot POLL_ADD (in
+// the SQE's `len`), Linux 5.13.
+const IORING_POLL_ADD_MULTI: u32 = 1 << 0;
+/// Features bit new in Linux 5.13, the release that added multishot polls (no feature bit
+/// of their own): `IORING_FEAT_RSRC_TAGS`.
+const IORING_FEAT_RSRC_TAGS: u32 = 1 << 10;
+
+/// Whether `cqe` is one of a multishot request's, not its last.
+fn more(cqe: &Option<iou::CQE>) -> bool {
+    cqe.as_ref()
+        .is_some_and(|c| c.flags().contains(iou::cqe::CompletionFlags::MORE))
+}
+
 fn process_one_event<F, R>(
     cqe: Option<iou::CQE>,
     try_process: F,
@@ -566,9 +585,15 @@ where
             return Some(false);
         }
 
-        let src = source_map
-            .borrow_mut()
-            .consume_source(from_user_data(value.user_data()));
+        // rampart (PATCHES.md, change 11): a multishot request's source stays in the map
+        // (and in the kernel) until its last CQE, the one without `MORE`; each CQE before
+        // it sets the result and wakes the waiters as a completion does.
+        let id = from_user_data(value.user_data());
+        let src = if value.flags().contains(iou::cqe::CompletionFlags::MORE) {
+            source_map.borrow()[id].clone()
+        } else {
+            source_map.borrow_mut().consume_source(id)
+        };
 
         let result = value.result();
 
@@ -856,8 +881,10 @@ impl UringCommon for PollRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        let last = !more(&cqe);
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |_| None,
             |mut src, res| {
                 record_stats(self, &mut src, &res);
@@ -866,7 +893,7 @@ impl UringCommon for PollRing {
             source_map,
         )
         .map(|x| {
-            self.in_kernel -= 1;
+            self.in_kernel -= usize::from(last);
             x
         })
     }
@@ -1140,8 +1167,10 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        let last = !more(&cqe);
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |source| match source.source_type {
                 SourceType::LinkRings => Some(()),
                 _ => None,
@@ -1156,7 +1185,7 @@ impl UringCommon for SleepableRing {
             source_map,
         )
         .map(|x| {
-            self.in_kernel -= 1;
+            self.in_kernel -= usize::from(last);
             x
         })
     }
@@ -1216,6 +1245,9 @@ pub(crate) struct Reactor {
     blocking_thread: BlockingThreadPool,
 
     rings_depth: usize,
+
+    /// rampart (PATCHES.md, change 11): the kernel has multishot polls.
+    multishot_poll: bool,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1319,6 +1351,7 @@ impl Reactor {
                 "io_uring without IORING_FEAT_EXT_ARG: Linux 5.11 or later is needed",
             )));
         }
+        let multishot_poll = main_ring.ring.raw().features & IORING_FEAT_RSRC_TAGS != 0;
         let link_src = Source::new(
             IoRequirements::default(),
             latency_ring.ring_fd(),
@@ -1349,6 +1382,7 @@ impl Reactor {
             eventfd_src,
             source_map,
             rings_depth: ring_depth,
+            multishot_poll,
         })
     }
 
@@ -1425,6 +1459,24 @@ impl Reactor {
 
     pub(crate) fn read_buffered(&self, source: &Source, pos: u64, size: usize) {
         let op = UringOpDescriptor::Read(pos, size);
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    /// rampart (PATCHES.md, change 11): whether polls can stay armed (Linux 5.13).
+    pub(crate) fn multishot_poll(&self) -> bool {
+        self.multishot_poll
+    }
+
+    /// rampart (PATCHES.md, change 11): a poll that stays armed: a CQE, and the source's
+    /// result, at every wake-up of the file, until the source is dropped (cancelled) or the
+    /// kernel ends it (a last CQE without `MORE`).
+    pub(crate) fn poll_ready_multishot(&self, source: &Source, flags: PollFlags) {
+        let op = UringOpDescriptor::PollAddMulti(flags);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
