@@ -81,6 +81,23 @@ fn client_with(
     }
 }
 
+impl Client {
+    /// The session (or ticket) the client was given last.
+    fn last_session(&self) -> SslSession {
+        let sessions = self.sessions.lock().unwrap();
+        sessions.last().cloned().expect("a session")
+    }
+}
+
+/// A server context with `ssl_session_cache`.
+fn with_session_cache(pki: &Pki) -> ContextHolder {
+    let s = TlsSettings {
+        session_cache: true,
+        ..settings(pki)
+    };
+    ContextHolder::new(&s).unwrap()
+}
+
 fn settings(pki: &Pki) -> TlsSettings {
     TlsSettings {
         enabled: true,
@@ -745,23 +762,13 @@ fn refresh_swaps_for_new_sessions_and_open_ones_keep_working() {
 #[test]
 fn sessions_resume_from_tickets_and_are_counted() {
     let pki = Pki::new();
-    let s = TlsSettings {
-        session_cache: true,
-        ..settings(&pki)
-    };
-    let holder = ContextHolder::new(&s).unwrap();
+    let holder = with_session_cache(&pki);
     for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
         let c = client(&pki, Some(max), false);
         let mut first = Conn::established(&holder, &c);
         assert!(!first.server.session_reused());
         first.roundtrip(b"get k\r\n", b"END\r\n");
-        let session = c
-            .sessions
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("a ticket");
+        let session = c.last_session();
         let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
         second.pump().unwrap();
         assert!(second.server.session_reused(), "{max:?}");
@@ -782,11 +789,7 @@ fn sessions_resume_from_tickets_and_are_counted() {
 #[test]
 fn session_ids_resume_from_the_cache_until_a_connection_fails() {
     let pki = Pki::new();
-    let s = TlsSettings {
-        session_cache: true,
-        ..settings(&pki)
-    };
-    let holder = ContextHolder::new(&s).unwrap();
+    let holder = with_session_cache(&pki);
     // An AEAD suite (the record layer takes over) and a CBC one (OpenSSL keeps the records).
     for (ciphers, handed_over) in [(None, true), (Some("ECDHE-ECDSA-AES128-SHA256"), false)] {
         // No tickets: TLS 1.2 resumption by session id, from the server's cache.
@@ -805,13 +808,7 @@ fn session_ids_resume_from_the_cache_until_a_connection_fails() {
         first.server.shutdown();
         first.client.shutdown().unwrap();
         drop(first);
-        let session = c
-            .sessions
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("a session");
+        let session = c.last_session();
         assert!(!session.id().is_empty());
         let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
         second.pump().unwrap();
@@ -841,13 +838,7 @@ fn tickets_resume_without_the_session_cache() {
     for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
         let c = client(&pki, Some(max), false);
         let _first = Conn::established(&holder, &c);
-        let session = c
-            .sessions
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("a ticket");
+        let session = c.last_session();
         let mut second = Conn::resuming(&holder, &c, ListenerTls::Default, Some(&session));
         second.pump().unwrap();
         assert!(second.server.session_reused(), "{max:?}");
