@@ -17,12 +17,13 @@
 //! renegotiation (a handshake message after the handshake) is refused as OpenSSL's
 //! `SSL_OP_NO_RENEGOTIATION` context refuses it, except that the refusal is fatal; a header
 //! version other than 3.3 is refused (`protocol_version`), since 1.2 does not authenticate it;
-//! warning alerts other than close_notify are ignored, five in a row at most, as in OpenSSL.
+//! alerts are taken as OpenSSL's record layer takes them (`RecordLayer::alert`: warnings
+//! other than close_notify and `no_renegotiation` are ignored).
 //!
 //! What the layer does after a TLS 1.3 handshake is all a TLS 1.3 server may meet there:
-//! application data, alerts (close_notify ends the peer's side; a `user_canceled` warning is
-//! ignored, five in a row at most, as OpenSSL ignores it; any other alert ends the
-//! connection) and KeyUpdate (both directions; an update the peer requests is answered once,
+//! application data, alerts (close_notify ends the peer's side; `user_canceled` is ignored,
+//! as OpenSSL ignores it, and the fifth ignored alert in a row is an error; any other alert
+//! ends the connection) and KeyUpdate (both directions; an update the peer requests is answered once,
 //! before our next record, however many requests came: RFC 8446 4.6.3; and our write key is
 //! changed after [`RECORDS_PER_KEY`] records, RFC 8446 5.5). Anything else after the
 //! handshake (a record type other than application_data, a handshake message other than
@@ -65,7 +66,9 @@ const ILLEGAL_PARAMETER: u8 = 47;
 const PROTOCOL_VERSION: u8 = 70;
 const DECODE_ERROR: u8 = 50;
 const INTERNAL_ERROR: u8 = 80;
+const HANDSHAKE_FAILURE: u8 = 40;
 const USER_CANCELED: u8 = 90;
+const NO_RENEGOTIATION: u8 = 100;
 /// Alert levels.
 const WARNING: u8 = 1;
 const FATAL: u8 = 2;
@@ -75,8 +78,8 @@ const FATAL: u8 = 2;
 /// under that for every suite (ChaCha20-Poly1305's bound is far beyond it). One connection
 /// answering 50,000 requests a second reaches it in about six minutes.
 const RECORDS_PER_KEY: u64 = 1 << 24;
-/// Warning alerts in a row that are ignored (as OpenSSL's `MAX_WARN_ALERT_COUNT`); one more
-/// ends the connection, so a peer cannot keep the server opening nothing but alerts.
+/// Ignored alerts in a row that end the connection (OpenSSL's `MAX_WARN_ALERT_COUNT`: the
+/// fifth), so a peer cannot keep the server opening nothing but alerts.
 const MAX_WARNINGS: u8 = 5;
 
 /// The AEADs and hashes the layer protects records with: TLS 1.3's suites but CCM, and the
@@ -566,28 +569,29 @@ impl RecordLayer {
             ));
         }
         let taken = HEADER + len;
+        // As OpenSSL counts them: any non-empty record but an alert ends a run of alerts.
+        if content_type != ALERT && content > 0 {
+            self.warnings = 0;
+        }
         match content_type {
-            APPLICATION_DATA => {
-                if content > 0 {
-                    self.warnings = 0;
-                }
-                Ok(Some((taken, Opened::Data)))
-            }
+            APPLICATION_DATA => Ok(Some((taken, Opened::Data))),
             ALERT => {
                 let alert = out.split_off(start);
+                let tls13 = self.version == Version::Tls13;
                 match alert[..] {
-                    [_, CLOSE_NOTIFY] => Ok(Some((taken, Opened::PeerClosed))),
-                    [WARNING, description] if self.ignores_warning(description) => {
-                        self.warnings += 1;
-                        if self.warnings > MAX_WARNINGS {
-                            return Err(Fatal::new(UNEXPECTED_MESSAGE, "too many warning alerts"));
+                    [level, description] => {
+                        // OpenSSL counts warnings, and TLS 1.3's user_canceled at any level.
+                        if level == WARNING || (tls13 && description == USER_CANCELED) {
+                            self.warnings += 1;
+                            if self.warnings >= MAX_WARNINGS {
+                                return Err(Fatal::new(
+                                    UNEXPECTED_MESSAGE,
+                                    "too many warning alerts",
+                                ));
+                            }
                         }
-                        Ok(Some((taken, Opened::Data)))
+                        self.alert(level, description, taken)
                     }
-                    [_, description] => Err(Fatal {
-                        alert: None,
-                        detail: format!("peer sent alert {description}"),
-                    }),
                     _ => Err(Fatal::new(DECODE_ERROR, "malformed alert")),
                 }
             }
@@ -670,11 +674,31 @@ impl RecordLayer {
         Ok(outer)
     }
 
-    /// Whether a warning alert other than close_notify goes unanswered and ignored, as
-    /// OpenSSL does: any in TLS 1.2 (`no_renegotiation`, `user_canceled`, ...), only
-    /// `user_canceled` in TLS 1.3 (RFC 8446 6.1: every other alert there is an error).
-    fn ignores_warning(&self, description: u8) -> bool {
-        self.version == Version::Tls12 || description == USER_CANCELED
+    /// What an alert from the peer does, as in OpenSSL's record layer: TLS 1.3 ignores
+    /// `user_canceled`; close_notify (at warning level in 1.2) ends the peer's side; any
+    /// other alert in 1.3 and a fatal one in 1.2 end the connection; in 1.2 a
+    /// `no_renegotiation` warning is a `handshake_failure` and other warnings are ignored.
+    fn alert(
+        &self,
+        level: u8,
+        description: u8,
+        taken: usize,
+    ) -> Result<Option<(usize, Opened)>, Fatal> {
+        let tls13 = self.version == Version::Tls13;
+        if tls13 && description == USER_CANCELED {
+            Ok(Some((taken, Opened::Data)))
+        } else if description == CLOSE_NOTIFY && (tls13 || level == WARNING) {
+            Ok(Some((taken, Opened::PeerClosed)))
+        } else if tls13 || level != WARNING {
+            Err(Fatal {
+                alert: None,
+                detail: format!("peer sent alert {description}"),
+            })
+        } else if description == NO_RENEGOTIATION {
+            Err(Fatal::new(HANDSHAKE_FAILURE, "peer sent no_renegotiation"))
+        } else {
+            Ok(Some((taken, Opened::Data)))
+        }
     }
 
     /// Post-handshake handshake messages in TLS 1.3: only KeyUpdate, alone in its record.

@@ -15,7 +15,7 @@
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use openssl::ex_data::Index;
 use openssl::nid::Nid;
@@ -192,7 +192,11 @@ type Stream = SslStream<Duplex>;
 #[derive(Debug)]
 enum State {
     /// Waiting for the client's handshake messages.
-    Handshaking { stream: Stream },
+    /// `ctx` is the context it was accepted on, for the hand-over (`CachedSession`).
+    Handshaking {
+        stream: Stream,
+        ctx: Weak<SslContext>,
+    },
     /// Application data flows. `staged` is the batch writer's `ssl_wbuf_size` buffer; it is
     /// non-empty only while a write waits for the socket.
     Established {
@@ -226,9 +230,12 @@ struct Protected {
 
 /// A session in a context's server-side cache, kept past the hand-over so that a fatal
 /// error can still remove it, as OpenSSL removes a failed connection's session
-/// (RFC 5246 7.2.2: a connection ended by a fatal alert must not be resumed).
+/// (RFC 5246 7.2.2: a connection ended by a fatal alert must not be resumed). The context
+/// is held weakly: a connection must not keep a context that a certificate refresh
+/// replaced (its keys, its whole session cache) alive; once it is gone there is no cache to
+/// remove the session from.
 struct CachedSession {
-    ctx: SslContext,
+    ctx: Weak<SslContext>,
     session: SslSession,
 }
 
@@ -239,11 +246,18 @@ impl std::fmt::Debug for CachedSession {
 }
 
 impl CachedSession {
-    /// The session of `ssl` if its context caches sessions server-side and this one is
-    /// in the cache: a TLS 1.2 session with an id, or a TLS 1.3 one with stateful tickets
-    /// (`SSL_OP_NO_TICKET`; stateless tickets are not cached).
-    fn of(ssl: &SslRef) -> Option<CachedSession> {
+    /// The session of `ssl` (on `ctx`) if the context caches sessions server-side and
+    /// this one can be there: a TLS 1.2 session with an id (one resumed from a ticket has
+    /// the id the client chose; removing by it is what OpenSSL's own fatal alerts do), or a
+    /// TLS 1.3 one with stateful tickets (`SSL_OP_NO_TICKET`; stateless ones are not
+    /// cached).
+    fn of(ssl: &SslRef, ctx: &Weak<SslContext>) -> Option<CachedSession> {
         use foreign_types::ForeignTypeRef;
+        let owner = ctx.upgrade()?;
+        let ctx_ref: &openssl::ssl::SslContextRef = &owner;
+        if ctx_ref.as_ptr() != ssl.ssl_context().as_ptr() {
+            return None;
+        }
         let ctx = ssl.ssl_context();
         // SAFETY: `ctx` is a live SSL_CTX; SSL_CTRL_GET_SESS_CACHE_MODE only reads its mode
         // (the SSL_CTX_get_session_cache_mode macro).
@@ -263,16 +277,20 @@ impl CachedSession {
             || (options as u64) & (SslOptions::NO_TICKET.bits() as u64) != 0;
         (mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0 && stateful && !session.id().is_empty())
             .then(|| CachedSession {
-                ctx: ctx.to_owned(),
+                ctx: Arc::downgrade(&owner),
                 session: session.to_owned(),
             })
     }
 
-    /// Removes the session from the cache: its connection failed.
+    /// Removes the session from the cache, if its context is still in use: its connection
+    /// failed.
     fn forget(self) {
-        // SAFETY: the session was made on `ctx` (it is the context of the connection that
-        // made it) and has been used with no other context, as `remove_session` requires.
-        unsafe { self.ctx.remove_session(&self.session) };
+        if let Some(ctx) = self.ctx.upgrade() {
+            // SAFETY: the session was made on `ctx` (the context of the connection that made
+            // it, checked in `of`) and used with no other context, as `remove_session`
+            // requires.
+            unsafe { ctx.remove_session(&self.session) };
+        }
     }
 }
 
@@ -300,7 +318,7 @@ pub struct TlsSession {
 impl TlsSession {
     /// A server session on `ctx` for a connection accepted on a `listener`.
     pub fn accept(
-        ctx: &SslContext,
+        ctx: &Arc<SslContext>,
         listener: ListenerTls,
         counters: Arc<TlsCounters>,
         wbuf_bytes: usize,
@@ -321,7 +339,10 @@ impl TlsSession {
         ssl.set_accept_state();
         let stream = SslStream::new(ssl, Duplex::default()).map_err(setup)?;
         Ok(TlsSession {
-            state: State::Handshaking { stream },
+            state: State::Handshaking {
+                stream,
+                ctx: Arc::downgrade(ctx),
+            },
             counters,
             wbuf_bytes: wbuf_bytes.max(1),
         })
@@ -337,7 +358,7 @@ impl TlsSession {
     /// Queues the first `n` bytes of the last [`TlsSession::ciphertext_room`].
     pub fn ciphertext_added(&mut self, n: usize) {
         match &mut self.state {
-            State::Handshaking { stream }
+            State::Handshaking { stream, .. }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_mut().added(n),
             State::Protected(p) => p.duplex.added(n),
@@ -477,7 +498,7 @@ impl TlsSession {
                 Ok(ShutdownResult::Sent) => State::ShuttingDown { stream },
                 Ok(ShutdownResult::Received) | Err(_) => State::closed_from(stream),
             },
-            State::Handshaking { stream } => State::closed_from(stream),
+            State::Handshaking { stream, .. } => State::closed_from(stream),
             State::Protected(mut p) if !p.closing => {
                 let sent = p
                     .layer
@@ -560,7 +581,7 @@ impl TlsSession {
     /// record layer), for inspection (version, cipher, resumption, peer chain).
     pub fn ssl(&self) -> Option<&SslRef> {
         match &self.state {
-            State::Handshaking { stream }
+            State::Handshaking { stream, .. }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => Some(stream.ssl()),
             State::Protected(_) | State::Closed { .. } => None,
@@ -570,7 +591,7 @@ impl TlsSession {
     fn close(&mut self) {
         let state = std::mem::replace(&mut self.state, State::placeholder());
         self.state = match state {
-            State::Handshaking { stream }
+            State::Handshaking { stream, .. }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => State::closed_from(stream),
             State::Protected(p) => State::Closed { leftover: p.duplex },
@@ -605,7 +626,7 @@ impl State {
 
     fn duplex(&self) -> &Duplex {
         match self {
-            State::Handshaking { stream }
+            State::Handshaking { stream, .. }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_ref(),
             State::Protected(p) => &p.duplex,
@@ -615,7 +636,7 @@ impl State {
 
     fn duplex_mut(&mut self) -> &mut Duplex {
         match self {
-            State::Handshaking { stream }
+            State::Handshaking { stream, .. }
             | State::Established { stream, .. }
             | State::ShuttingDown { stream } => stream.get_mut(),
             State::Protected(p) => &mut p.duplex,
@@ -630,17 +651,17 @@ impl State {
         counters: &TlsCounters,
     ) -> (State, Result<Progress, TlsError>) {
         match self {
-            State::Handshaking { mut stream } => {
+            State::Handshaking { mut stream, ctx } => {
                 let written_before = stream.get_ref().outgoing.len();
                 match stream.do_handshake() {
                     Ok(()) => {
-                        let established = hand_over(stream, written_before);
+                        let established = hand_over(stream, written_before, &ctx);
                         // The client's first requests may have come with its Finished.
                         established.read(out, counters)
                     }
                     Err(e) => match stall(&e) {
                         Some(next) => (
-                            State::Handshaking { stream },
+                            State::Handshaking { stream, ctx },
                             Ok(Progress {
                                 plaintext_bytes: 0,
                                 next,
@@ -1004,7 +1025,7 @@ fn decode_secret(hex: &str) -> Option<Secret> {
 /// missing.
 /// `written_before` is where the outgoing ciphertext ended before the call that finished
 /// the handshake.
-fn hand_over(mut stream: Stream, written_before: usize) -> State {
+fn hand_over(mut stream: Stream, written_before: usize, ctx: &Weak<SslContext>) -> State {
     let peer = peer_identity(stream.ssl());
     let Some(layer) = record_layer(&stream, written_before) else {
         // OpenSSL keeps the records; the TLS 1.3 secrets captured for the hand-over go.
@@ -1025,7 +1046,7 @@ fn hand_over(mut stream: Stream, written_before: usize) -> State {
         psk: crate::psk::identity(ssl).map(String::into_boxed_str),
         reused: ssl.session_reused(),
     };
-    let cached = CachedSession::of(ssl);
+    let cached = CachedSession::of(ssl, ctx);
     let duplex = std::mem::take(stream.get_mut());
     // The connection goes on without OpenSSL, so for OpenSSL it ended cleanly: SSL_free
     // takes a connection without a shutdown for a failed one and removes its session from

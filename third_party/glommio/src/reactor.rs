@@ -450,6 +450,12 @@ impl Reactor {
         source
     }
 
+    /// rampart (PATCHES.md, change 11): a multishot poll was refused (`EINVAL`): the
+    /// executor uses one-shot polls from then on.
+    pub(crate) fn multishot_poll_refused(&self) {
+        self.sys.no_multishot_poll();
+    }
+
     pub(crate) fn poll_read_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys.poll_ready(&source, common_flags() | read_flags());

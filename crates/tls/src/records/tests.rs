@@ -342,52 +342,73 @@ fn a_tls13_write_key_seals_2_to_the_24_records_then_the_layer_changes_it() {
 }
 
 #[test]
-fn warning_alerts_are_ignored_where_openssl_ignores_them_up_to_five_in_a_row() {
-    const NO_RENEGOTIATION: u8 = 100;
+fn alerts_are_taken_as_openssl_takes_them_and_five_ignored_in_a_row_end_it() {
     for (name, mut server, mut client) in every_pair() {
-        let tls13 = name.starts_with("1.3");
-        // TLS 1.3 ignores only user_canceled; 1.2 any warning but close_notify.
-        let ignored = if tls13 {
-            USER_CANCELED
-        } else {
-            NO_RENEGOTIATION
-        };
         for _ in 0..2 {
-            for _ in 0..MAX_WARNINGS {
-                let alert = seal_typed(&mut client, ALERT, &[WARNING, ignored]);
+            for _ in 0..MAX_WARNINGS - 1 {
+                let alert = seal_typed(&mut client, ALERT, &[WARNING, USER_CANCELED]);
                 assert_eq!(
                     open_all(&mut server, &alert, 100),
-                    (vec![], vec![Opened::Data])
+                    (vec![], vec![Opened::Data]),
+                    "{name}"
                 );
             }
-            // Data in between starts the count again.
+            // Any non-empty record but an alert starts the count again.
             let mut wire = Vec::new();
             seal_all(&mut client, b"x", 64, &mut wire).unwrap();
             assert_eq!(open_all(&mut server, &wire, 100).0, b"x", "{name}");
         }
-        for _ in 0..MAX_WARNINGS {
-            open_all(
-                &mut server,
-                &seal_typed(&mut client, ALERT, &[WARNING, ignored]),
-                100,
-            );
+        for _ in 0..MAX_WARNINGS - 1 {
+            let alert = seal_typed(&mut client, ALERT, &[WARNING, USER_CANCELED]);
+            open_all(&mut server, &alert, 100);
         }
-        let one_more = seal_typed(&mut client, ALERT, &[WARNING, ignored]);
+        let fifth = seal_typed(&mut client, ALERT, &[WARNING, USER_CANCELED]);
         assert_eq!(
-            open_err(&mut server, &one_more).alert,
+            open_err(&mut server, &fifth).alert,
             Some(UNEXPECTED_MESSAGE),
             "{name}"
         );
-        if tls13 {
-            let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
-            let other = seal_typed(&mut client, ALERT, &[WARNING, NO_RENEGOTIATION]);
-            assert_eq!(
-                open_err(&mut server, &other).alert,
-                None,
-                "the peer's alert ends it"
-            );
-        }
     }
+    // TLS 1.3: user_canceled is ignored at any level; every other alert ends the connection
+    // (the peer's alert: none is sent back); a KeyUpdate ends a run of alerts too.
+    let (mut server, mut client) = pair(Suite::Aes128GcmSha256);
+    let fatal_cancel = seal_typed(&mut client, ALERT, &[FATAL, USER_CANCELED]);
+    assert_eq!(
+        open_all(&mut server, &fatal_cancel, 100).1,
+        vec![Opened::Data]
+    );
+    for _ in 0..3 {
+        open_all(
+            &mut server,
+            &seal_typed(&mut client, ALERT, &[WARNING, USER_CANCELED]),
+            100,
+        );
+    }
+    open_all(&mut server, &key_update(&mut client, false), 100);
+    open_all(
+        &mut server,
+        &seal_typed(&mut client, ALERT, &[WARNING, USER_CANCELED]),
+        100,
+    );
+    let other = seal_typed(&mut client, ALERT, &[WARNING, NO_RENEGOTIATION]);
+    assert_eq!(open_err(&mut server, &other).alert, None);
+    // TLS 1.2: no_renegotiation is a handshake_failure; a fatal-level close_notify ends the
+    // connection rather than the peer's side.
+    let (mut server, mut client) = pair12(Suite::Aes128GcmSha256);
+    let refused = seal_typed(&mut client, ALERT, &[WARNING, NO_RENEGOTIATION]);
+    assert_eq!(
+        open_err(&mut server, &refused).alert,
+        Some(HANDSHAKE_FAILURE)
+    );
+    let (mut server, mut client) = pair12(Suite::Aes128GcmSha256);
+    let fatal_close = seal_typed(&mut client, ALERT, &[FATAL, CLOSE_NOTIFY]);
+    assert_eq!(open_err(&mut server, &fatal_close).alert, None);
+    let (mut server, mut client) = pair12(Suite::Aes128GcmSha256);
+    let close = seal_typed(&mut client, ALERT, &[WARNING, CLOSE_NOTIFY]);
+    assert_eq!(
+        open_all(&mut server, &close, 100).1,
+        vec![Opened::PeerClosed]
+    );
 }
 
 #[test]

@@ -255,15 +255,22 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// Forgets the poll's result once a read has acted on it, remembering an end it
     /// reported (a multishot poll is edge-triggered: the peer's FIN, or an error, that came
     /// with or before the data just read wakes it no more).
+    /// (Not `POLLPRI`: the kernel's wake-up for plain data carries it, so it does not tell
+    /// TCP's urgent data.)
     fn rx_consume_poll(&mut self) {
         let Some(src) = &self.source_rx else {
             return;
         };
         let ended = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
-        if let Some(Ok(mask)) = src.result() {
-            if mask as u32 & ended != 0 {
-                self.rx_ended = true;
+        match src.result() {
+            Some(Ok(mask)) if mask as u32 & ended != 0 => self.rx_ended = true,
+            // A poll the kernel refused outright: it would be refused at every arming.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) && !src.is_armed() => {
+                if let Some(reactor) = self.reactor.upgrade() {
+                    reactor.multishot_poll_refused();
+                }
             }
+            _ => {}
         }
         src.clear_result();
     }

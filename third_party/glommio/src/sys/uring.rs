@@ -559,9 +559,12 @@ fn extract_one_chain(
 // rampart (PATCHES.md, change 11): <linux/io_uring.h>'s flag for a multishot POLL_ADD (in
 // the SQE's `len`), Linux 5.13.
 const IORING_POLL_ADD_MULTI: u32 = 1 << 0;
-/// Features bit new in Linux 5.13, the release that added multishot polls (no feature bit
-/// of their own): `IORING_FEAT_RSRC_TAGS`.
-const IORING_FEAT_RSRC_TAGS: u32 = 1 << 10;
+/// Features bit new in Linux 5.17 (`IORING_FEAT_CQE_SKIP`). Multishot polls came in 5.13,
+/// but until 5.17's rework of poll a wake-up took the poll off the wait queue and the task
+/// work put it back without checking readiness again, so a wake-up in between (a FIN after
+/// the data) was lost; 5.17 checks again (`poll_refs`, a fresh `vfs_poll`). Multishot polls
+/// have no feature bit of their own, so the one of the release that fixed them stands in.
+const IORING_FEAT_CQE_SKIP: u32 = 1 << 11;
 
 /// Whether `cqe` is one of a multishot request's, not its last.
 fn more(cqe: &Option<iou::CQE>) -> bool {
@@ -1246,8 +1249,9 @@ pub(crate) struct Reactor {
 
     rings_depth: usize,
 
-    /// rampart (PATCHES.md, change 11): the kernel has multishot polls.
-    multishot_poll: bool,
+    /// rampart (PATCHES.md, change 11): the kernel has multishot polls we can rely on;
+    /// cleared if the kernel refuses one anyway (a sandbox's filter, an odd kernel).
+    multishot_poll: Cell<bool>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1351,7 +1355,7 @@ impl Reactor {
                 "io_uring without IORING_FEAT_EXT_ARG: Linux 5.11 or later is needed",
             )));
         }
-        let multishot_poll = main_ring.ring.raw().features & IORING_FEAT_RSRC_TAGS != 0;
+        let multishot_poll = Cell::new(main_ring.ring.raw().features & IORING_FEAT_CQE_SKIP != 0);
         let link_src = Source::new(
             IoRequirements::default(),
             latency_ring.ring_fd(),
@@ -1467,9 +1471,15 @@ impl Reactor {
         );
     }
 
-    /// rampart (PATCHES.md, change 11): whether polls can stay armed (Linux 5.13).
+    /// rampart (PATCHES.md, change 11): whether polls can stay armed (Linux 5.17).
     pub(crate) fn multishot_poll(&self) -> bool {
-        self.multishot_poll
+        self.multishot_poll.get()
+    }
+
+    /// rampart (PATCHES.md, change 11): the kernel refused a multishot poll; one-shot
+    /// polls from now on.
+    pub(crate) fn no_multishot_poll(&self) {
+        self.multishot_poll.set(false);
     }
 
     /// rampart (PATCHES.md, change 11): a poll that stays armed: a CQE, and the source's
