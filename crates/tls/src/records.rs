@@ -23,9 +23,9 @@
 //! What the layer does after a TLS 1.3 handshake is all a TLS 1.3 server may meet there:
 //! application data, alerts (close_notify ends the peer's side; `user_canceled` is ignored,
 //! as OpenSSL ignores it, and the fifth ignored alert in a row is an error; any other alert
-//! ends the connection) and KeyUpdate (both directions; an update the peer requests is answered once,
-//! before our next record, however many requests came: RFC 8446 4.6.3; and our write key is
-//! changed after [`RECORDS_PER_KEY`] records, RFC 8446 5.5). Anything else after the
+//! ends the connection) and KeyUpdate (both directions; an update the peer requests is
+//! answered once, before our next record, however many requests came: RFC 8446 4.6.3; and
+//! our write key is changed after [`RECORDS_PER_KEY`] records, RFC 8446 5.5). Anything else after the
 //! handshake (a record type other than application_data, a handshake message other than
 //! KeyUpdate, a KeyUpdate not aligned with its record, a record without a content type) is
 //! answered with the fatal alert RFC 8446 names and the connection ends. Sequence numbers
@@ -278,34 +278,38 @@ fn expand_label(
     Ok(block)
 }
 
-/// TLS 1.2's PRF (RFC 5246 5): P_hash(secret, label ++ seed), `len` bytes. The caller
-/// wipes the result; the chain values A(i) are [`Secret`]s.
+/// Key material longer than a [`Secret`] (TLS 1.2's key block), wiped when dropped.
+struct KeyBlock(Vec<u8>);
+
+impl Drop for KeyBlock {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// TLS 1.2's PRF (RFC 5246 5): P_hash(secret, label ++ seed), `len` bytes. The chain
+/// values A(i) are [`Secret`]s; on an error what was made is wiped as it drops.
 fn prf12(
     suite: Suite,
     secret: &[u8],
     label: &[u8],
     seed: &[&[u8]],
     len: usize,
-) -> Result<Vec<u8>, ErrorStack> {
+) -> Result<KeyBlock, ErrorStack> {
     let mut parts: Vec<&[u8]> = vec![label];
     parts.extend_from_slice(seed);
     let mut a = hmac(suite, secret, &parts)?;
     // Never reallocated (each block is at most MAX_SECRET), so no unwiped copy is left.
-    let mut out = Vec::with_capacity(len + MAX_SECRET);
-    while out.len() < len {
+    let mut out = KeyBlock(Vec::with_capacity(len + MAX_SECRET));
+    while out.0.len() < len {
         let mut with_seed: Vec<&[u8]> = vec![a.get()];
         with_seed.extend_from_slice(&parts);
-        match hmac(suite, secret, &with_seed) {
-            Ok(block) => out.extend_from_slice(block.get()),
-            Err(e) => {
-                wipe(&mut out);
-                return Err(e);
-            }
-        }
-        a = hmac(suite, secret, &[a.get()]).inspect_err(|_| wipe(&mut out))?;
+        out.0
+            .extend_from_slice(hmac(suite, secret, &with_seed)?.get());
+        a = hmac(suite, secret, &[a.get()])?;
     }
-    wipe(&mut out[len..]);
-    out.truncate(len);
+    wipe(&mut out.0[len..]);
+    out.0.truncate(len);
     Ok(out)
 }
 
@@ -438,7 +442,8 @@ pub(crate) struct RecordLayer {
     write: Direction,
     /// The peer asked us to update our keys (TLS 1.3); done before our next record.
     update_due: bool,
-    /// Warning alerts ignored since the last application data.
+    /// Alerts counted (as OpenSSL counts them) since the last non-empty record that was
+    /// not an alert.
     warnings: u8,
 }
 
@@ -474,14 +479,14 @@ impl RecordLayer {
         server: bool,
     ) -> Result<RecordLayer, ErrorStack> {
         let (key, iv) = (suite.key_len(), suite.fixed_iv_len_12());
-        let mut block = prf12(
+        let block = prf12(
             suite,
             master,
             b"key expansion",
             &[server_random, client_random],
             2 * key + 2 * iv,
         )?;
-        let (client_key, rest) = block.split_at(key);
+        let (client_key, rest) = block.0.split_at(key);
         let (server_key, rest) = rest.split_at(key);
         let (client_iv, server_iv) = rest.split_at(iv);
         let none = || Secret::new(&[]).ok_or_else(ErrorStack::get);
@@ -490,18 +495,15 @@ impl RecordLayer {
         } else {
             (server_key, server_iv, client_key, client_iv)
         };
-        let layer = (|| {
-            Ok(RecordLayer {
-                suite,
-                version: Version::Tls12,
-                read: Direction::keyed(suite, read_key, read_iv, seqs.0, none()?, false)?,
-                write: Direction::keyed(suite, write_key, write_iv, seqs.1, none()?, true)?,
-                update_due: false,
-                warnings: 0,
-            })
-        })();
-        wipe(&mut block);
-        layer
+        // `block` is wiped as it drops, on every return.
+        Ok(RecordLayer {
+            suite,
+            version: Version::Tls12,
+            read: Direction::keyed(suite, read_key, read_iv, seqs.0, none()?, false)?,
+            write: Direction::keyed(suite, write_key, write_iv, seqs.1, none()?, true)?,
+            update_due: false,
+            warnings: 0,
+        })
     }
 
     /// Opens the first record of `input` if it is complete, appending its application data
@@ -590,7 +592,8 @@ impl RecordLayer {
                                 ));
                             }
                         }
-                        self.alert(level, description, taken)
+                        self.alert(level, description)
+                            .map(|opened| Some((taken, opened)))
                     }
                     _ => Err(Fatal::new(DECODE_ERROR, "malformed alert")),
                 }
@@ -678,17 +681,12 @@ impl RecordLayer {
     /// `user_canceled`; close_notify (at warning level in 1.2) ends the peer's side; any
     /// other alert in 1.3 and a fatal one in 1.2 end the connection; in 1.2 a
     /// `no_renegotiation` warning is a `handshake_failure` and other warnings are ignored.
-    fn alert(
-        &self,
-        level: u8,
-        description: u8,
-        taken: usize,
-    ) -> Result<Option<(usize, Opened)>, Fatal> {
+    fn alert(&self, level: u8, description: u8) -> Result<Opened, Fatal> {
         let tls13 = self.version == Version::Tls13;
         if tls13 && description == USER_CANCELED {
-            Ok(Some((taken, Opened::Data)))
+            Ok(Opened::Data)
         } else if description == CLOSE_NOTIFY && (tls13 || level == WARNING) {
-            Ok(Some((taken, Opened::PeerClosed)))
+            Ok(Opened::PeerClosed)
         } else if tls13 || level != WARNING {
             Err(Fatal {
                 alert: None,
@@ -697,7 +695,7 @@ impl RecordLayer {
         } else if description == NO_RENEGOTIATION {
             Err(Fatal::new(HANDSHAKE_FAILURE, "peer sent no_renegotiation"))
         } else {
-            Ok(Some((taken, Opened::Data)))
+            Ok(Opened::Data)
         }
     }
 
@@ -706,11 +704,11 @@ impl RecordLayer {
     /// aligned with the key change it makes: `unexpected_message` (RFC 8446 5.1).
     fn handshake(&mut self, message: &[u8]) -> Result<(), Fatal> {
         if let [KEY_UPDATE, rest @ ..] = message {
-            let declared = rest
-                .first_chunk::<3>()
-                .map(|l| u32::from_be_bytes([0, l[0], l[1], l[2]]));
-            if declared.and_then(|d| usize::try_from(d).ok()) != Some(rest.len().saturating_sub(3))
-            {
+            let aligned = match rest {
+                [a, b, c, body @ ..] => u32::from_be_bytes([0, *a, *b, *c]) as usize == body.len(),
+                _ => false,
+            };
+            if !aligned {
                 return Err(Fatal::new(
                     UNEXPECTED_MESSAGE,
                     "KeyUpdate not aligned with its record",

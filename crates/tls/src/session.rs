@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use openssl::ex_data::Index;
 use openssl::nid::Nid;
 use openssl::ssl::{
-    ErrorCode, ShutdownResult, ShutdownState, Ssl, SslContext, SslOptions, SslRef, SslSession,
-    SslStream, SslVersion,
+    ErrorCode, ShutdownResult, ShutdownState, Ssl, SslContext, SslRef, SslSession, SslStream,
+    SslVersion,
 };
 use openssl::x509::X509VerifyResult;
 
@@ -185,9 +185,10 @@ impl Write for Duplex {
 type Stream = SslStream<Duplex>;
 
 /// Each state holds only what is valid in it.
-// `Protected` is the largest (424 bytes: its two directions' secrets and IVs) and the state
-// an established connection spends its life in; the server boxes the whole session,
-// so boxing it again would add an allocation and 160 bytes to every such connection.
+// `Protected` is the largest (440 bytes: its two directions' secrets and IVs, the cached
+// session) and the state an established connection spends its life in; the server boxes
+// the whole session, so boxing it again would add an allocation and 160 bytes to every
+// such connection.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
@@ -248,17 +249,19 @@ impl std::fmt::Debug for CachedSession {
 impl CachedSession {
     /// The session of `ssl` (on `ctx`) if the context caches sessions server-side and
     /// this one can be there: a TLS 1.2 session with an id (one resumed from a ticket has
-    /// the id the client chose; removing by it is what OpenSSL's own fatal alerts do), or a
-    /// TLS 1.3 one with stateful tickets (`SSL_OP_NO_TICKET`; stateless ones are not
-    /// cached).
+    /// the id the client chose; removing by it is what OpenSSL's own fatal alerts do). TLS
+    /// 1.3 sessions are not cached: the server's tickets are always stateless (the context
+    /// never sets `SSL_OP_NO_TICKET`, `crate::context`).
     fn of(ssl: &SslRef, ctx: &Weak<SslContext>) -> Option<CachedSession> {
         use foreign_types::ForeignTypeRef;
-        let owner = ctx.upgrade()?;
-        let ctx_ref: &openssl::ssl::SslContextRef = &owner;
-        if ctx_ref.as_ptr() != ssl.ssl_context().as_ptr() {
+        if ssl.version2() == Some(SslVersion::TLS1_3) {
             return None;
         }
+        let owner = ctx.upgrade()?;
         let ctx = ssl.ssl_context();
+        if owner.as_ptr() != ctx.as_ptr() {
+            return None;
+        }
         // SAFETY: `ctx` is a live SSL_CTX; SSL_CTRL_GET_SESS_CACHE_MODE only reads its mode
         // (the SSL_CTX_get_session_cache_mode macro).
         let mode = unsafe {
@@ -269,17 +272,13 @@ impl CachedSession {
                 std::ptr::null_mut(),
             )
         };
-        // SAFETY: as above; SSL_CTX_get_options only reads the context.
-        let options = unsafe { openssl_sys::SSL_CTX_get_options(ctx.as_ptr()) };
         let session = ssl.session()?;
-        #[allow(clippy::unnecessary_cast)] // c_ulong or u64, by OpenSSL version
-        let stateful = ssl.version2() != Some(SslVersion::TLS1_3)
-            || (options as u64) & (SslOptions::NO_TICKET.bits() as u64) != 0;
-        (mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0 && stateful && !session.id().is_empty())
-            .then(|| CachedSession {
+        (mode & openssl_sys::SSL_SESS_CACHE_SERVER != 0 && !session.id().is_empty()).then(|| {
+            CachedSession {
                 ctx: Arc::downgrade(&owner),
                 session: session.to_owned(),
-            })
+            }
+        })
     }
 
     /// Removes the session from the cache, if its context is still in use: its connection
@@ -399,9 +398,7 @@ impl TlsSession {
                 Ok(progress) => Ok(progress),
                 Err(fatal) => {
                     self.counters.proto_errors.fetch_add(1, Ordering::Relaxed);
-                    if let Some(cached) = p.cached.take() {
-                        cached.forget();
-                    }
+                    p.failed();
                     self.close();
                     Err(TlsError::Protocol(fatal.detail))
                 }
@@ -701,9 +698,7 @@ impl State {
                     Err(_) if p.closing => (State::Closed { leftover: p.duplex }, Ok(closed())),
                     Err(fatal) => {
                         counters.proto_errors.fetch_add(1, Ordering::Relaxed);
-                        if let Some(cached) = p.cached.take() {
-                            cached.forget();
-                        }
+                        p.failed();
                         if let Some(alert) = fatal.alert {
                             // Best effort: the connection ends either way.
                             let _ = p.layer.seal_alert(p.duplex.outgoing(), alert);
@@ -894,6 +889,13 @@ fn peer_identity(ssl: &SslRef) -> Option<PeerIdentity> {
 }
 
 impl Protected {
+    /// The connection failed (a fatal alert either way): its session must not resume.
+    fn failed(&mut self) {
+        if let Some(cached) = self.cached.take() {
+            cached.forget();
+        }
+    }
+
     /// Opens every complete record of the unread ciphertext into `out`; `WantRead` once only
     /// an incomplete record (or nothing) is left.
     fn read(&mut self, out: &mut Vec<u8>) -> Result<Next, Fatal> {

@@ -437,16 +437,12 @@ impl Reactor {
 
     /// rampart (PATCHES.md, change 11): a readiness poll on `fd` that stays armed where the
     /// kernel has multishot polls (a one-shot poll otherwise): its result is set at every
-    /// wake-up, and [`Source::clear_result`] makes it wait for the next.
-    /// `POLLRDHUP` too, so that the poll's result tells the peer's end of the stream.
+    /// wake-up, and [`Source::take_result`] makes it wait for the next. `POLLRDHUP` too, so
+    /// that the poll's result tells the peer's end of the stream.
     pub(crate) fn poll_read_ready_persistent(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         let flags = common_flags() | read_flags() | PollFlags::from_bits_retain(libc::POLLRDHUP);
-        if self.sys.multishot_poll() {
-            self.sys.poll_ready_multishot(&source, flags);
-        } else {
-            self.sys.poll_ready(&source, flags);
-        }
+        self.sys.poll_ready_persistent(&source, flags);
         source
     }
 

@@ -244,12 +244,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// rampart (PATCHES.md, change 11): a read would not wait: the last read left data
     /// behind (or ended the stream), or the poll has fired since.
     fn rx_readable(&self) -> bool {
-        self.rx_ready
-            || self.rx_ended
-            || self
-                .source_rx
-                .as_ref()
-                .is_some_and(|src| src.result().is_some())
+        self.rx_ready || self.rx_ended || self.source_rx.as_ref().is_some_and(Source::has_result)
     }
 
     /// Forgets the poll's result once a read has acted on it, remembering an end it
@@ -262,23 +257,23 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             return;
         };
         let ended = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
-        match src.result() {
+        match src.take_result() {
             Some(Ok(mask)) if mask as u32 & ended != 0 => self.rx_ended = true,
             // A poll the kernel refused outright: it would be refused at every arming.
-            Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) && !src.is_armed() => {
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) && !src.is_enqueued() => {
                 if let Some(reactor) = self.reactor.upgrade() {
                     reactor.multishot_poll_refused();
                 }
             }
             _ => {}
         }
-        src.clear_result();
     }
 
     /// Waits for the poll, arming a new one if the last has ended (a one-shot poll that
     /// fired, or a multishot poll the kernel stopped).
-    fn rx_wait(&mut self, reactor: &Reactor, cx: &Context<'_>) {
-        if !self.source_rx.as_ref().is_some_and(Source::is_armed) {
+    fn rx_wait(&mut self, cx: &Context<'_>) {
+        if !self.source_rx.as_ref().is_some_and(Source::is_enqueued) {
+            let reactor = self.reactor.upgrade().unwrap();
             self.source_rx = Some(reactor.poll_read_ready_persistent(self.stream.as_raw_fd()));
         }
         self.source_rx.as_ref().unwrap().add_waiter_single(cx.waker());
@@ -313,8 +308,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         if self.rx_readable() {
             return Poll::Ready(Ok(()));
         }
-        let reactor = self.reactor.upgrade().unwrap();
-        self.rx_wait(&reactor, cx);
+        self.rx_wait(cx);
         Poll::Pending
     }
 
@@ -351,7 +345,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         poll_err!(self.read_timeout.check(reactor));
 
-        self.rx_wait(reactor, cx);
+        self.rx_wait(cx);
         self.read_timeout.maybe_set_timer(reactor, cx.waker());
         Poll::Pending
     }

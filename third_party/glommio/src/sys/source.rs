@@ -306,19 +306,22 @@ impl Source {
         }
     }
 
-    /// rampart (PATCHES.md, change 11): forgets the result, so that a multishot source's
-    /// next CQE is told from the ones already seen.
-    pub(crate) fn clear_result(&self) {
-        self.inner.borrow_mut().wakers.result = None;
+    /// rampart (PATCHES.md, change 11): whether a result has come, without converting it
+    /// (what `result` does, on the read path of every request).
+    pub(crate) fn has_result(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
+    /// rampart (PATCHES.md, change 11): takes the result, so that a multishot source's
+    /// next CQE is told from the ones already seen. (Not for sources that collect latency
+    /// statistics: `result` reports those.)
+    pub(crate) fn take_result(&self) -> Option<io::Result<usize>> {
+        let result = self.inner.borrow_mut().wakers.result.take();
+        result.as_ref().map(|x| OsResult::from(x).into())
     }
 
     /// rampart (PATCHES.md): whether the source is queued or in the kernel, not yet completed.
-    pub(crate) fn is_armed(&self) -> bool {
-        self.is_enqueued()
-    }
-
-    /// rampart (PATCHES.md): whether the source is queued or in the kernel, not yet completed.
-    pub(super) fn is_enqueued(&self) -> bool {
+    pub(crate) fn is_enqueued(&self) -> bool {
         self.inner.borrow().enqueued.is_some()
     }
 

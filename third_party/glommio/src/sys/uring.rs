@@ -567,9 +567,8 @@ const IORING_POLL_ADD_MULTI: u32 = 1 << 0;
 const IORING_FEAT_CQE_SKIP: u32 = 1 << 11;
 
 /// Whether `cqe` is one of a multishot request's, not its last.
-fn more(cqe: &Option<iou::CQE>) -> bool {
-    cqe.as_ref()
-        .is_some_and(|c| c.flags().contains(iou::cqe::CompletionFlags::MORE))
+fn more(cqe: &iou::CQE) -> bool {
+    cqe.flags().contains(iou::cqe::CompletionFlags::MORE)
 }
 
 fn process_one_event<F, R>(
@@ -592,7 +591,7 @@ where
         // (and in the kernel) until its last CQE, the one without `MORE`; each CQE before
         // it sets the result and wakes the waiters as a completion does.
         let id = from_user_data(value.user_data());
-        let src = if value.flags().contains(iou::cqe::CompletionFlags::MORE) {
+        let src = if more(&value) {
             source_map.borrow()[id].clone()
         } else {
             source_map.borrow_mut().consume_source(id)
@@ -885,7 +884,7 @@ impl UringCommon for PollRing {
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
         let cqe = self.ring.peek_for_cqe();
-        let last = !more(&cqe);
+        let last = !cqe.as_ref().is_some_and(more);
         process_one_event(
             cqe,
             |_| None,
@@ -1171,7 +1170,7 @@ impl UringCommon for SleepableRing {
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
         let cqe = self.ring.peek_for_cqe();
-        let last = !more(&cqe);
+        let last = !cqe.as_ref().is_some_and(more);
         process_one_event(
             cqe,
             |source| match source.source_type {
@@ -1471,32 +1470,29 @@ impl Reactor {
         );
     }
 
-    /// rampart (PATCHES.md, change 11): whether polls can stay armed (Linux 5.17).
-    pub(crate) fn multishot_poll(&self) -> bool {
-        self.multishot_poll.get()
-    }
-
     /// rampart (PATCHES.md, change 11): the kernel refused a multishot poll; one-shot
     /// polls from now on.
     pub(crate) fn no_multishot_poll(&self) {
         self.multishot_poll.set(false);
     }
 
-    /// rampart (PATCHES.md, change 11): a poll that stays armed: a CQE, and the source's
-    /// result, at every wake-up of the file, until the source is dropped (cancelled) or the
-    /// kernel ends it (a last CQE without `MORE`).
-    pub(crate) fn poll_ready_multishot(&self, source: &Source, flags: PollFlags) {
-        let op = UringOpDescriptor::PollAddMulti(flags);
-        queue_request_into_ring(
-            &mut *self.ring_for_source(source),
-            source,
-            op,
-            &mut self.source_map.borrow_mut(),
-        );
+    /// rampart (PATCHES.md, change 11): a poll that stays armed where the kernel has
+    /// multishot polls (Linux 5.17) and has not refused one: a CQE, and the source's result,
+    /// at every wake-up of the file, until the source is dropped (cancelled) or the kernel
+    /// ends it (a last CQE without `MORE`). A one-shot poll otherwise.
+    pub(crate) fn poll_ready_persistent(&self, source: &Source, flags: PollFlags) {
+        if self.multishot_poll.get() {
+            self.queue_poll(source, UringOpDescriptor::PollAddMulti(flags));
+        } else {
+            self.poll_ready(source, flags);
+        }
     }
 
     pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags) {
-        let op = UringOpDescriptor::PollAdd(flags);
+        self.queue_poll(source, UringOpDescriptor::PollAdd(flags));
+    }
+
+    fn queue_poll(&self, source: &Source, op: UringOpDescriptor) {
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
