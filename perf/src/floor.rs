@@ -12,8 +12,13 @@
 //! OpenSSL the servers use, with read-ahead, so that one socket read pulls in every record the
 //! socket holds.
 //!
+//! [`uring`] is the same floor through io_uring (`rampart-floor --io-uring`), one system call
+//! per wake-up: what that design would save a server here.
+//!
 //! It is a measuring instrument, not a server: it trusts its client, keeps every key until it
 //! exits and answers anything it does not know with `ERROR`.
+
+pub mod uring;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -99,14 +104,7 @@ impl Floor {
             free: Vec::new(),
             store: FloorStore::default(),
         };
-        if let Some(path) = &config.port_file {
-            fs::write(path, format!("TCP INET: {}\n", floor.port()?)).map_err(|source| {
-                FloorError::PortFile {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-        }
+        write_port_file(config, floor.port()?)?;
         Ok(floor)
     }
 
@@ -188,6 +186,17 @@ impl Floor {
         self.conns[index] = None;
         self.free.push(index);
     }
+}
+
+/// `TCP INET: <port>` into the config's port file, if it names one.
+fn write_port_file(config: &FloorConfig, port: u16) -> Result<(), FloorError> {
+    let Some(path) = &config.port_file else {
+        return Ok(());
+    };
+    fs::write(path, format!("TCP INET: {port}\n")).map_err(|source| FloorError::PortFile {
+        path: path.clone(),
+        source,
+    })
 }
 
 fn context(certs: &FloorCerts) -> Result<SslContext, openssl::error::ErrorStack> {

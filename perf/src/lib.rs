@@ -17,7 +17,8 @@
 //! threads and a `mio` poller per thread, not glommio, so that the generator shares no
 //! runtime with the server it measures. It has its own reply parser (the codec's side is the
 //! server's), and uses `openssl` directly rather than `rampart-tls`, as any other client would.
-//! Its `unsafe` is confined to `sys.rs` (CPU pinning, a timerfd). Deliberately not here:
+//! Its `unsafe` is confined to `sys.rs` (CPU pinning, a timerfd) and the io_uring floor
+//! (`floor/uring.rs`: what its SQEs name, and the provided-buffer ring). Deliberately not here:
 //! the binary and meta protocols (so no binary SASL), key distributions other than uniform,
 //! and any server process management (that is the xtask's).
 

@@ -1,6 +1,7 @@
-//! `rampart-floor` (`rampart_perf::floor`), the benchmark's floor server: the generator runs
-//! clean against it over plaintext and TLS, pipelined, and a transcript of the commands it
-//! serves gets the same bytes from it as from upstream memcached.
+//! `rampart-floor` (`rampart_perf::floor`), the benchmark's floor server, and its io_uring
+//! variant: the generator runs clean against them (plaintext and TLS, pipelined), and a
+//! transcript of the commands they serve gets the same bytes from each as from upstream
+//! memcached.
 
 // Tests may unwrap: a failure is a panic with the error in it either way.
 #![allow(clippy::unwrap_used)]
@@ -11,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use rampart_perf::floor::uring::UringFloor;
 use rampart_perf::floor::{Floor, FloorCerts, FloorConfig};
 use rampart_perf::{Config, TlsConfig, Verify};
 
@@ -30,6 +32,23 @@ fn start_floor(tls: Option<FloorCerts>) -> String {
     let address = format!("127.0.0.1:{}", floor.port().unwrap());
     std::thread::spawn(move || floor.run());
     address
+}
+
+/// The io_uring floor, as [`start_floor`]; bound on the thread that serves, as its ring
+/// requires.
+fn start_uring_floor() -> String {
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let floor = UringFloor::bind(&FloorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            port_file: None,
+        })
+        .unwrap();
+        port_tx.send(floor.port().unwrap()).unwrap();
+        floor.run()
+    });
+    format!("127.0.0.1:{}", port_rx.recv().unwrap())
 }
 
 #[test]
@@ -61,6 +80,41 @@ fn the_generator_runs_clean_against_the_floor_over_tls() {
     assert_clean_with_hits(&report);
 }
 
+#[test]
+fn the_generator_runs_clean_against_the_io_uring_floor_pipelined_and_not() {
+    let address = start_uring_floor();
+    for pipeline in [1, 16] {
+        let report = rampart_perf::run(&Config {
+            connections: 8,
+            pipeline,
+            ..config(address.clone())
+        })
+        .unwrap();
+        assert_clean_with_hits(&report);
+    }
+}
+
+/// Connections that leave free their slots for the next ones, and a value larger than any one
+/// provided buffer arrives over several receives.
+#[test]
+fn the_io_uring_floor_outlives_its_connections_and_takes_long_values() {
+    let address = start_uring_floor();
+    for i in 0..300 {
+        let request = format!("set k{i} 0 0 1\r\nx\r\n");
+        assert_eq!(exchange(&address, request.as_bytes(), 8), b"STORED\r\n");
+    }
+    let value = vec![b'v'; 100_000];
+    let mut transcript = b"set long 3 0 100000\r\n".to_vec();
+    transcript.extend_from_slice(&value);
+    transcript.extend_from_slice(b"\r\nget long k299\r\n");
+    let mut expected = b"STORED\r\nVALUE long 3 100000\r\n".to_vec();
+    expected.extend_from_slice(&value);
+    expected.extend_from_slice(b"\r\nVALUE k299 0 1\r\nx\r\nEND\r\n");
+    assert!(exchange(&address, &transcript, expected.len()) == expected);
+    let report = rampart_perf::run(&config(address)).unwrap();
+    assert_clean_with_hits(&report);
+}
+
 /// Sends `transcript` in one write and reads until the reply is `expected_len` bytes long.
 fn exchange(address: &str, transcript: &[u8], expected_len: usize) -> Vec<u8> {
     let mut conn = TcpStream::connect(address).unwrap();
@@ -88,9 +142,10 @@ fn the_floor_answers_its_commands_as_memcached_does() {
         String::from_utf8_lossy(expected),
         "memcached itself"
     );
-    let floor = start_floor(None);
-    assert_eq!(
-        String::from_utf8_lossy(&exchange(&floor, transcript, expected.len())),
-        String::from_utf8_lossy(expected)
-    );
+    for floor in [start_floor(None), start_uring_floor()] {
+        assert_eq!(
+            String::from_utf8_lossy(&exchange(&floor, transcript, expected.len())),
+            String::from_utf8_lossy(expected)
+        );
+    }
 }

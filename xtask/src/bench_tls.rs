@@ -266,6 +266,7 @@ fn measure(options: &Options, root: &Path, binaries: Binaries, dir: &Path) -> Re
         memcached: binaries.memcached,
         rampart: binaries.rampart,
         floor: binaries.floor,
+        floor_io_uring: options.floor_io_uring,
         server_cpu: SERVER_CPU,
         memory_mib: MEMORY_LIMIT_MIB,
         certs,

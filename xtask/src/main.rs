@@ -88,11 +88,14 @@ commands:
   bench-tls [--quick] [--rounds N] [--seconds S] [--items N] [--out DIR]
             [--rate-rounds N] [--rate-seconds S] [--idle-seconds S]
             [--only matrix,memory,hostile,policy,rates,idle,defaults]
+            [--floor-io-uring]
                                    rampart vs memcached vs the floor, plaintext and TLS,
                                    pinned CPUs: saturation, fixed offered rates (1k, 10k,
                                    50k/s, with memtier beside rampart-load), idle CPU and
                                    defaults vs defaults; report in perf/results/ (--quick:
-                                   one short round, report under the target dir)
+                                   one short round, report under the target dir;
+                                   --floor-io-uring: the plaintext floor is
+                                   rampart-floor --io-uring)
   bench-cores [--quick] [--rounds N] [--seconds S] [--out DIR]
                                    rampart -t 1 vs -t 2 and the cross-core hop's cost;
                                    report under the target dir unless --out";

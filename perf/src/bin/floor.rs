@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
+use rampart_perf::floor::uring::UringFloor;
 use rampart_perf::floor::{Floor, FloorCerts, FloorConfig};
 
 /// The smallest correct memcached-protocol server for `get` and `set`, plaintext or TLS: a
@@ -23,6 +24,10 @@ struct Args {
     /// the certificate's private key (PEM)
     #[argh(option)]
     key: Option<PathBuf>,
+    /// serve through io_uring instead of epoll: multishot receives into provided buffers and
+    /// sends submitted by the waiting enter (plaintext only; Linux 6.1 or later)
+    #[argh(switch)]
+    io_uring: bool,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +45,11 @@ fn main() -> ExitCode {
         tls,
         port_file: std::env::var_os("MEMCACHED_PORT_FILENAME").map(PathBuf::from),
     };
-    let result = Floor::bind(&config).and_then(Floor::run);
+    let result = if args.io_uring {
+        UringFloor::bind(&config).and_then(UringFloor::run)
+    } else {
+        Floor::bind(&config).and_then(Floor::run)
+    };
     if let Err(e) = result {
         eprintln!("rampart-floor: {e}");
         return ExitCode::FAILURE;

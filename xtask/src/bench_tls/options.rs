@@ -95,6 +95,9 @@ pub struct Options {
     pub phases: Vec<Phase>,
     /// Where the report goes; default perf/results (full) or <target>/bench-tls (quick).
     pub out: Option<PathBuf>,
+    /// The plaintext floor runs `rampart-floor --io-uring` (multishot receives, sends in the
+    /// waiting enter) instead of the epoll floor; TLS keeps the epoll floor.
+    pub floor_io_uring: bool,
 }
 
 impl Options {
@@ -108,6 +111,7 @@ impl Options {
         let mut idle_seconds = None;
         let mut phases = Phase::ALL.to_vec();
         let mut out = None;
+        let mut floor_io_uring = false;
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             let mut value = |name: &str| {
@@ -125,6 +129,7 @@ impl Options {
                 "--idle-seconds" => idle_seconds = Some(value("--idle-seconds")?.parse()?),
                 "--only" => phases = Phase::parse_list(&value("--only")?)?,
                 "--out" => out = Some(PathBuf::from(value("--out")?)),
+                "--floor-io-uring" => floor_io_uring = true,
                 other => bail!("bench-tls: unknown argument {other}"),
             }
         }
@@ -146,6 +151,7 @@ impl Options {
                 .filter(|p| phases.contains(p))
                 .collect(),
             out,
+            floor_io_uring,
         };
         if options.rounds == 0
             || options.rate_rounds == 0
@@ -188,6 +194,9 @@ impl Options {
         if let Some(out) = &self.out {
             args.extend(["--out".to_string(), out.display().to_string()]);
         }
+        if self.floor_io_uring {
+            args.push("--floor-io-uring".to_string());
+        }
         args
     }
 
@@ -221,6 +230,13 @@ mod tests {
             (5, 2.0, full.memory_items, false)
         );
         assert_eq!(again.phases, Phase::ALL);
+        assert!(!again.floor_io_uring);
+        let uring = Options::parse(&args(&["--floor-io-uring"])).expect("parses");
+        assert!(
+            Options::parse(&uring.to_args())
+                .expect("again")
+                .floor_io_uring
+        );
         assert!(Options::parse(&args(&["--rounds", "0"])).is_err());
         assert!(Options::parse(&args(&["--idle-seconds", "0"])).is_err());
         assert!(Options::parse(&args(&["--bogus"])).is_err());

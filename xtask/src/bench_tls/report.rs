@@ -61,6 +61,8 @@ pub struct Meta {
     pub rate_rounds: usize,
     pub rate_seconds: f64,
     pub idle_seconds: f64,
+    /// The plaintext floor was `rampart-floor --io-uring` (`--floor-io-uring`).
+    pub floor_io_uring: bool,
     pub memcached_version: String,
     /// `/proc/loadavg` before and after: the other work on the machine.
     pub loadavg_before: String,
@@ -210,6 +212,7 @@ impl Meta {
             rate_rounds: options.rate_rounds,
             rate_seconds: options.rate_seconds,
             idle_seconds: options.idle_seconds,
+            floor_io_uring: options.floor_io_uring,
             memcached_version: output(Command::new("memcached").arg("-V")).unwrap_or_default(),
             loadavg_before: read_trimmed("/proc/loadavg"),
             loadavg_after: String::new(),
@@ -585,6 +588,14 @@ pub fn document(results: &Results, table: &str, charts: &[(&str, String)]) -> St
         m.rate_seconds,
         m.idle_seconds
     );
+    if m.floor_io_uring {
+        let _ = writeln!(
+            d,
+            "- floor: `rampart-floor --io-uring` in plaintext (multishot receives into provided \
+             buffers, sends submitted by the waiting enter: one system call per wake-up), the \
+             epoll floor under TLS"
+        );
+    }
     let _ = writeln!(d, "\n{table}");
     for (alt, name) in charts {
         let _ = writeln!(d, "![{alt}]({name})\n");

@@ -52,6 +52,8 @@ pub struct Launch {
     pub memcached: PathBuf,
     pub rampart: PathBuf,
     pub floor: PathBuf,
+    /// The plaintext floor is `rampart-floor --io-uring` (`--floor-io-uring`).
+    pub floor_io_uring: bool,
     /// CPU list for `taskset -c`.
     pub server_cpu: usize,
     pub memory_mib: usize,
@@ -233,6 +235,9 @@ impl Launch {
             .arg(self.binary(kind));
         if kind == Kind::Floor {
             cmd.args(["--listen", "127.0.0.1:0"]);
+            if self.floor_io_uring && !tls {
+                cmd.arg("--io-uring");
+            }
             if tls {
                 cmd.arg("--cert")
                     .arg(&self.certs.chain)
@@ -276,6 +281,9 @@ impl Launch {
         cmd.arg("-c").arg(list.join(",")).arg(self.binary(kind));
         if kind == Kind::Floor {
             cmd.args(["--listen", "127.0.0.1:0"]);
+            if self.floor_io_uring {
+                cmd.arg("--io-uring");
+            }
         } else {
             cmd.args(["-l", "127.0.0.1:0"]);
             if crate::is_root() {
@@ -465,6 +473,7 @@ mod tests {
             memcached: refuses.clone(),
             rampart: refuses.clone(),
             floor: refuses,
+            floor_io_uring: false,
             server_cpu: 0,
             memory_mib: 64,
             certs: Certs {
