@@ -101,9 +101,10 @@ pub struct ShardSnapshot {
     pub conn_yields: u64,
     pub curr_connections: u64,
     pub total_connections: u64,
-    /// Batches this executor's connections sent to other cores.
+    /// Messages this executor sent to other cores (each one executor turn's batches for one
+    /// core).
     pub batches_sent: u64,
-    /// Batches this executor ran for other cores' connections, and the operations in them.
+    /// Messages this executor ran for other cores, and the operations in them.
     pub batches_served: u64,
     pub ops_served: u64,
 }
@@ -130,6 +131,10 @@ pub struct Batch {
     outcomes: Vec<Outcome>,
     /// Values of those ops' hits.
     values: ReplyValues,
+    /// Other connections' batches for the same owner from the same executor turn, which
+    /// travel in the same message ([`crate::mesh`]); none once a batch is back with its
+    /// connection.
+    pub(crate) next: Option<Box<Batch>>,
 }
 
 impl Batch {

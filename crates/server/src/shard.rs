@@ -141,10 +141,11 @@ impl Router {
         f(&mut store)
     }
 
-    /// Sends each batch in `batches` (indexed by shard) that has ops not run yet to its core,
-    /// one message per core, then waits for every reply and puts each batch back in its place
-    /// with its outcomes (the owner may answer only some of the ops: see
-    /// [`Batch::run`]). `tickets` is scratch space, kept by the caller so this does not allocate.
+    /// Sends each batch in `batches` (indexed by shard) that has ops not run yet to its core
+    /// (with the executor turn's other batches for that core: [`Mesh::post`]), then waits for
+    /// every reply and puts each batch back in its place with its outcomes (the owner may
+    /// answer only some of the ops: see [`Batch::run`]). `tickets` is scratch space, kept by
+    /// the caller so this does not allocate.
     pub async fn invoke_batches_await(
         &self,
         batches: &mut [Option<Box<Batch>>],
@@ -161,7 +162,7 @@ impl Router {
                 continue;
             }
             let Some(batch) = slot.take() else { continue };
-            match mesh.post(shard, batch).await {
+            match mesh.post(shard, batch) {
                 Ok(ticket) => tickets[shard] = Some(ticket),
                 Err(gone) => {
                     failed = Some(gone);
@@ -169,18 +170,20 @@ impl Router {
                 }
             }
         }
-        if let Some(gone) = failed {
-            for ticket in tickets.iter_mut().filter_map(Option::take) {
+        for shard in 0..tickets.len() {
+            let Some(ticket) = tickets[shard].take() else {
+                continue;
+            };
+            if failed.is_some() {
                 mesh.abandon(ticket);
+                continue;
             }
-            return Err(gone);
-        }
-        for (shard, ticket) in tickets.iter_mut().enumerate() {
-            if let Some(ticket) = ticket.take() {
-                batches[shard] = Some(mesh.reply_await(ticket).await);
+            match mesh.reply_await(ticket).await {
+                Ok(batch) => batches[shard] = Some(batch),
+                Err(gone) => failed = Some(gone),
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -137,6 +137,63 @@ fn pipelined_remote_requests_travel_as_one_batch_and_answer_in_order() {
     });
 }
 
+/// Connections of one core that meet the same owner in the same executor turn share a message:
+/// each gets its own batch back, with its own answers.
+#[test]
+fn batches_of_one_turn_for_one_owner_travel_as_one_message() {
+    with_two_cores(async |worker: Rc<Worker>| {
+        const SESSIONS: usize = 3;
+        let mut sessions: Vec<(Session, Output)> = (0..SESSIONS)
+            .map(|_| {
+                (
+                    Session::new(Identity::Anonymous, ProtocolChoice::Ascii),
+                    Output::new(),
+                )
+            })
+            .collect();
+        let mut expected = Vec::new();
+        for (i, (session, out)) in sessions.iter_mut().enumerate() {
+            let (remote, other) = (key(1, i), key(1, SESSIONS + i));
+            let input = format!("set {remote} {i} 0 2\r\nv{i}\r\nget {remote} {other}\r\n");
+            let progress = session.process(input.as_bytes(), &worker, NOW, usize::MAX, out);
+            assert_eq!(progress.consumed, input.len());
+            expected.push(format!("STORED\r\nVALUE {remote} {i} 2\r\nv{i}\r\nEND\r\n"));
+        }
+        let mesh = Rc::clone(worker.router().mesh().unwrap());
+        let sent = mesh.counters.batches_sent.get();
+        // All three exchanges post in the same turn (the first poll of each), then wait.
+        let [a, b, c] = &mut sessions[..] else {
+            unreachable!()
+        };
+        let exchanges = futures_lite::future::zip(
+            a.0.exchange(&worker, &mut a.1),
+            futures_lite::future::zip(
+                b.0.exchange(&worker, &mut b.1),
+                c.0.exchange(&worker, &mut c.1),
+            ),
+        );
+        let (ra, (rb, rc)) = exchanges.await;
+        for result in [ra, rb, rc] {
+            assert!(matches!(result, Ok(Exchanged::Done)), "{result:?}");
+        }
+        for ((_, out), expected) in sessions.iter().zip(&expected) {
+            assert_eq!(String::from_utf8_lossy(&out.to_vec()), *expected);
+        }
+        assert_eq!(
+            mesh.counters.batches_sent.get() - sent,
+            1,
+            "one message for the three connections' batches"
+        );
+        let shards = snapshots(
+            worker
+                .invoke_on_all_await(NOW, |_| Op::Snapshot)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((shards[1].batches_served, shards[1].ops_served), (1, 9));
+    });
+}
+
 #[test]
 fn flush_all_reaches_every_shard_and_counts_once() {
     with_two_cores(async |worker: Rc<Worker>| {

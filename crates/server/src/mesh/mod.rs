@@ -2,15 +2,20 @@
 //! outcomes come back.
 //!
 //! Two full meshes of glommio shared channels (bounded single-producer single-consumer rings,
-//! one per ordered pair of cores): one carries requests, the other replies. Each executor runs
-//! one shard-service task per peer, which takes batches off the request channel, runs them on
-//! its shard and sends them back on the reply channel, and one dispatcher per peer, which takes
-//! replies off the reply channel and hands each to the connection task waiting for it (a slot
-//! in [`Replies`] and a waker). A dispatcher never waits for anything but its channel, so the
-//! reply channels always drain; a shard service waits only for room on a reply channel; a
-//! connection waits only for room on a request channel or for its replies. No cycle of waits
-//! exists, so two cores can never deadlock each other, and no executor ever blocks: every wait
-//! is an `await` that lets the core's other tasks run.
+//! one per ordered pair of cores): one carries requests, the other replies. A connection
+//! posts its batch for a peer into this core's outbox for that peer and waits for the reply;
+//! one sender task per peer sends everything posted in an executor turn as one message (the
+//! batches chained through [`Batch`]'s `next`), so connections of one core that meet the same
+//! owner in the same turn share a crossing, and its wake-up. Each executor runs one
+//! shard-service task per peer, which takes messages off the request channel, runs their
+//! batches on its shard and sends them back on the reply channel, and one dispatcher per peer,
+//! which takes replies off the reply channel and hands each batch to the connection task
+//! waiting for it (a slot in [`Replies`] and a waker). A dispatcher never waits for anything
+//! but its channel, so the reply channels always drain; a shard service waits only for room
+//! on a reply channel; a sender waits only for room on a request channel; a connection waits
+//! only for its replies. No cycle of waits exists, so two cores can never deadlock each
+//! other, and no executor ever blocks: every wait is an `await` that lets the core's other
+//! tasks run.
 //!
 //! The channels are built on the main thread and each executor is handed its own ends
 //! ([`Ends`]), indexed by core: which end talks to which core is explicit rather than derived
@@ -19,8 +24,9 @@
 
 mod replies;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use glommio::channels::shared_channel::{
@@ -35,12 +41,14 @@ use crate::worker::Worker;
 use self::replies::Replies;
 pub use self::replies::ReplyAwait;
 
-/// What a channel carries. Boxed so that a channel slot is one pointer, and so that the
-/// allocation travels back and forth with its buffers instead of being made per message.
+/// What a channel carries: one batch, with the turn's other batches for the same owner
+/// chained behind it. Boxed so that a channel slot is one pointer, and so that the allocation
+/// travels back and forth with its buffers instead of being made per message.
 pub type Message = Box<Batch>;
 
-/// Slots of each channel. A connection has at most one batch in flight per peer, so this is
-/// how many connections of one core can wait on one peer before the next waits for room.
+/// Slots of each channel: messages in flight from one core to one peer before its sender
+/// waits for room. A connection has at most one batch in flight per peer, so what waits
+/// behind a full channel is bounded by the connections.
 pub const CHANNEL_SLOTS: usize = 256;
 
 /// The shard service's CPU shares against the connections' (glommio's default queue has
@@ -229,14 +237,19 @@ pub fn spawn_services(worker: &Rc<Worker>, ends: ServiceEnds) {
             log::error!("cannot start the reply dispatcher for core {peer}: {err}");
         }
     }
+    // The senders run in the connections' queue (the caller's), behind the connection tasks
+    // that the same wake-up made runnable, so a turn's posts leave together.
+    for peer in (0..mesh.requests.len()).filter(|&peer| mesh.requests[peer].is_some()) {
+        glommio::spawn_local(send_posted(Rc::clone(mesh), peer)).detach();
+    }
 }
 
 /// Counters of this core's traffic with its peers.
 #[derive(Debug, Default)]
 pub struct MeshCounters {
-    /// Batches this core's connections sent to peers.
+    /// Messages this core sent to peers (each one turn's batches for one peer).
     pub batches_sent: Cell<u64>,
-    /// Batches this core ran for peers' connections, and the operations in them.
+    /// Messages this core ran for peers' connections, and the operations in them.
     pub batches_served: Cell<u64>,
     pub ops_served: Cell<u64>,
 }
@@ -249,14 +262,24 @@ impl MeshCounters {
     }
 }
 
-/// This core's side of the meshes, shared by its connection tasks and dispatchers.
+/// This core's side of the meshes, shared by its connection tasks, senders and dispatchers.
 #[derive(Debug)]
 pub struct Mesh {
     core: ShardId,
     /// Request channels to each peer (none to this core).
     requests: Vec<Option<ConnectedSender<Message>>>,
+    /// Batches posted for each peer and not sent yet.
+    outboxes: Vec<Outbox>,
     replies: Replies,
     pub counters: MeshCounters,
+}
+
+/// The batches posted for one peer since its sender last took them, chained, and the sender's
+/// waker while it waits for some.
+#[derive(Debug, Default)]
+struct Outbox {
+    posted: RefCell<Option<Message>>,
+    sender: RefCell<Option<Waker>>,
 }
 
 /// A reply being waited for: the slot the dispatcher will fill.
@@ -264,30 +287,51 @@ pub type Ticket = u32;
 
 impl Mesh {
     pub fn new(core: ShardId, requests: Vec<Option<ConnectedSender<Message>>>) -> Mesh {
+        let outboxes = requests.iter().map(|_| Outbox::default()).collect();
         Mesh {
             core,
             requests,
+            outboxes,
             replies: Replies::default(),
             counters: MeshCounters::default(),
         }
     }
 
-    /// Sends `batch` to core `to` without waiting for its reply (it waits only when the
-    /// channel is full); the reply is collected with [`Mesh::reply_await`].
-    pub async fn post(&self, to: ShardId, mut batch: Message) -> Result<Ticket, Gone> {
-        let Some(Some(channel)) = self.requests.get(to) else {
+    /// Posts `batch` for core `to`: it leaves with the other batches posted for `to` in this
+    /// executor turn, once the tasks runnable now have had their turn; the reply is collected
+    /// with [`Mesh::reply_await`], and says [`Gone`] if the peer stopped serving.
+    pub fn post(&self, to: ShardId, mut batch: Message) -> Result<Ticket, Gone> {
+        let (Some(Some(_)), Some(outbox)) = (self.requests.get(to), self.outboxes.get(to)) else {
             return Err(Gone(to));
         };
         let ticket = self.replies.reserve();
         batch.origin = self.core;
         batch.ticket = ticket;
-        if channel.send(batch).await.is_err() {
-            self.replies.cancel(ticket);
-            return Err(Gone(to));
+        let mut posted = outbox.posted.borrow_mut();
+        batch.next = posted.take();
+        let first = batch.next.is_none();
+        *posted = Some(batch);
+        drop(posted);
+        if first && let Some(sender) = outbox.sender.borrow_mut().take() {
+            sender.wake();
         }
-        let sent = &self.counters.batches_sent;
-        sent.set(sent.get() + 1);
         Ok(ticket)
+    }
+
+    /// The batches posted for `to`, once there are some.
+    async fn posted(&self, to: ShardId) -> Message {
+        let outbox = &self.outboxes[to];
+        std::future::poll_fn(|cx| match outbox.posted.borrow_mut().take() {
+            Some(posted) => Poll::Ready(posted),
+            None => {
+                let mut sender = outbox.sender.borrow_mut();
+                if !sender.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *sender = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Waits for the reply to a batch sent with [`Mesh::post`].
@@ -301,14 +345,54 @@ impl Mesh {
     }
 }
 
-/// Serves one peer's batches on this core's shard, for as long as the peer sends them.
+/// Sends what this core's connections post for peer `to`, one message per executor turn
+/// (or per wait for room on the channel, when the peer is slow), for as long as it serves.
+async fn send_posted(mesh: Rc<Mesh>, to: ShardId) {
+    let Some(Some(channel)) = mesh.requests.get(to) else {
+        return;
+    };
+    let mut tickets = Vec::new();
+    loop {
+        let message = mesh.posted(to).await;
+        tickets.clear();
+        let mut batch = Some(&message);
+        while let Some(b) = batch {
+            tickets.push(b.ticket);
+            batch = b.next.as_ref();
+        }
+        if channel.send(message).await.is_err() {
+            // Only at the end of a shutdown: every waiting connection hears of it, now and
+            // for whatever is posted later.
+            for &ticket in &tickets {
+                mesh.replies.fail(ticket, Gone(to));
+            }
+            continue;
+        }
+        let sent = &mesh.counters.batches_sent;
+        sent.set(sent.get() + 1);
+    }
+}
+
+/// Serves one peer's messages on this core's shard, for as long as the peer sends them.
 async fn serve_peer(
     requests: ConnectedReceiver<Message>,
     replies: ConnectedSender<Message>,
     worker: Rc<Worker>,
 ) {
-    while let Some(mut batch) = requests.recv().await {
-        let ran = batch.run(&*worker);
+    while let Some(message) = requests.recv().await {
+        // Runs the chain's batches, re-chaining them (in reverse: each is answered on its
+        // own) for the way back.
+        let (mut next, mut answered, mut ran) = (Some(message), None, 0);
+        while let Some(mut batch) = next {
+            next = batch.next.take();
+            ran += batch.run(&*worker);
+            batch.next = answered.take();
+            answered = Some(batch);
+            if next.is_some() {
+                // Many connections' batches must not keep this core's own from running.
+                glommio::yield_if_needed().await;
+            }
+        }
         if let Some(mesh) = worker.router().mesh()
             && ran > 0
         {
@@ -320,18 +404,23 @@ async fn serve_peer(
                 .ops_served
                 .set(counters.ops_served.get() + ran as u64);
         }
-        if replies.send(batch).await.is_err() {
+        let Some(answered) = answered else { continue };
+        if replies.send(answered).await.is_err() {
             break;
         }
-        // A long queue of batches must not keep this core's connections from running.
+        // A long queue of messages must not keep this core's connections from running.
         glommio::yield_if_needed().await;
     }
 }
 
-/// Hands replies from one peer to the connections waiting for them. Never waits for anything
-/// but the channel, so the peer's shard service can always send.
+/// Hands replies from one peer to the connections waiting for them, batch by batch. Never
+/// waits for anything but the channel, so the peer's shard service can always send.
 async fn dispatch_replies(replies: ConnectedReceiver<Message>, mesh: Rc<Mesh>) {
-    while let Some(batch) = replies.recv().await {
-        mesh.replies.deliver(batch);
+    while let Some(message) = replies.recv().await {
+        let mut next = Some(message);
+        while let Some(mut batch) = next {
+            next = batch.next.take();
+            mesh.replies.deliver(batch);
+        }
     }
 }

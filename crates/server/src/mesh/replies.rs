@@ -6,9 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use super::{Message, Ticket};
+use super::{Gone, Message, Ticket};
 
-/// Future of one reply; dropping it before the reply arrives abandons the slot.
+/// Future of one reply, or of the news that its peer stopped serving; dropping it before the
+/// reply arrives abandons the slot.
 #[derive(Debug)]
 pub struct ReplyAwait<'a> {
     replies: &'a Replies,
@@ -27,9 +28,9 @@ impl<'a> ReplyAwait<'a> {
 }
 
 impl Future for ReplyAwait<'_> {
-    type Output = Message;
+    type Output = Result<Message, Gone>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Message> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let poll = self.replies.poll_take(self.ticket, cx);
         if poll.is_ready() {
             self.done = true;
@@ -52,6 +53,8 @@ enum Slot {
     /// Its batch is away; the waker is the waiting connection's.
     Waiting(Option<Waker>),
     Arrived(Message),
+    /// Its batch never reached the peer, which stopped serving.
+    Lost(Gone),
     /// Its connection stopped waiting; the batch is dropped when it comes back.
     Abandoned,
 }
@@ -105,13 +108,17 @@ impl Replies {
         }
     }
 
-    fn poll_take(&self, ticket: Ticket, cx: &mut Context<'_>) -> Poll<Message> {
+    fn poll_take(&self, ticket: Ticket, cx: &mut Context<'_>) -> Poll<Result<Message, Gone>> {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[ticket as usize];
         match std::mem::replace(slot, Slot::Free) {
             Slot::Arrived(batch) => {
                 self.release(&mut slots, ticket);
-                Poll::Ready(batch)
+                Poll::Ready(Ok(batch))
+            }
+            Slot::Lost(gone) => {
+                self.release(&mut slots, ticket);
+                Poll::Ready(Err(gone))
             }
             Slot::Waiting(waker) => {
                 let waker = match waker {
@@ -129,10 +136,21 @@ impl Replies {
         }
     }
 
-    /// The batch never left: the slot is free again.
-    pub(super) fn cancel(&self, ticket: Ticket) {
+    /// The batch could not be sent: its waiter hears `gone`.
+    pub(super) fn fail(&self, ticket: Ticket, gone: Gone) {
         let mut slots = self.slots.borrow_mut();
-        self.release(&mut slots, ticket);
+        let Some(slot) = slots.get_mut(ticket as usize) else {
+            return;
+        };
+        match std::mem::replace(slot, Slot::Lost(gone)) {
+            Slot::Waiting(waker) => {
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Slot::Abandoned => self.release(&mut slots, ticket),
+            other => *slot = other,
+        }
     }
 
     /// Nobody will collect this reply any more.
@@ -144,8 +162,8 @@ impl Replies {
         match std::mem::replace(slot, Slot::Abandoned) {
             // Still away: the dispatcher frees the slot when it comes back.
             Slot::Waiting(_) => {}
-            // Back already: dropped with the slot, which is reusable now.
-            Slot::Arrived(_) => self.release(&mut slots, ticket),
+            // Back already, or lost: dropped with the slot, which is reusable now.
+            Slot::Arrived(_) | Slot::Lost(_) => self.release(&mut slots, ticket),
             // Not in flight (collected, or abandoned before): nothing to do.
             other => *slot = other,
         }

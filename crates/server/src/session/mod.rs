@@ -475,7 +475,7 @@ impl Session {
         self.plan.queued_bytes()
     }
 
-    /// Sends every queued request to its core (one message per core), waits for the outcomes
+    /// Sends every queued request to its core (one batch per core), waits for the outcomes
     /// and writes the replies in request order into `out`, up to the high-water mark. On
     /// [`Exchanged::More`] the caller writes `out`, empties it and calls again. On `Err` a
     /// peer has stopped (the very end of a shutdown) and `out` is incomplete: the connection

@@ -7,7 +7,7 @@
 //! output as they happen, so after the exchange the output is rebuilt once, in request order,
 //! by copying the local runs and encoding each remote outcome between them.
 //!
-//! However many requests a read held, each core gets at most one message per exchange, and
+//! However many requests a read held, each core gets at most one batch per exchange, and
 //! the batches, the piece list and the stitching buffer are kept for the connection's next
 //! turn: cross-core requests in steady state allocate nothing.
 
