@@ -378,7 +378,9 @@ impl Store {
         self.max_bytes
     }
 
-    /// Seconds since the least recently used item was last stored or accessed.
+    /// Seconds since the item at the LRU tail, the next candidate for eviction, was last
+    /// stored or accessed (memcached's `age`). A read does not move an item, so the tail may
+    /// have been read more recently than other items were.
     pub fn oldest_item_age(&self, now: UnixSecs) -> Option<u64> {
         let tail = self.table.tail();
         (tail != NIL).then(|| now.saturating_sub(u64::from(self.table.slot(tail).atime)))
@@ -493,10 +495,11 @@ impl Store {
         None
     }
 
-    /// A read hit: bump, mark fetched, maybe set a new exptime; the view shows the
-    /// last-access time and fetched flag from before this access.
+    /// A read hit: mark active (the LRU's second chance, [`Table::mark_active`]) and fetched,
+    /// maybe set a new exptime; the view shows the last-access time and fetched flag from
+    /// before this access.
     fn access(&mut self, i: u32, now: Secs, exptime: Option<Secs>) -> ItemView<'_> {
-        self.table.bump(i);
+        self.table.mark_active(i);
         let slot = self.table.slot_mut(i);
         let last_access = slot.atime;
         let fetched = slot.fetched;
@@ -619,15 +622,27 @@ impl Store {
     }
 
     /// Frees one item near the LRU tail: an expired or flushed one among the last
-    /// [`TAIL_SEARCH_ITEMS`] if any (`reclaimed`), else the tail itself when evicting is
-    /// allowed (`evictions`). Returns whether anything was freed.
+    /// [`TAIL_SEARCH_ITEMS`] if any (`reclaimed`), else the last one not read since it moved
+    /// when evicting is allowed (`evictions`). A live item read since it last moved is not
+    /// examined but goes back to the head, unmarked ([`Table::take_active`]); each item does
+    /// so at most once per call, so this ends. Returns whether anything was freed.
     fn pull_tail(&mut self, protect: u32, now: Secs) -> bool {
         let mut victim = NIL;
         let mut cur = self.table.tail();
-        for _ in 0..TAIL_SEARCH_ITEMS {
+        let mut second_chances = self.table.len();
+        let (mut searched, mut again) = (0, true);
+        while searched < TAIL_SEARCH_ITEMS {
             if cur == NIL {
-                break;
+                // Past the head: if every item met went back there, once more from the tail,
+                // where they now are, unmarked.
+                if victim != NIL || second_chances == self.table.len() || !again {
+                    break;
+                }
+                again = false;
+                cur = self.table.tail();
+                continue;
             }
+            let prev = self.table.slot(cur).prev();
             if cur != protect {
                 if self.is_dead(cur, now) {
                     self.stats.reclaimed += 1;
@@ -637,11 +652,17 @@ impl Store {
                     self.remove(cur);
                     return true;
                 }
+                if second_chances > 0 && self.table.take_active(cur) {
+                    second_chances -= 1;
+                    cur = prev;
+                    continue;
+                }
                 if victim == NIL {
                     victim = cur;
                 }
             }
-            cur = self.table.slot(cur).prev();
+            searched += 1;
+            cur = prev;
         }
         if !self.evict || victim == NIL {
             return false;

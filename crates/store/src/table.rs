@@ -7,7 +7,12 @@
 //! - A slot owns one heap allocation holding `key ++ value` exactly behind an 8-byte header
 //!   ([`ItemBytes`]: a reference count and the length), so a reply can hold the value
 //!   without copying it; a value shared with a reply is never written in place.
-//! - The LRU list is intrusive: `prev`/`next` are `u32` slot indices, head = most recent.
+//! - The LRU list is intrusive: `prev`/`next` are `u32` slot indices, head = most recent
+//!   store. A read does not move its item ([`Table::bump`] would touch two other slots' cache
+//!   lines, cold in a large table, on every hit): it marks it active ([`Table::mark_active`],
+//!   a bit in the slot the lookup already touched), and eviction gives an active item at the
+//!   tail a second chance at the head ([`Table::take_active`]). This is the CLOCK
+//!   approximation of LRU, and memcached's own answer (its `ITEM_ACTIVE` bit) to the same cost.
 //! - The index is a `hashbrown::HashTable<u32>` of slot indices; the hash comes from the key
 //!   bytes through hashbrown's default hasher (foldhash: fast, and seeded per process so
 //!   clients cannot aim collisions at a shard).
@@ -62,6 +67,8 @@ const LINKED: u8 = 1;
 const STALE: u8 = 2;
 /// A meta client was handed the right to recache (memcached's `ITEM_TOKEN_SENT`).
 const WIN_SENT: u8 = 4;
+/// Read since it last moved to the LRU head (memcached's `ITEM_ACTIVE`).
+const ACTIVE: u8 = 8;
 
 /// One item, or a free slot when not linked.
 #[derive(Default)]
@@ -78,7 +85,7 @@ pub(crate) struct Slot {
     pub(crate) atime: Secs,
     key_len: u16,
     pub(crate) fetched: bool,
-    /// `LINKED`, `STALE`, `WIN_SENT`: bits, so the slot stays 40 bytes.
+    /// `LINKED`, `STALE`, `WIN_SENT`, `ACTIVE`: bits, so the slot stays 40 bytes.
     marks: u8,
 }
 
@@ -318,10 +325,27 @@ impl Table {
 
     /// Moves item `i` to the LRU head.
     pub(crate) fn bump(&mut self, i: u32) {
+        self.slot_mut(i).set_mark(ACTIVE, false);
         if self.head != i {
             self.unlink_lru(i);
             self.link_head(i);
         }
+    }
+
+    /// Item `i` was read: it moves to the head only if it reaches the tail before it is read
+    /// again ([`Table::take_active`]).
+    pub(crate) fn mark_active(&mut self, i: u32) {
+        self.slot_mut(i).set_mark(ACTIVE, true);
+    }
+
+    /// If item `i` was read since it last moved, moves it to the head (unmarked) and says
+    /// so: the eviction's second chance.
+    pub(crate) fn take_active(&mut self, i: u32) -> bool {
+        if self.slot(i).marks & ACTIVE == 0 {
+            return false;
+        }
+        self.bump(i);
+        true
     }
 
     fn alloc_slot(&mut self) -> Option<u32> {

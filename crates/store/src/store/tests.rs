@@ -335,6 +335,43 @@ fn eviction_is_lru_and_get_protects() {
 }
 
 #[test]
+fn reads_give_items_a_second_chance_in_read_order() {
+    let item = charge("k0", "vvvv");
+    let mut s = store_with(item * 3, true);
+    for k in ["k0", "k1", "k2"] {
+        set(&mut s, k, "vvvv", 0, NOW);
+    }
+    // Every item read: each goes back to the head once, then the least recently stored of
+    // them is evicted.
+    for k in ["k0", "k1", "k2"] {
+        assert!(s.get(k.as_bytes(), NOW).is_some());
+    }
+    set(&mut s, "k3", "vvvv", 0, NOW);
+    assert_eq!(value(&mut s, "k0", NOW), None);
+    for k in ["k1", "k2", "k3"] {
+        assert!(value(&mut s, k, NOW).is_some(), "{k}");
+    }
+    assert_eq!(s.stats().evictions, 1);
+    // A single read item still makes room when it is the only one.
+    let mut one = store_with(item, true);
+    set(&mut one, "k0", "vvvv", 0, NOW);
+    assert!(one.get(b"k0", NOW).is_some());
+    assert_eq!(set(&mut one, "k1", "vvvv", 0, NOW), StoreOutcome::Stored);
+    assert_eq!(value(&mut one, "k0", NOW), None);
+    // A read that comes after the second chance counts again.
+    let mut s = store_with(item * 2, true);
+    set(&mut s, "a", "vvvv", 0, NOW);
+    set(&mut s, "b", "vvvv", 0, NOW);
+    assert!(s.get(b"a", NOW).is_some());
+    set(&mut s, "c", "vvvv", 0, NOW); // a goes to the head, b is evicted
+    assert!(s.get(b"a", NOW).is_some());
+    set(&mut s, "d", "vvvv", 0, NOW); // a again, c is evicted
+    assert_eq!(value(&mut s, "b", NOW), None);
+    assert_eq!(value(&mut s, "c", NOW), None);
+    assert!(value(&mut s, "a", NOW).is_some());
+}
+
+#[test]
 fn expired_tail_items_are_reclaimed_before_evicting() {
     let item = charge("k0", "vvvv");
     let mut s = store_with(item * 3, true);
@@ -420,7 +457,12 @@ fn oldest_item_age_follows_the_lru_tail() {
     set(&mut s, "a", "v", 0, NOW);
     set(&mut s, "b", "v", 0, NOW + 10);
     assert_eq!(s.oldest_item_age(NOW + 20), Some(20));
+    // A read does not move the item (its second chance comes at eviction): the tail is
+    // still `a`, last accessed 5 s ago, as memcached's tail may be.
     s.get(b"a", NOW + 15);
+    assert_eq!(s.oldest_item_age(NOW + 20), Some(5));
+    // A store does move it.
+    set(&mut s, "a", "v", 0, NOW + 16);
     assert_eq!(s.oldest_item_age(NOW + 20), Some(10));
 }
 
