@@ -46,15 +46,14 @@ fn yolo_send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> Option<io::Result<
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = bufs.len() as _;
-        libc::sendmsg(fd, &msg, MsgFlags::MSG_DONTWAIT.bits())
+        sys::sendmsg_raw(fd, &msg, MsgFlags::MSG_DONTWAIT.bits())
     };
-    if result >= 0 {
-        return Some(Ok(result as usize));
-    }
-    let err = io::Error::last_os_error();
-    match err.kind() {
-        io::ErrorKind::WouldBlock => None,
-        _ => Some(Err(err)),
+    match result {
+        Ok(x) => Some(Ok(x)),
+        Err(err) => match err.kind() {
+            io::ErrorKind::WouldBlock => None,
+            _ => Some(Err(err)),
+        },
     }
 }
 

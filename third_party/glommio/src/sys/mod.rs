@@ -85,12 +85,69 @@ pub(crate) fn write_eventfd(eventfd: RawFd) {
     assert_eq!(ret, 8);
 }
 
+// rampart (PATCHES.md, change 12): the socket calls a request makes go to the kernel through
+// `syscall(2)`. glibc's `send`, `recv` and `sendmsg` are cancellation points: in a process
+// with more than one thread each call turns asynchronous cancellation on and off around the
+// system call, two atomic read-modify-writes on the thread's cancel state, and nothing here
+// ever cancels a thread. Every argument is widened to `c_long`, as `syscall` reads them.
+fn raw_syscall_result(res: libc::c_long) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res as usize)
+    }
+}
+
 pub(crate) fn send_syscall(fd: RawFd, buf: *const u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(send(fd, buf as _, len, flags)).map(|x| x as usize)
+    // SAFETY: sendto(fd, buf, len, flags, NULL, 0): the caller's buffer is valid for `len`
+    // bytes; no address.
+    raw_syscall_result(unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd as libc::c_long,
+            buf as libc::c_long,
+            len as libc::c_long,
+            flags as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    })
 }
 
 pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(recv(fd, buf as _, len, flags)).map(|x| x as usize)
+    // SAFETY: recvfrom(fd, buf, len, flags, NULL, NULL): the caller's buffer is valid for
+    // `len` bytes; no address asked for.
+    raw_syscall_result(unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd as libc::c_long,
+            buf as libc::c_long,
+            len as libc::c_long,
+            flags as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    })
+}
+
+/// `sendmsg(fd, msg, flags)` through `syscall(2)`, as [`send_syscall`] (the datagram
+/// path keeps [`sendmsg_syscall`], off the request path).
+///
+/// # Safety
+/// `msg` must point at a valid `msghdr` whose iovec and buffers outlive the call.
+pub(crate) unsafe fn sendmsg_raw(
+    fd: RawFd,
+    msg: *const libc::msghdr,
+    flags: i32,
+) -> io::Result<usize> {
+    raw_syscall_result(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd as libc::c_long,
+            msg as libc::c_long,
+            flags as libc::c_long,
+        )
+    })
 }
 
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {
