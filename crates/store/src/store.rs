@@ -624,24 +624,16 @@ impl Store {
     /// Frees one item near the LRU tail: an expired or flushed one among the last
     /// [`TAIL_SEARCH_ITEMS`] if any (`reclaimed`), else the last one not read since it moved
     /// when evicting is allowed (`evictions`). A live item read since it last moved is not
-    /// examined but goes back to the head, unmarked ([`Table::take_active`]); each item does
-    /// so at most once per call, so this ends. Returns whether anything was freed.
+    /// counted but goes back to the head, unmarked ([`Table::take_active`]), and the walk
+    /// goes on through its old neighbour; the head, which has nowhere to go, is examined
+    /// unmarked. Moving an item to the head makes it the old head's `prev`, so the walk meets
+    /// the moved items again, unmarked, after the others: each moves at most once per call,
+    /// so this ends. Returns whether anything was freed.
     fn pull_tail(&mut self, protect: u32, now: Secs) -> bool {
         let mut victim = NIL;
         let mut cur = self.table.tail();
-        let mut second_chances = self.table.len();
-        let (mut searched, mut again) = (0, true);
-        while searched < TAIL_SEARCH_ITEMS {
-            if cur == NIL {
-                // Past the head: if every item met went back there, once more from the tail,
-                // where they now are, unmarked.
-                if victim != NIL || second_chances == self.table.len() || !again {
-                    break;
-                }
-                again = false;
-                cur = self.table.tail();
-                continue;
-            }
+        let mut searched = 0;
+        while cur != NIL && searched < TAIL_SEARCH_ITEMS {
             let prev = self.table.slot(cur).prev();
             if cur != protect {
                 if self.is_dead(cur, now) {
@@ -652,8 +644,7 @@ impl Store {
                     self.remove(cur);
                     return true;
                 }
-                if second_chances > 0 && self.table.take_active(cur) {
-                    second_chances -= 1;
+                if self.table.take_active(cur) && prev != NIL {
                     cur = prev;
                     continue;
                 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
-use glommio::{Latency, Shares};
+use glommio::{GlommioError, Latency, ResourceType, Shares};
 
 use crate::batch::Batch;
 use crate::shard::{Router, Shard, ShardId};
@@ -351,25 +351,25 @@ async fn send_posted(mesh: Rc<Mesh>, to: ShardId) {
     let Some(Some(channel)) = mesh.requests.get(to) else {
         return;
     };
-    let mut tickets = Vec::new();
     loop {
         let message = mesh.posted(to).await;
-        tickets.clear();
-        let mut batch = Some(&message);
-        while let Some(b) = batch {
-            tickets.push(b.ticket);
-            batch = b.next.as_ref();
-        }
-        if channel.send(message).await.is_err() {
-            // Only at the end of a shutdown: every waiting connection hears of it, now and
-            // for whatever is posted later.
-            for &ticket in &tickets {
-                mesh.replies.fail(ticket, Gone(to));
+        match channel.send(message).await {
+            Ok(()) => {
+                let sent = &mesh.counters.batches_sent;
+                sent.set(sent.get() + 1);
             }
-            continue;
+            // Only at the end of a shutdown: the channel hands the message back, and every
+            // connection waiting on it hears of it, now and for whatever is posted later.
+            Err(GlommioError::Closed(ResourceType::Channel(message))) => {
+                let mut next = Some(message);
+                while let Some(mut batch) = next {
+                    next = batch.next.take();
+                    mesh.replies.fail(batch.ticket, Gone(to));
+                }
+            }
+            // `send` fails only as closed, with the item (glommio's `try_send`).
+            Err(err) => log::error!("cannot send to core {to}: {err}"),
         }
-        let sent = &mesh.counters.batches_sent;
-        sent.set(sent.get() + 1);
     }
 }
 
