@@ -13,6 +13,7 @@
 mod arith;
 mod dump;
 mod expiry;
+mod index;
 mod shared;
 mod stats;
 mod store;

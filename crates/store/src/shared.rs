@@ -96,6 +96,11 @@ impl ItemBytes {
         self.header().len as usize
     }
 
+    /// The allocation's address (the store's index prefetches it).
+    pub fn addr(&self) -> usize {
+        self.header.as_ptr() as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -279,7 +279,7 @@ impl Store {
         let digits = arith::format_u64(new, &mut buf);
         self.untrack(i);
         if digits.len() <= old_len {
-            arith::write_padded(self.table.slot_mut(i).value_mut(), digits);
+            arith::write_padded(self.table.value_mut(i), digits);
         } else {
             if !self.make_room(digits.len() - old_len, i, now) {
                 self.track(i);

@@ -1,7 +1,7 @@
 //! The item table: slots, the key index, the intrusive LRU list and byte accounting.
 //!
 //! # Layout
-//! - Items live in [`Slot`]s (48 bytes each) kept in fixed chunks of [`CHUNK_SLOTS`], so the
+//! - Items live in [`Slot`]s (40 bytes each) kept in fixed chunks of [`CHUNK_SLOTS`], so the
 //!   slot array never reallocates or doubles; freed slots go on a free list threaded through
 //!   `next` and are reused before a new chunk is made.
 //! - A slot owns one heap allocation holding `key ++ value` exactly behind an 8-byte header
@@ -13,13 +13,16 @@
 //!   a bit in the slot the lookup already touched), and eviction gives an active item at the
 //!   tail a second chance at the head ([`Table::take_active`]). This is the CLOCK
 //!   approximation of LRU, and memcached's own answer (its `ITEM_ACTIVE` bit) to the same cost.
-//! - The index is a `hashbrown::HashTable<u32>` of slot indices; the hash comes from the key
+//! - The index ([`Index`]) maps a key's hash to its slot, with a prefetch hint to the slot's
+//!   allocation so a hit waits for two cache misses, not four; the hash comes from the key
 //!   bytes through hashbrown's default hasher (foldhash: fast, and seeded per process so
 //!   clients cannot aim collisions at a shard).
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+
+use crate::index::Index;
 
 use crate::expiry::Secs;
 use crate::shared::ItemBytes;
@@ -29,9 +32,9 @@ use crate::shared::ItemBytes;
 /// Derivation (64-bit Linux, glibc malloc):
 /// - 40: the slot itself (data pointer 8, CAS 8, LRU links 2×4, flags 4, exptime 4, last
 ///   access 4, key length 2, two flags 2; checked by a test).
-/// - 8: the index entry: 4-byte bucket plus 1 control byte, in a power-of-two table that
-///   hashbrown keeps between 7/16 and 7/8 full: 5.7 to 11.4 bytes, about 7.5 at a typical
-///   2/3 load.
+/// - 20: the index entry: a 16-byte bucket (slot, hash bits, prefetch hint) in a table kept
+///   between 7/10 and 7/8 full: 18.3 to 22.9 bytes ([`crate::index`]; hashbrown's 5-byte
+///   buckets cost about 8, but a hit through them waited for four cache misses, not two).
 /// - 24: the `key ++ value` allocation's own cost: its 8-byte header (reference count and
 ///   length, [`ItemBytes`]), glibc's 8-byte chunk header and rounding to 16 bytes (7.5 on
 ///   average). Before the header (a `Box<[u8]>`, a 16-byte slot pointer) the slot was 8
@@ -40,7 +43,7 @@ use crate::shared::ItemBytes;
 /// memcached charges more per item: a 48-byte header, 8-byte CAS, the key's NUL, `"\r\n"`
 /// after the value, 4 bytes of flags when nonzero, an 8-byte hash bucket, then rounds the
 /// whole up to its slab class (factor 1.25): 67 bytes before rounding, ~75 to 90 after.
-pub const ITEM_OVERHEAD_BYTES: usize = 40 + 8 + 24;
+pub const ITEM_OVERHEAD_BYTES: usize = 40 + 20 + 24;
 
 /// Longest key a slot can hold (its length is a `u16`); memcached's protocols cap keys at
 /// 250 bytes, well below.
@@ -115,6 +118,20 @@ impl Slot {
         &mut data.make_mut()[key_len..]
     }
 
+    /// Makes the allocation this slot's own (a copy when a reply holds it) and returns its
+    /// address ([`Slot::hint`]).
+    fn make_unique(&mut self) -> usize {
+        if let Some(data) = self.data.as_mut() {
+            data.make_mut();
+        }
+        self.hint()
+    }
+
+    /// The allocation's address, the index's prefetch hint (0 for a free slot).
+    fn hint(&self) -> usize {
+        self.data.as_ref().map_or(0, ItemBytes::addr)
+    }
+
     /// The value, writable in place when no reply holds it.
     fn value_in_place(&mut self) -> Option<&mut [u8]> {
         let key_len = usize::from(self.key_len);
@@ -176,7 +193,7 @@ pub(crate) struct Table {
     /// Slots ever handed out; indices below this exist in `chunks`.
     high_water: u32,
     free_head: u32,
-    index: HashTable<u32>,
+    index: Index,
     hasher: DefaultHashBuilder,
     head: u32,
     tail: u32,
@@ -199,7 +216,7 @@ impl Table {
             chunks: Vec::new(),
             high_water: 0,
             free_head: NIL,
-            index: HashTable::new(),
+            index: Index::new(),
             hasher: DefaultHashBuilder::default(),
             head: NIL,
             tail: NIL,
@@ -237,8 +254,7 @@ impl Table {
     pub(crate) fn find(&self, key: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         self.index
-            .find(hash, |&i| slot_at(&self.chunks, i).key() == key)
-            .copied()
+            .find(hash, |i| slot_at(&self.chunks, i).key() == key)
     }
 
     /// Links a new item at the LRU head. `None` only if the `u32` slot space is exhausted.
@@ -259,13 +275,8 @@ impl Table {
             marks: LINKED,
         };
         let hash = self.hasher.hash_one(item.key);
-        let Self {
-            index,
-            chunks,
-            hasher,
-            ..
-        } = self;
-        index.insert_unique(hash, i, |&j| hasher.hash_one(slot_at(chunks, j).key()));
+        let hint = self.slot(i).hint();
+        self.index.insert(hash, i, hint);
         self.link_head(i);
         self.len += 1;
         self.bytes += self.slot(i).charge();
@@ -275,9 +286,7 @@ impl Table {
     /// Unlinks item `i` and frees its allocation; the slot goes on the free list.
     pub(crate) fn remove(&mut self, i: u32) {
         let hash = self.hasher.hash_one(self.slot(i).key());
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
+        self.index.remove(hash, i);
         self.unlink_lru(i);
         self.bytes -= self.slot(i).charge();
         self.len -= 1;
@@ -321,6 +330,35 @@ impl Table {
         slot.data = data;
         let new_charge = slot.charge();
         self.bytes = self.bytes - old_charge + new_charge;
+        self.refresh_hint(i);
+    }
+
+    /// Item `i`'s value, writable in place; a value a reply still holds is copied first
+    /// ([`Slot::value_mut`]), and the index hears of the new allocation.
+    pub(crate) fn value_mut(&mut self, i: u32) -> &mut [u8] {
+        let before = self.slot(i).hint();
+        if self.slot_mut(i).make_unique() != before {
+            self.refresh_hint(i);
+        }
+        self.slot_mut(i).value_mut()
+    }
+
+    /// Whether the index's hint for `key` is its item's allocation (tests).
+    #[cfg(test)]
+    pub(crate) fn hint_is_fresh(&self, key: &[u8]) -> bool {
+        let Some(i) = self.find(key) else {
+            return false;
+        };
+        let hash = self.hasher.hash_one(key);
+        self.index.hint(hash, i) == Some(self.slot(i).hint())
+    }
+
+    /// Tells the index where item `i`'s allocation now is.
+    fn refresh_hint(&mut self, i: u32) {
+        let slot = self.slot(i);
+        let hash = self.hasher.hash_one(slot.key());
+        let hint = slot.hint();
+        self.index.set_hint(hash, i, hint);
     }
 
     /// Moves item `i` to the LRU head.

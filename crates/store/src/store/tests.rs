@@ -85,6 +85,36 @@ fn a_held_value_keeps_its_bytes() {
     assert_eq!(number.as_slice(), b"10");
 }
 
+/// The index prefetches an item's allocation from a hint it keeps; every way the store gives
+/// an item a new allocation (a set of another length, append, prepend, `incr` on a held or a
+/// growing value) must update it, or hits wait for a miss the hint was there to hide.
+#[test]
+fn index_hints_follow_new_allocations() {
+    use crate::SharedValue;
+    let mut s = big();
+    let fresh = |s: &Store, key: &str| s.table.hint_is_fresh(key.as_bytes());
+    set(&mut s, "k", "aaaa", 0, 100);
+    assert!(fresh(&s, "k"));
+    set(&mut s, "k", "bbbbbbbb", 0, 100);
+    assert!(fresh(&s, "k"), "a set of another length");
+    s.store(SetMode::Append, b"k", 0, 0, b"dd", 100);
+    assert!(fresh(&s, "k"), "append");
+    s.store(SetMode::Prepend, b"k", 0, 0, b"pp", 100);
+    assert!(fresh(&s, "k"), "prepend");
+    set(&mut s, "n", "10", 0, 100);
+    let item = s.get(b"n", 100).expect("hit");
+    let held = SharedValue::tail(item.shared.expect("shared"), item.value.len());
+    assert_eq!(s.arith(b"n", true, 5, 100), ArithOutcome::Value(15));
+    assert!(fresh(&s, "n"), "incr copies a held value");
+    drop(held);
+    assert_eq!(s.arith(b"n", true, 100, 100), ArithOutcome::Value(115));
+    assert!(fresh(&s, "n"), "incr grows the value");
+    for i in 0..200 {
+        set(&mut s, &format!("fill{i}"), "v", 0, 100);
+    }
+    assert!(fresh(&s, "k") && fresh(&s, "n"), "the index grew");
+}
+
 #[test]
 fn set_get_flags_and_strided_cas() {
     let mut s = Store::new(StoreConfig {
