@@ -35,20 +35,48 @@ fn start_floor(tls: Option<FloorCerts>) -> String {
 }
 
 /// The io_uring floor, as [`start_floor`]; bound on the thread that serves, as its ring
-/// requires.
-fn start_uring_floor() -> String {
+/// requires. `None` on a kernel older than 6.1, after checking that the floor refuses to
+/// start there with an error that names the kernel it needs.
+fn start_uring_floor() -> Option<String> {
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let floor = UringFloor::bind(&FloorConfig {
+        let bound = UringFloor::bind(&FloorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
             port_file: None,
-        })
-        .unwrap();
-        port_tx.send(floor.port().unwrap()).unwrap();
-        floor.run()
+        });
+        match bound {
+            Ok(floor) => {
+                port_tx.send(Ok(floor.port().unwrap())).unwrap();
+                floor.run()
+            }
+            Err(e) => {
+                port_tx.send(Err(e.to_string())).unwrap();
+                Ok(())
+            }
+        }
     });
-    format!("127.0.0.1:{}", port_rx.recv().unwrap())
+    let bound = port_rx.recv().unwrap();
+    if kernel_release() >= (6, 1) {
+        return Some(format!("127.0.0.1:{}", bound.unwrap()));
+    }
+    let refusal = bound.expect_err("a kernel before 6.1 cannot run the io_uring floor");
+    assert!(refusal.contains("needs Linux 6.1 or later"), "{refusal}");
+    eprintln!(
+        "Linux {:?}: the io_uring floor refused to start, as it must: {refusal}",
+        kernel_release()
+    );
+    None
+}
+
+/// The running kernel's (major, minor) version.
+fn kernel_release() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
 }
 
 #[test]
@@ -82,7 +110,9 @@ fn the_generator_runs_clean_against_the_floor_over_tls() {
 
 #[test]
 fn the_generator_runs_clean_against_the_io_uring_floor_pipelined_and_not() {
-    let address = start_uring_floor();
+    let Some(address) = start_uring_floor() else {
+        return;
+    };
     for pipeline in [1, 16] {
         let report = rampart_perf::run(&Config {
             connections: 8,
@@ -98,7 +128,9 @@ fn the_generator_runs_clean_against_the_io_uring_floor_pipelined_and_not() {
 /// provided buffer arrives over several receives.
 #[test]
 fn the_io_uring_floor_outlives_its_connections_and_takes_long_values() {
-    let address = start_uring_floor();
+    let Some(address) = start_uring_floor() else {
+        return;
+    };
     for i in 0..300 {
         let request = format!("set k{i} 0 0 1\r\nx\r\n");
         assert_eq!(exchange(&address, request.as_bytes(), 8), b"STORED\r\n");
@@ -142,7 +174,7 @@ fn the_floor_answers_its_commands_as_memcached_does() {
         String::from_utf8_lossy(expected),
         "memcached itself"
     );
-    for floor in [start_floor(None), start_uring_floor()] {
+    for floor in std::iter::once(start_floor(None)).chain(start_uring_floor()) {
         assert_eq!(
             String::from_utf8_lossy(&exchange(&floor, transcript, expected.len())),
             String::from_utf8_lossy(expected)
