@@ -112,7 +112,7 @@ impl Slot {
 
     /// The value, writable in place. A value a reply still holds is copied first (the reply
     /// keeps the old bytes), so this may allocate.
-    pub(crate) fn value_mut(&mut self) -> &mut [u8] {
+    fn value_mut(&mut self) -> &mut [u8] {
         let key_len = usize::from(self.key_len);
         let data = self.data.get_or_insert_with(|| ItemBytes::join(&[]));
         &mut data.make_mut()[key_len..]
