@@ -194,6 +194,9 @@ fn flush_all_and_stats_cover_every_core() {
         assert_eq!(stat(&general, "curr_items"), 10);
         assert_eq!(stat(&general, "threads"), 2);
         assert_eq!(stat(&general, "limit_maxbytes"), 64 * 1024 * 1024);
+        // Each shard's index holds its 5 items in its first allocation: 16 buckets of 16
+        // bytes (rampart_store::index).
+        assert_eq!(stat(&general, "hash_bytes"), 2 * 16 * 16);
         let shards = stats(conn, "shards");
         assert_eq!(stat(&shards, "shard:0:curr_items"), 5);
         assert_eq!(stat(&shards, "shard:1:curr_items"), 5);

@@ -94,6 +94,8 @@ pub struct ShardSnapshot {
     pub bytes: u64,
     pub items: u64,
     pub limit_bytes: u64,
+    /// Bytes of the shard's key index (`hash_bytes`).
+    pub hash_bytes: u64,
     /// Seconds since the least recently used item was touched; `None` when empty.
     pub oldest_age: Option<u64>,
     pub bytes_read: u64,

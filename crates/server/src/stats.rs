@@ -45,12 +45,12 @@ impl WorkerCounters {
     }
 }
 
-/// memcached counters for mechanisms rampart does not have (hash table expansion, slab
-/// rebalancing, the LRU crawler and maintainer threads, the log watcher). They are reported,
-/// always 0, so that monitoring that expects memcached's names keeps working.
+/// memcached counters for mechanisms rampart does not have (background hash table
+/// expansion, slab rebalancing, the LRU crawler and maintainer threads, the log watcher).
+/// They are reported, always 0, so that monitoring that expects memcached's names keeps
+/// working. `hash_power_level` is among them: rampart's key index is not a power of two long
+/// (`rampart_store::index`); `hash_bytes`, reported just before these, is its real size.
 const MEMCACHED_INTERNALS: &[&str] = &[
-    "hash_power_level",
-    "hash_bytes",
     "hash_is_expanding",
     "slab_reassign_rescues",
     "slab_reassign_chunk_rescues",
@@ -121,6 +121,7 @@ fn total(shards: &[ShardSnapshot]) -> ShardSnapshot {
         sum.bytes += shard.bytes;
         sum.items += shard.items;
         sum.limit_bytes += shard.limit_bytes;
+        sum.hash_bytes += shard.hash_bytes;
         sum.oldest_age = sum.oldest_age.max(shard.oldest_age);
         sum.bytes_read += shard.bytes_read;
         sum.bytes_written += shard.bytes_written;
@@ -253,6 +254,8 @@ pub fn general(view: &StatsView<'_>, out: &mut Vec<u8>) {
     zeros(out, &["listen_disabled_num", "time_in_listen_disabled_us"]);
     reply::stat_u64(out, "threads", view.config.threads as u64);
     reply::stat_u64(out, "conn_yields", sum.conn_yields);
+    zeros(out, &["hash_power_level"]);
+    reply::stat_u64(out, "hash_bytes", sum.hash_bytes);
     zeros(out, MEMCACHED_INTERNALS);
     let watchers = view.watchers;
     reply::stat_u64(out, "log_watcher_skipped", load64(&watchers.skipped));

@@ -388,6 +388,7 @@ impl Worker {
             bytes: store.bytes() as u64,
             items: store.len() as u64,
             limit_bytes: store.limit_bytes() as u64,
+            hash_bytes: store.index_bytes() as u64,
             oldest_age: store.oldest_item_age(now),
             ..ShardSnapshot::default()
         });

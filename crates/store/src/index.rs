@@ -95,7 +95,6 @@ impl Index {
     }
 
     /// Bytes the bucket array occupies.
-    #[cfg(test)]
     pub(crate) fn allocated_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.buckets)
     }

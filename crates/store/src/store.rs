@@ -365,6 +365,12 @@ impl Store {
         self.table.bytes()
     }
 
+    /// Bytes the key index's bucket array occupies (memcached's `hash_bytes`); part of the
+    /// per-item charge, reported for operators who watch the table itself.
+    pub fn index_bytes(&self) -> usize {
+        self.table.index_bytes()
+    }
+
     /// `cache_memlimit`: a new budget. As in memcached, whose lower limit only stops new slab
     /// pages, nothing is evicted at once: while the items exceed the new limit, each store
     /// frees room for itself from the LRU tail (see [`Store::make_room`]), so the charged

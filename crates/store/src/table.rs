@@ -233,6 +233,10 @@ impl Table {
         self.bytes
     }
 
+    pub(crate) fn index_bytes(&self) -> usize {
+        self.index.allocated_bytes()
+    }
+
     /// Least recently used item, or `NIL`.
     pub(crate) fn tail(&self) -> u32 {
         self.tail

@@ -115,6 +115,19 @@ fn index_hints_follow_new_allocations() {
     assert!(fresh(&s, "k") && fresh(&s, "n"), "the index grew");
 }
 
+/// `hash_bytes`: the index's bucket array, 16 bytes a bucket and 7/10 to 7/8 full.
+#[test]
+fn index_bytes_follow_the_item_count() {
+    let mut s = big();
+    assert_eq!(s.index_bytes(), 0);
+    for i in 0..5000 {
+        set(&mut s, &format!("k{i}"), "v", 0, 100);
+    }
+    let bytes = s.index_bytes();
+    assert!(bytes >= 5000 * 16 * 8 / 7, "{bytes}");
+    assert!(bytes <= 5000 * 16 * 10 / 7, "{bytes}");
+}
+
 #[test]
 fn set_get_flags_and_strided_cas() {
     let mut s = Store::new(StoreConfig {
