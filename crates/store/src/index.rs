@@ -37,9 +37,10 @@ const EMPTY: u32 = u32::MAX;
 /// Buckets in the first allocation.
 const MIN_BUCKETS: usize = 16;
 
-/// The most buckets: homes are 32 hash bits scaled to the length. Slot indices are `u32`
-/// below [`EMPTY`], so this many buckets always keep one empty, which ends every probe.
-const MAX_BUCKETS: usize = 1 << 32;
+/// The most buckets: homes are 32 hash bits scaled to the length, so 2^32 (what `usize`
+/// holds, on a 32-bit target). Slot indices are `u32` below [`EMPTY`], so this many buckets
+/// always keep one empty, which ends every probe.
+const MAX_BUCKETS: usize = (u32::MAX as usize).saturating_add(1);
 
 #[derive(Clone, Copy)]
 #[repr(C, align(16))]
