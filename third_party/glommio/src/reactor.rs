@@ -46,6 +46,9 @@ struct SharedChannels {
     id: u64,
     wakers_map: BTreeMap<u64, SharedChannelWakerChecker>,
     connection_wakers: Vec<Waker>,
+    /// rampart (PATCHES.md 14): how many wakers `wakers_map` holds, so that a reactor pass
+    /// with none (nearly every pass) does not walk the map.
+    pending_wakers: usize,
 }
 
 impl SharedChannels {
@@ -54,13 +57,19 @@ impl SharedChannels {
             id: 0,
             connection_wakers: Vec::new(),
             wakers_map: BTreeMap::new(),
+            pending_wakers: 0,
         }
     }
 
     fn process_shared_channels(&mut self) -> usize {
         let mut woke = self.connection_wakers.len();
-        for waker in self.connection_wakers.drain(..) {
-            wake!(waker);
+        if woke > 0 {
+            for waker in self.connection_wakers.drain(..) {
+                wake!(waker);
+            }
+        }
+        if self.pending_wakers == 0 {
+            return woke;
         }
 
         for (_, (pending, check)) in self.wakers_map.iter_mut() {
@@ -68,6 +77,7 @@ impl SharedChannels {
                 continue;
             }
             let room = std::cmp::min(check.as_ref().unwrap()(), pending.len());
+            self.pending_wakers -= room;
             for waker in pending.drain(0..room).rev() {
                 woke += 1;
                 wake!(waker);
@@ -314,7 +324,9 @@ impl Reactor {
 
     pub(crate) fn unregister_shared_channel(&self, id: u64) {
         let mut channels = self.shared_channels.borrow_mut();
-        channels.wakers_map.remove(&id);
+        if let Some((pending, _)) = channels.wakers_map.remove(&id) {
+            channels.pending_wakers -= pending.len();
+        }
     }
 
     pub(crate) fn add_shared_channel_connection_waker(&self, waker: Waker) {
@@ -330,6 +342,7 @@ impl Reactor {
             .or_insert_with(|| (SmallVec::new(), None));
 
         map.0.push(waker);
+        channels.pending_wakers += 1;
     }
 
     pub(crate) fn alloc_dma_buffer(&self, size: usize) -> DmaBuffer {
@@ -872,7 +885,8 @@ impl Reactor {
     }
 
     pub(crate) fn process_shared_channels_by_id(&self, id: u64) -> usize {
-        match self.shared_channels.borrow_mut().wakers_map.get_mut(&id) {
+        let mut channels = self.shared_channels.borrow_mut();
+        let processed = match channels.wakers_map.get_mut(&id) {
             Some(wakers) => {
                 let processed = wakers.0.len();
                 wakers.0.drain(..).for_each(|w| {
@@ -881,7 +895,9 @@ impl Reactor {
                 processed
             }
             None => 0,
-        }
+        };
+        channels.pending_wakers -= processed;
+        processed
     }
 
     pub(crate) fn rush_dispatch(&self, source: &Source) -> io::Result<()> {

@@ -1382,7 +1382,11 @@ impl LocalExecutor {
             loop {
                 let mut queue_ref = queue.borrow_mut();
                 let must_run = first_of_pass && tasks_executed_this_loop == 0;
-                if (!must_run && self.need_preempt()) || queue_ref.yielded() {
+                // rampart (PATCHES.md 14): `need_preempt` reads the clock; an empty queue stops
+                // the loop anyway, so it is asked only when a task waits.
+                if queue_ref.yielded()
+                    || (!must_run && queue_ref.ex.is_active() && self.need_preempt())
+                {
                     break;
                 }
 
@@ -1498,7 +1502,12 @@ impl LocalExecutor {
                 let cur_time = Instant::now();
                 this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
                 pre_time = cur_time;
-                if !run {
+                // rampart (PATCHES.md 14): a pass that leaves no task queue active goes to the
+                // park at once. 0.9.0 looped first: another `poll_io` (timers, channels and
+                // rings, one more clock read) and a pass that ran nothing, then the park,
+                // which does all of that again before it sleeps and does not sleep when it
+                // finds work.
+                if !run || this.queues.borrow().active_executors.is_empty() {
                     if let Poll::Ready(t) = future.as_mut().poll(cx) {
                         // It may be that we just became ready now that the task queue
                         // is exhausted. But if we sleep (park) we'll never know so we
@@ -1506,15 +1515,22 @@ impl LocalExecutor {
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
                     } else {
-                        // rampart (PATCHES.md): without spinning, the park right after this
-                        // poll submits the main ring's queue.
-                        let spins = !spin_before_park.is_zero();
-                        while !this.reactor.spin_poll_io(spins).unwrap() {
-                            if pre_time.elapsed() > spin_before_park {
-                                this.parker
-                                    .park()
-                                    .expect("Failed to park! This is actually pretty bad!");
-                                break;
+                        // rampart (PATCHES.md 6, 14): without a spin, straight to the park,
+                        // which submits the main ring's queue as it sleeps: a `spin_poll_io`
+                        // first only polled what the park polls, and read the clock to learn
+                        // that a zero spin had passed.
+                        if spin_before_park.is_zero() {
+                            this.parker
+                                .park()
+                                .expect("Failed to park! This is actually pretty bad!");
+                        } else {
+                            while !this.reactor.spin_poll_io(true).unwrap() {
+                                if pre_time.elapsed() > spin_before_park {
+                                    this.parker
+                                        .park()
+                                        .expect("Failed to park! This is actually pretty bad!");
+                                    break;
+                                }
                             }
                         }
                         // reset the timer for deduct spin loop time

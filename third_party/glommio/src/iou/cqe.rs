@@ -100,9 +100,8 @@ impl<'a> CQEs<'a> {
     #[inline(always)]
     fn peek_for_cqe(&mut self) -> Option<CQE> {
         unsafe {
-            let mut cqe = MaybeUninit::uninit();
-            uring_sys::io_uring_peek_cqe(self.ring.as_ptr(), cqe.as_mut_ptr());
-            let cqe = cqe.assume_init();
+            // rampart (PATCHES.md 14): liburing's peek without its calls.
+            let cqe = uring_sys::peek_cqe(self.ring.as_ptr());
             if !cqe.is_null() {
                 Some(CQE::new(self.ring, &mut *cqe))
             } else {
@@ -158,9 +157,8 @@ impl<'a> CQEsBlocking<'a> {
     #[inline(always)]
     fn peek_for_cqe(&mut self) -> Option<CQE> {
         unsafe {
-            let mut cqe = MaybeUninit::uninit();
-            uring_sys::io_uring_peek_cqe(self.ring.as_ptr(), cqe.as_mut_ptr());
-            let cqe = cqe.assume_init();
+            // rampart (PATCHES.md 14): liburing's peek without its calls.
+            let cqe = uring_sys::peek_cqe(self.ring.as_ptr());
             if !cqe.is_null() {
                 Some(CQE::new(self.ring, &mut *cqe))
             } else {

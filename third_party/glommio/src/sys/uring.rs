@@ -706,14 +706,18 @@ pub(crate) trait UringCommon {
         queue: &mut VecDeque<UringDescriptor>,
         mut dispatch: bool,
     ) -> io::Result<usize> {
-        loop {
-            match self.submit_one_event(queue) {
-                None => {
-                    dispatch = true;
-                    break;
+        // rampart (PATCHES.md 14): an empty queue skips `submit_one_event` and its borrow of
+        // the source map; the SQEs already staged still go when `dispatch` asks.
+        if !queue.is_empty() {
+            loop {
+                match self.submit_one_event(queue) {
+                    None => {
+                        dispatch = true;
+                        break;
+                    }
+                    Some(true) => {}
+                    Some(false) => break,
                 }
-                Some(true) => {}
-                Some(false) => break,
             }
         }
 
@@ -882,8 +886,15 @@ impl UringCommon for PollRing {
     }
 
     fn consume_one_event(&mut self) -> Option<bool> {
+        // rampart (PATCHES.md 14): a polled ring posts completions only for requests it
+        // submitted (and only when entered, in `submit_sqes`); with none in flight there is
+        // nothing to look for, and its pages stay untouched. An empty ring returns before
+        // the source map is touched.
+        if self.in_kernel == 0 {
+            return None;
+        }
+        let cqe = Some(self.ring.peek_for_cqe()?);
         let source_map = self.source_map.clone();
-        let cqe = self.ring.peek_for_cqe();
         let last = !cqe.as_ref().is_some_and(more);
         process_one_event(
             cqe,
@@ -1168,8 +1179,9 @@ impl UringCommon for SleepableRing {
     }
 
     fn consume_one_event(&mut self) -> Option<bool> {
+        // rampart (PATCHES.md 14): an empty ring returns before the source map is touched.
+        let cqe = Some(self.ring.peek_for_cqe()?);
         let source_map = self.source_map.clone();
-        let cqe = self.ring.peek_for_cqe();
         let last = !cqe.as_ref().is_some_and(more);
         process_one_event(
             cqe,

@@ -694,3 +694,44 @@ extern "C" {
     #[link_name = "rust_io_uring_wait_cqe"]
     pub fn io_uring_wait_cqe(ring: *mut io_uring, cqe_ptr: *mut *mut io_uring_cqe) -> libc::c_int;
 }
+
+/// `io_uring_params.features`: `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (Linux 5.11), so
+/// no CQE is liburing's own timeout.
+pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
+
+/// rampart (PATCHES.md 14): [`io_uring_peek_cqe`] without its calls in the common cases.
+///
+/// liburing's peek goes through three functions that are not inlined (`__io_uring_get_cqe`,
+/// `_io_uring_get_cqe`, `__io_uring_peek_cqe`) to find, most of the time, that the ring is
+/// empty; the reactor asks every ring several times per wake-up. Here an empty ring that has
+/// not overflowed, and a ring with a CQE where liburing would return it as it is (the kernel
+/// has `IORING_FEAT_EXT_ARG`, so no CQE is liburing's timeout), are answered with the same
+/// loads liburing makes (the tail with acquire ordering, then the head, the mask and the
+/// overflow flag). Everything else (an overflowed ring, an older kernel) goes to liburing.
+/// Returns the CQE at the head, or null; like liburing's peek, it does not advance the head.
+///
+/// # Safety
+///
+/// `ring` is an initialised ring whose completion queue only this thread consumes.
+#[inline]
+pub unsafe fn peek_cqe(ring: *mut io_uring) -> *mut io_uring_cqe {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let cq = &(*ring).cq;
+    // SAFETY (both casts): the kernel writes the tail and the flags concurrently; an atomic
+    // load is how liburing reads them (`io_uring_smp_load_acquire`, `IO_URING_READ_ONCE`).
+    let tail = (*(cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
+    let head = *cq.khead;
+    if tail != head {
+        if (*ring).features & IORING_FEAT_EXT_ARG != 0 {
+            return cq.cqes.add((head & *cq.kring_mask) as usize);
+        }
+    } else if (*((*ring).sq.kflags as *const AtomicU32)).load(Ordering::Relaxed)
+        & IORING_SQ_CQ_OVERFLOW
+        == 0
+    {
+        return std::ptr::null_mut();
+    }
+    let mut cqe = std::ptr::null_mut();
+    io_uring_peek_cqe(ring, &mut cqe);
+    cqe
+}
