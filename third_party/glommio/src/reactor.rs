@@ -131,13 +131,15 @@ impl Timers {
 
     /// Return the duration until next event and the number of
     /// ready and woke timers.
-    fn process_timers(&mut self) -> (Option<Duration>, usize) {
+    /// `now`, when the caller has just read the clock (PATCHES.md 15); otherwise it is read
+    /// here, and only if there are timers.
+    fn process_timers(&mut self, now: Option<Instant>) -> (Option<Duration>, usize) {
         // rampart (PATCHES.md): no clock read without timers, and no `split_off` (a node
         // allocated and freed) when none is due.
         let Some(&(first, _)) = self.timers.keys().next() else {
             return (None, 0);
         };
-        let now = Instant::now();
+        let now = now.unwrap_or_else(Instant::now);
         if first > now {
             return (Some(first - now), 0);
         }
@@ -872,9 +874,9 @@ impl Reactor {
     /// Processes ready timers and extends the list of wakers to wake.
     ///
     /// Returns the duration until the next timer
-    fn process_timers(&self) -> (Option<Duration>, usize) {
+    fn process_timers(&self, now: Option<Instant>) -> (Option<Duration>, usize) {
         let mut timers = self.timers.borrow_mut();
-        timers.process_timers()
+        timers.process_timers(now)
     }
 
     fn process_shared_channels(&self) -> usize {
@@ -913,14 +915,14 @@ impl Reactor {
     pub(crate) fn spin_poll_io(&self, submit_main: bool) -> io::Result<bool> {
         let mut woke = 0;
         self.sys.poll_io(&mut woke, submit_main)?;
-        woke += self.process_timers().1;
+        woke += self.process_timers(None).1;
         woke += self.process_shared_channels();
 
         Ok(woke > 0)
     }
 
-    fn process_external_events(&self) -> (Option<Duration>, usize) {
-        let (next_timer, mut woke) = self.process_timers();
+    fn process_external_events(&self, now: Option<Instant>) -> (Option<Duration>, usize) {
+        let (next_timer, mut woke) = self.process_timers(now);
         woke += self.process_shared_channels();
         (next_timer, woke)
     }
@@ -935,11 +937,17 @@ impl Reactor {
         preempt: impl Fn() -> Option<Duration>,
         runnable: impl Fn() -> bool,
     ) -> io::Result<bool> {
+        // rampart (PATCHES.md 15): a pass that will not sleep reads the clock once, for its
+        // timers and for the preemption deadline it sets; the deadline falls earlier by the
+        // time the pass takes (microseconds, against a slice of a millisecond or more).
+        let slice = preempt();
+        let now = slice.map(|_| Instant::now());
+
         // Process ready timers.
-        let (next_timer, woke) = self.process_external_events();
+        let (next_timer, woke) = self.process_external_events(now);
 
         // Block on I/O events.
-        let may_sleep = preempt().is_none();
+        let may_sleep = slice.is_none();
         let slept = self.sys.wait(
             may_sleep,
             next_timer,
@@ -949,11 +957,10 @@ impl Reactor {
         )?;
         if slept {
             // Don't wait for the next loop to process timers or shared channels
-            self.process_external_events();
+            self.process_external_events(None);
         }
-        // Armed as close as possible to leaving, so the next task queue gets its full slice.
-        if let Some(slice) = preempt() {
-            self.preempt_deadline.set(Instant::now() + slice);
+        if let (Some(slice), Some(now)) = (slice, now) {
+            self.preempt_deadline.set(now + slice);
         }
         Ok(slept)
     }

@@ -47,7 +47,7 @@ use latch::{Latch, LatchState};
 use log::warn;
 pub use placement::{CpuSet, Placement, PoolPlacement};
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{hash_map::Entry, BinaryHeap},
     fmt,
     future::Future,
@@ -1116,6 +1116,9 @@ pub struct LocalExecutor {
     id: usize,
     reactor: Rc<reactor::Reactor>,
     stall_detector: RefCell<Option<StallDetector>>,
+    /// rampart (PATCHES.md 15): when the last task queue that ran stopped, read for its
+    /// runtime; the loop's runtime accounting uses it instead of reading the clock again.
+    last_run_end: Cell<Option<Instant>>,
 }
 
 impl LocalExecutor {
@@ -1177,6 +1180,7 @@ impl LocalExecutor {
                     .map(|x| StallDetector::new(id, x))
                     .transpose()?,
             ),
+            last_run_end: Cell::new(None),
         })
     }
 
@@ -1398,7 +1402,9 @@ impl LocalExecutor {
                     break;
                 }
             }
-            let elapsed = time.elapsed();
+            let end = Instant::now();
+            self.last_run_end.set(Some(end));
+            let elapsed = end.saturating_duration_since(time);
             drop(guard);
             (elapsed, tasks_executed_this_loop)
         };
@@ -1496,10 +1502,12 @@ impl LocalExecutor {
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
+                this.last_run_end.set(None);
                 let run = this.run_task_queues();
 
                 // account for runtime and poll/sleep if possible
-                let cur_time = Instant::now();
+                // rampart (PATCHES.md 15): a pass that ran a queue read the clock as it ended.
+                let cur_time = this.last_run_end.get().unwrap_or_else(Instant::now);
                 this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
                 pre_time = cur_time;
                 // rampart (PATCHES.md 14): a pass that leaves no task queue active goes to the

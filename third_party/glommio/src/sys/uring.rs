@@ -805,6 +805,9 @@ struct PollRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// rampart (PATCHES.md 15): SQEs may be prepared and not yet submitted. Without any, the
+    /// ring's submission head (in the kernel's shared page) is not read.
+    staged: bool,
 }
 
 impl PollRing {
@@ -827,6 +830,7 @@ impl PollRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            staged: false,
         })
     }
 
@@ -864,6 +868,9 @@ impl UringCommon for PollRing {
     }
 
     fn waiting_kernel_submission(&self) -> usize {
+        if !self.staged {
+            return 0;
+        }
         self.ring.sq().ready() as usize
     }
 
@@ -882,6 +889,7 @@ impl UringCommon for PollRing {
     fn submit_sqes(&mut self) -> io::Result<usize> {
         let x = self.ring.submit_sqes()? as usize;
         self.in_kernel += x;
+        self.staged = self.ring.sq().ready() > 0;
         Ok(x)
     }
 
@@ -918,6 +926,7 @@ impl UringCommon for PollRing {
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
+                self.staged = true;
                 let ops = extract_one_chain(source_map, queue, chain, &mut now);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
