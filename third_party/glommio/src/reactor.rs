@@ -940,14 +940,13 @@ impl Reactor {
         // rampart (PATCHES.md 15): a pass that will not sleep reads the clock once, for its
         // timers and for the preemption deadline it sets; the deadline falls earlier by the
         // time the pass takes (microseconds, against a slice of a millisecond or more).
-        let slice = preempt();
-        let now = slice.map(|_| Instant::now());
+        let pass = preempt().map(|slice| (slice, Instant::now()));
 
         // Process ready timers.
-        let (next_timer, woke) = self.process_external_events(now);
+        let (next_timer, woke) = self.process_external_events(pass.map(|(_, now)| now));
 
         // Block on I/O events.
-        let may_sleep = slice.is_none();
+        let may_sleep = pass.is_none();
         let slept = self.sys.wait(
             may_sleep,
             next_timer,
@@ -959,7 +958,7 @@ impl Reactor {
             // Don't wait for the next loop to process timers or shared channels
             self.process_external_events(None);
         }
-        if let (Some(slice), Some(now)) = (slice, now) {
+        if let Some((slice, now)) = pass {
             self.preempt_deadline.set(now + slice);
         }
         Ok(slept)

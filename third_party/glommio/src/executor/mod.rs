@@ -47,7 +47,7 @@ use latch::{Latch, LatchState};
 use log::warn;
 pub use placement::{CpuSet, Placement, PoolPlacement};
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     collections::{hash_map::Entry, BinaryHeap},
     fmt,
     future::Future,
@@ -1116,9 +1116,6 @@ pub struct LocalExecutor {
     id: usize,
     reactor: Rc<reactor::Reactor>,
     stall_detector: RefCell<Option<StallDetector>>,
-    /// rampart (PATCHES.md 15): when the last task queue that ran stopped, read for its
-    /// runtime; the loop's runtime accounting uses it instead of reading the clock again.
-    last_run_end: Cell<Option<Instant>>,
 }
 
 impl LocalExecutor {
@@ -1180,7 +1177,6 @@ impl LocalExecutor {
                     .map(|x| StallDetector::new(id, x))
                     .transpose()?,
             ),
-            last_run_end: Cell::new(None),
         })
     }
 
@@ -1329,35 +1325,34 @@ impl LocalExecutor {
     // returned `false` both for "no task queue is active" and for "preempted before running
     // anything": parking on the second sleeps in io_uring_enter with runnable tasks, and
     // nothing may ever wake the executor again.
-    fn run_task_queues(&self) -> bool {
-        let mut ran = false;
+    //
+    // rampart (PATCHES.md 15): also returns when the last task queue that ran stopped (read
+    // for its runtime), for the caller's own runtime accounting; `None` if none ran.
+    fn run_task_queues(&self) -> (bool, Option<Instant>) {
+        let mut ended = None;
         loop {
             self.reactor.sys.install_eventfd();
-            if ran && self.need_preempt() {
+            if ended.is_some() && self.need_preempt() {
                 break;
             }
-            if !self.run_one_task_queue(!ran) {
-                return false;
-            } else {
-                ran = true;
+            match self.run_one_task_queue(ended.is_none()) {
+                None => return (false, ended),
+                end => ended = end,
             }
         }
-        ran
+        (true, ended)
     }
 
     /// Runs the most deserving active task queue until it is exhausted, yields or is
     /// preempted; with `first_of_pass`, a preemption pending already does not stop its first
-    /// task (see `run_task_queues`). `false` when no task queue is active.
-    fn run_one_task_queue(&self, first_of_pass: bool) -> bool {
+    /// task (see `run_task_queues`). `None` when no task queue is active, otherwise when the
+    /// queue's run ended.
+    fn run_one_task_queue(&self, first_of_pass: bool) -> Option<Instant> {
         let mut tq = self.queues.borrow_mut();
         let candidate = tq.active_executors.pop();
         tq.stats.scheduler_runs += 1;
 
-        if candidate.is_none() {
-            return false;
-        }
-
-        let queue = candidate.unwrap();
+        let queue = candidate?;
         tq.active_executing = Some(queue.clone());
         drop(tq);
 
@@ -1370,7 +1365,7 @@ impl LocalExecutor {
             now
         };
 
-        let (runtime, tasks_executed_this_loop) = {
+        let (runtime, end, tasks_executed_this_loop) = {
             let detector = self.stall_detector.borrow();
             let guard = detector.as_ref().map(|x| {
                 let queue = queue.borrow_mut();
@@ -1403,10 +1398,12 @@ impl LocalExecutor {
                 }
             }
             let end = Instant::now();
-            self.last_run_end.set(Some(end));
-            let elapsed = end.saturating_duration_since(time);
             drop(guard);
-            (elapsed, tasks_executed_this_loop)
+            (
+                end.saturating_duration_since(time),
+                end,
+                tasks_executed_this_loop,
+            )
         };
 
         let (need_repush, vruntime) = {
@@ -1445,7 +1442,7 @@ impl LocalExecutor {
             .map(|x| x.borrow().vruntime)
             .unwrap_or(vruntime);
 
-        true
+        Some(end)
     }
 
     /// Runs the executor until the given future completes.
@@ -1502,20 +1499,14 @@ impl LocalExecutor {
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
-                this.last_run_end.set(None);
-                let run = this.run_task_queues();
+                let (run, ended) = this.run_task_queues();
 
                 // account for runtime and poll/sleep if possible
                 // rampart (PATCHES.md 15): a pass that ran a queue read the clock as it ended.
-                let cur_time = this.last_run_end.get().unwrap_or_else(Instant::now);
+                let cur_time = ended.unwrap_or_else(Instant::now);
                 this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
                 pre_time = cur_time;
-                // rampart (PATCHES.md 14): a pass that leaves no task queue active goes to the
-                // park at once. 0.9.0 looped first: another `poll_io` (timers, channels and
-                // rings, one more clock read) and a pass that ran nothing, then the park,
-                // which does all of that again before it sleeps and does not sleep when it
-                // finds work.
-                if !run || this.queues.borrow().active_executors.is_empty() {
+                if !run {
                     if let Poll::Ready(t) = future.as_mut().poll(cx) {
                         // It may be that we just became ready now that the task queue
                         // is exhausted. But if we sleep (park) we'll never know so we

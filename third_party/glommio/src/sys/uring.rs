@@ -951,9 +951,6 @@ impl UringCommon for PollRing {
     }
 }
 
-/// Features bit: `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (Linux 5.11).
-const IORING_FEAT_EXT_ARG: u32 = 1 << 8;
-
 /// rampart (PATCHES.md): a ring whose completions do not interrupt the thread
 /// (`IORING_SETUP_COOP_TASKRUN`, Linux 5.19): the kernel posts them at the thread's next
 /// system call or when it sleeps in the ring, instead of with a reschedule IPI as soon as the
@@ -1369,7 +1366,7 @@ impl Reactor {
         }
 
         // rampart (PATCHES.md): sleeping takes its timeout as IORING_ENTER_EXT_ARG.
-        if main_ring.ring.raw().features & IORING_FEAT_EXT_ARG == 0 {
+        if main_ring.ring.raw().features & uring_sys::IORING_FEAT_EXT_ARG == 0 {
             return Err(GlommioError::IoError(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "io_uring without IORING_FEAT_EXT_ARG: Linux 5.11 or later is needed",

@@ -98,6 +98,9 @@ pub const IORING_FEAT_RW_CUR_POS: libc::__u32 = 1 << 3;
 pub const IORING_FEAT_CUR_PERSONALITY: libc::__u32 = 1 << 4;
 pub const IORING_FEAT_FAST_POLL: libc::__u32 = 1 << 5;
 pub const IORING_FEAT_POLL_32BITS: libc::__u32 = 1 << 6;
+/// rampart (PATCHES.md 14): `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (Linux 5.11); the
+/// reactor needs it, and with it no CQE is liburing's own timeout ([`peek_cqe`]).
+pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
 
 // io_uring_register opcodes and arguments
 pub const IORING_REGISTER_BUFFERS: libc::c_uint = 0;
@@ -694,10 +697,6 @@ extern "C" {
     #[link_name = "rust_io_uring_wait_cqe"]
     pub fn io_uring_wait_cqe(ring: *mut io_uring, cqe_ptr: *mut *mut io_uring_cqe) -> libc::c_int;
 }
-
-/// `io_uring_params.features`: `io_uring_enter` takes `IORING_ENTER_EXT_ARG` (Linux 5.11), so
-/// no CQE is liburing's own timeout.
-pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
 
 /// rampart (PATCHES.md 14): [`io_uring_peek_cqe`] without its calls in the common cases.
 ///
