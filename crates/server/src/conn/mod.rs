@@ -256,6 +256,17 @@ impl Link {
         }
     }
 
+    /// Gives the read buffers back, if nothing is pending in them, while the connection waits
+    /// for something other than its socket (other cores' replies): without it a core whose
+    /// connections wait on hops holds one buffer per such connection, more than the thread
+    /// keeps ([`rampart_tls::buffers::KEPT`]), and every read beyond allocates and zeroes one.
+    fn release_idle(&mut self, input: &mut InputBuffer) {
+        match self {
+            Link::Plain => input.release(),
+            Link::Tls(tls) => tls.release_idle(input),
+        }
+    }
+
     /// Writes all of `out`: one plain write when it is contiguous, else a vectored one that
     /// sends the held values from the items themselves.
     async fn write<S: Transport>(&mut self, stream: &mut S, out: &Output) -> io::Result<()> {
@@ -631,6 +642,9 @@ pub fn serve<S: Transport>(
                     || out.pending() >= session.high_water()
                     || session.queued_bytes() >= QUEUED_FLUSH_BYTES;
                 if flush {
+                    if session.is_waiting() {
+                        link.release_idle(&mut input);
+                    }
                     if let Err(err) =
                         drain(&mut session, &worker, &mut link, &mut stream, &mut out).await
                     {

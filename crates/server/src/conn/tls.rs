@@ -186,6 +186,17 @@ impl TlsLink {
         }
     }
 
+    /// Gives the read buffers back if nothing is pending in them (see `Link::release_idle`).
+    pub fn release_idle(&mut self, input: &mut InputBuffer) {
+        let mut buffers = TlsBuffers {
+            session: &mut self.session,
+            input,
+        };
+        if buffers.is_idle() {
+            buffers.release();
+        }
+    }
+
     /// Sends close_notify (best effort) and anything else still pending.
     pub async fn close<S: Transport>(&mut self, stream: &mut S) {
         self.session.shutdown();
