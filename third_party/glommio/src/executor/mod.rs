@@ -1332,8 +1332,15 @@ impl LocalExecutor {
         let mut ended = None;
         loop {
             self.reactor.sys.install_eventfd();
-            if ended.is_some() && self.need_preempt() {
-                break;
+            if ended.is_some() {
+                // rampart (PATCHES.md 16): with no other queue active the pass is over, and
+                // `need_preempt` (a clock read) would only say whether to stop it early.
+                if self.queues.borrow().active_executors.is_empty() {
+                    return (false, ended);
+                }
+                if self.need_preempt() {
+                    break;
+                }
             }
             match self.run_one_task_queue(ended.is_none()) {
                 None => return (false, ended),

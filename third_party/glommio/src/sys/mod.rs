@@ -394,6 +394,11 @@ impl SleepNotifier {
     }
 
     pub(crate) fn process_foreign_wakes(&self) -> usize {
+        // rampart (PATCHES.md 16): an empty channel is seen with two loads; `try_recv` on
+        // crossbeam's unbounded channel fences (`mfence`) before finding it empty.
+        if self.foreign_wakes.is_empty() {
+            return 0;
+        }
         let mut processed = 0;
         while let Ok(waker) = self.foreign_wakes.try_recv() {
             processed += 1;

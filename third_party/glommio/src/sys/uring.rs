@@ -765,6 +765,12 @@ pub(crate) trait UringCommon {
     /// But before the cancellation is run fd 3 gets closed and another file
     /// is opened with the same fd.
     fn flush_cancellations(&mut self, woke: &mut usize) {
+        // rampart (PATCHES.md 16): nothing to cancel, nothing to flush. `Reactor::wait`
+        // consumed the completions just before; one that came since is consumed by the next
+        // pass, or ends the sleep that follows at once.
+        if self.submission_queue().borrow().cancellations.is_empty() {
+            return;
+        }
         let mut cnt = 0;
         loop {
             if self.consume_cancellation_queue().is_ok() {
