@@ -11,7 +11,7 @@ use crate::io::Conn;
 
 /// Connections opened, at most, to get the ones a caller asks for on each core (the kernel
 /// spreads connections over the cores' `SO_REUSEPORT` sockets by a hash of the address).
-pub const MAX_CONNECTIONS_TO_SPREAD: usize = 64;
+pub const MAX_CONNECTIONS_TO_SPREAD: usize = 256;
 
 /// The shard that owns `key` among `shards` (rampart's `shard::shard_for`).
 pub fn owner(key: &[u8], shards: usize) -> usize {

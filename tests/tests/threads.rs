@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rampart_tests::cores::{conns_on_every_core, key_on, stat, stats};
+use rampart_tests::cores::{conns_by_core, conns_on_every_core, key_on, stat, stats};
 use rampart_tests::io::Conn;
 use rampart_tests::report::escape;
 use rampart_tests::server::run_bounded;
@@ -174,6 +174,64 @@ fn one_read_of_requests_for_another_core_is_one_message() {
     assert_eq!(
         total(&after, "ops_served") - total(&before, "ops_served"),
         17
+    );
+}
+
+/// Connections per core in the hop test: well over the spares a thread keeps (16).
+const WAITING_PER_CORE: usize = 48;
+/// Rounds of the hop test.
+const HOP_ROUNDS: usize = 20;
+
+#[test]
+#[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
+fn connections_waiting_on_the_other_core_hold_no_read_buffer() {
+    // Many connections of each core, each with a get for the other core's key in flight at
+    // once: the ones waiting for their replies must not hold read buffers, or the core runs
+    // out of spares and allocates one per read (`shard:N:buffers_allocated`).
+    let server = Server::start(Kind::Rampart, THREADS_ARG);
+    let mut by_core = conns_by_core(&server, SHARDS, WAITING_PER_CORE);
+    let gets: Vec<Vec<u8>> = (0..SHARDS)
+        .map(|core| {
+            format!(
+                "get {}\r\n",
+                key_on((core + 1) % SHARDS, SHARDS, "hop", core)
+            )
+            .into()
+        })
+        .collect();
+    let allocated = |conn: &mut Conn| -> u64 {
+        let shards = stats(conn, "shards");
+        (0..SHARDS)
+            .map(|i| stat(&shards, &format!("shard:{i}:buffers_allocated")))
+            .sum()
+    };
+    // A first round, so that each core has taken what its spares start with.
+    let round = |by_core: &mut [Vec<Conn>]| {
+        for (core, conns) in by_core.iter_mut().enumerate() {
+            for conn in conns.iter_mut() {
+                conn.send(&gets[core]).expect("send");
+            }
+        }
+        for conns in by_core.iter_mut() {
+            for conn in conns.iter_mut() {
+                let reply = conn.read_until(b"END\r\n", Duration::from_secs(10));
+                assert_eq!(reply.bytes, b"END\r\n", "{}", server.diagnostics());
+            }
+        }
+    };
+    round(&mut by_core);
+    let before = allocated(&mut by_core[0][0]);
+    for _ in 0..HOP_ROUNDS {
+        round(&mut by_core);
+    }
+    let after = allocated(&mut by_core[0][0]);
+    // A core's spares cover whatever a turn holds at once when waiting connections hold
+    // nothing; a few allocations at most, where `stats` itself or a slow turn needs one.
+    assert!(
+        after - before <= SHARDS as u64,
+        "{} buffers allocated over {HOP_ROUNDS} rounds of {WAITING_PER_CORE} waiting \
+         connections per core",
+        after - before
     );
 }
 

@@ -109,6 +109,9 @@ pub struct ShardSnapshot {
     /// Messages this executor ran for other cores, and the operations in them.
     pub batches_served: u64,
     pub ops_served: u64,
+    /// Connection buffers this executor allocated because its spares had run out
+    /// (`rampart_tls::buffers::allocated`).
+    pub buffers_allocated: u64,
 }
 
 /// Operations for one shard from one connection's turn, then their outcomes.

@@ -131,6 +131,7 @@ fn total(shards: &[ShardSnapshot]) -> ShardSnapshot {
         sum.batches_sent += shard.batches_sent;
         sum.batches_served += shard.batches_served;
         sum.ops_served += shard.ops_served;
+        sum.buffers_allocated += shard.buffers_allocated;
     }
     sum
 }
@@ -477,6 +478,7 @@ pub fn shards(view: &StatsView<'_>, out: &mut Vec<u8>) {
             ("batches_sent", shard.batches_sent),
             ("batches_served", shard.batches_served),
             ("ops_served", shard.ops_served),
+            ("buffers_allocated", shard.buffers_allocated),
         ] {
             reply::stat_u64(out, &format!("shard:{i}:{field}"), value);
         }

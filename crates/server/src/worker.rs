@@ -374,6 +374,7 @@ impl Worker {
         if let Some(mesh) = self.router.mesh() {
             mesh.counters.reset();
         }
+        rampart_tls::buffers::reset_allocated();
         self.router.invoke_local(|store| {
             store.stats_mut().reset();
             store.prefix_stats_mut().clear();
@@ -397,6 +398,7 @@ impl Worker {
         snapshot.conn_yields = c.conn_yields.get();
         snapshot.curr_connections = self.open.get() as u64;
         snapshot.total_connections = c.total_connections.get();
+        snapshot.buffers_allocated = rampart_tls::buffers::allocated();
         if let Some(mesh) = self.router.mesh() {
             snapshot.batches_sent = mesh.counters.batches_sent.get();
             snapshot.batches_served = mesh.counters.batches_served.get();

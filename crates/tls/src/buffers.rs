@@ -12,9 +12,10 @@
 //!
 //! Bound: at most [`KEPT`] buffers of [`BUFFER_BYTES`] in each of the two lists per thread
 //! (512 KiB); a buffer given back past that, or grown beyond [`BUFFER_BYTES`], is freed.
+//! A take that finds no spare allocates, and is counted ([`allocated`], `stats shards`).
 //! Shared by the TLS session's ciphertext and the connection driver's plaintext input.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The size of a lent buffer: one socket read, one TLS record's worth.
 pub const BUFFER_BYTES: usize = 16 * 1024;
@@ -38,6 +39,26 @@ thread_local! {
     };
 }
 
+thread_local! {
+    /// Buffers this thread allocated because it had no spare (`stats shards`).
+    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many buffers this thread has allocated because no spare was left, since it started or
+/// since [`reset_allocated`]: the thread's steady state allocates none.
+pub fn allocated() -> u64 {
+    ALLOCATED.get()
+}
+
+/// Restarts [`allocated`]'s count (`stats reset`).
+pub fn reset_allocated() {
+    ALLOCATED.set(0);
+}
+
+fn count_allocation() {
+    ALLOCATED.set(ALLOCATED.get().wrapping_add(1));
+}
+
 /// A buffer of `BUFFER_BYTES` initialised bytes, to read into.
 pub fn take_filled() -> Vec<u8> {
     let spare = SPARES.with_borrow_mut(|s| s.filled.pop().or_else(|| s.empty.pop()));
@@ -47,7 +68,10 @@ pub fn take_filled() -> Vec<u8> {
             buf.resize(BUFFER_BYTES, 0);
             buf
         }
-        None => vec![0; BUFFER_BYTES],
+        None => {
+            count_allocation();
+            vec![0; BUFFER_BYTES]
+        }
     }
 }
 
@@ -59,7 +83,10 @@ pub fn take_empty() -> Vec<u8> {
             buf.clear();
             buf
         }
-        None => Vec::with_capacity(BUFFER_BYTES),
+        None => {
+            count_allocation();
+            Vec::with_capacity(BUFFER_BYTES)
+        }
     }
 }
 
@@ -108,5 +135,10 @@ mod tests {
         let many: Vec<_> = (0..KEPT + 5).map(|_| take_filled()).collect();
         many.into_iter().for_each(give);
         SPARES.with_borrow(|s| assert_eq!((s.filled.len(), s.empty.len()), (KEPT, 0)));
+        // Only the takes that found no spare allocated: the first, and each of `many` (the
+        // buffer compared above was dropped, so none was left).
+        assert_eq!(allocated(), 1 + KEPT as u64 + 5);
+        reset_allocated();
+        assert_eq!(allocated(), 0);
     }
 }
