@@ -205,7 +205,7 @@ fn connections_waiting_on_the_other_core_hold_no_read_buffer() {
             .map(|i| stat(&shards, &format!("shard:{i}:buffers_allocated")))
             .sum()
     };
-    // A first round, so that each core has taken what its spares start with.
+    // One round: every connection's get sent, then every reply read.
     let round = |by_core: &mut [Vec<Conn>]| {
         for (core, conns) in by_core.iter_mut().enumerate() {
             for conn in conns.iter_mut() {
@@ -219,6 +219,7 @@ fn connections_waiting_on_the_other_core_hold_no_read_buffer() {
             }
         }
     };
+    // A first round, so that each core has taken what its spares start with.
     round(&mut by_core);
     let before = allocated(&mut by_core[0][0]);
     for _ in 0..HOP_ROUNDS {
