@@ -181,6 +181,10 @@ fn one_read_of_requests_for_another_core_is_one_message() {
 const WAITING_PER_CORE: usize = 48;
 /// Rounds of the hop test.
 const HOP_ROUNDS: usize = 20;
+/// Allocations the hop test allows over its rounds: a core's spares cover whatever one turn
+/// holds at once when waiting connections hold nothing, so none are expected; this leaves
+/// room for one per core (a `stats` call, a turn that found input half-read).
+const HOP_ALLOCATIONS_ALLOWED: u64 = 2;
 
 #[test]
 #[cfg_attr(one_cpu, ignore = "needs two CPUs: -t 2 cannot start on this machine")]
@@ -226,10 +230,8 @@ fn connections_waiting_on_the_other_core_hold_no_read_buffer() {
         round(&mut by_core);
     }
     let after = allocated(&mut by_core[0][0]);
-    // A core's spares cover whatever a turn holds at once when waiting connections hold
-    // nothing; a few allocations at most, where `stats` itself or a slow turn needs one.
     assert!(
-        after - before <= SHARDS as u64,
+        after - before <= HOP_ALLOCATIONS_ALLOWED,
         "{} buffers allocated over {HOP_ROUNDS} rounds of {WAITING_PER_CORE} waiting \
          connections per core",
         after - before

@@ -456,7 +456,7 @@ impl Writer {
         });
         let reason = event.reason.clone().unwrap_or_default();
         let command = event.command.unwrap_or("").to_owned();
-        let now = unix_seconds();
+        let now = crate::stats::unix_now();
         let mut recent = self
             .recent
             .lock()
@@ -510,12 +510,6 @@ impl Writer {
         }
         let _ = self.sink.flush();
     }
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Now as `2026-12-02T03:04:05.678Z`.

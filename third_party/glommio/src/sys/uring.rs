@@ -680,6 +680,8 @@ impl UringQueueState {
 
 pub(crate) trait UringCommon {
     fn submission_queue(&mut self) -> ReactorQueue;
+    /// Whether cancellations wait to be staged (`flush_cancellations!` stages them).
+    fn has_cancellations(&self) -> bool;
     fn submit_sqes(&mut self) -> io::Result<usize>;
     fn waiting_kernel_submission(&self) -> usize;
     fn in_kernel(&self) -> usize;
@@ -768,7 +770,7 @@ pub(crate) trait UringCommon {
         // rampart (PATCHES.md 16): nothing to cancel, nothing to flush. `Reactor::wait`
         // consumed the completions just before; one that came since is consumed by the next
         // pass, or ends the sleep that follows at once.
-        if self.submission_queue().borrow().cancellations.is_empty() {
+        if !self.has_cancellations() {
             return;
         }
         let mut cnt = 0;
@@ -890,6 +892,11 @@ impl UringCommon for PollRing {
 
     fn submission_queue(&mut self) -> ReactorQueue {
         self.submission_queue.clone()
+    }
+
+    #[inline]
+    fn has_cancellations(&self) -> bool {
+        !self.submission_queue.borrow().cancellations.is_empty()
     }
 
     fn submit_sqes(&mut self) -> io::Result<usize> {
@@ -1020,11 +1027,6 @@ impl SleepableRing {
             .or_else(Reactor::busy_ok)
             .or_else(Reactor::again_ok)
             .or_else(Reactor::intr_ok)
-    }
-
-    /// Whether cancellations wait to be staged (`flush_cancellations!` stages them).
-    fn has_cancellations(&self) -> bool {
-        !self.submission_queue.borrow().cancellations.is_empty()
     }
 
     /// Like `can_sleep`, with SQEs staged but not submitted allowed: the sleep submits them.
@@ -1182,6 +1184,11 @@ impl UringCommon for SleepableRing {
 
     fn submission_queue(&mut self) -> ReactorQueue {
         self.submission_queue.clone()
+    }
+
+    #[inline]
+    fn has_cancellations(&self) -> bool {
+        !self.submission_queue.borrow().cancellations.is_empty()
     }
 
     fn submit_sqes(&mut self) -> io::Result<usize> {
